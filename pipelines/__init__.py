@@ -1,0 +1,1 @@
+"""Thin command-line pipelines over `cotracker3` and `sfm_tracks`."""
