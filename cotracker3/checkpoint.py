@@ -1,0 +1,152 @@
+"""Checkpoint loading: the one place that reads weights, for every model and pipeline.
+
+Accepts the official `scaled_offline.pth` / `scaled_online.pth` unchanged, our own `.safetensors`
+files (which carry the model config in their metadata), flat state dicts and `{"model": ...}` /
+`{"state_dict": ...}` wrappers, with or without a DistributedDataParallel `module.` prefix.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.request
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import torch
+
+from .model import CoTrackerThreeBase, CoTrackerThreeOffline, CoTrackerThreeOnline, sincos_time_embedding
+
+log = logging.getLogger(__name__)
+
+OFFICIAL_FILES = {"offline": "scaled_offline.pth", "online": "scaled_online.pth"}
+OFFICIAL_URL = "https://huggingface.co/facebook/cotracker3/resolve/main/{}"
+EMBEDDED_DIR = Path(__file__).parent / "weights"
+EMBEDDED_FILES = {"offline": "cotracker3_small_offline.safetensors", "online": "cotracker3_small_online.safetensors"}
+MODEL_CLASSES = {"offline": CoTrackerThreeOffline, "online": CoTrackerThreeOnline}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be found, read, or does not fit the model."""
+
+
+def read_state_dict(path: Union[str, Path]) -> Tuple[dict, dict]:
+    """Read a checkpoint file -> (state_dict, config). `config` is {} unless the file stores one."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    config = {}
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                state = {k: f.get_tensor(k) for k in f.keys()}
+                config = json.loads((f.metadata() or {}).get("config", "{}"))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unreadable, truncated, pickled objects, ...
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    if isinstance(state, dict) and "config" in state and isinstance(state["config"], dict):
+        config = state["config"]
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}, config
+
+
+def load_weights(model: CoTrackerThreeBase, state_dict: dict) -> CoTrackerThreeBase:
+    """Load strictly; regenerate `time_emb` for another window length; name missing/unexpected keys on mismatch."""
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    own = model.state_dict()
+    if "time_emb" in state and state["time_emb"].shape != own["time_emb"].shape:
+        state["time_emb"] = sincos_time_embedding(model.window_len, model.input_dim)
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        def show(keys):
+            return ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "") if keys else "none"
+        raise CheckpointError(
+            f"checkpoint does not fit {type(model).__name__}: missing keys: {show(missing)}; unexpected keys: {show(unexpected)}"
+        )
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if state[k].shape != own[k].shape]
+    if wrong:
+        raise CheckpointError(f"checkpoint shapes do not fit {type(model).__name__}: " + "; ".join(wrong[:5]))
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return model
+
+
+def hub_cache_dir() -> Path:
+    """Where torch.hub stores downloaded checkpoints ($TORCH_HOME/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def resolve_checkpoint(kind: str, checkpoint: Optional[str] = "default", allow_download: Optional[bool] = None) -> Tuple[Path, str]:
+    """Find the weights to use -> (path, human-readable source).
+
+    Order: an explicit path; the official file in the torch hub cache; a download of the official
+    file (when the network allows it); the small weights shipped with this package.
+    """
+    if kind not in OFFICIAL_FILES:
+        raise ValueError(f"kind must be 'offline' or 'online', got {kind!r}")
+    if checkpoint not in (None, "default"):
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        return path, f"explicit checkpoint {path}"
+    cached = hub_cache_dir() / OFFICIAL_FILES[kind]
+    if cached.is_file():
+        return cached, f"official CoTracker3 {kind} weights from the torch hub cache ({cached})"
+    if allow_download is None:
+        allow_download = os.environ.get("SFM_TRACKS_NO_DOWNLOAD", "") in ("", "0")
+    if allow_download:
+        url = OFFICIAL_URL.format(OFFICIAL_FILES[kind])
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(".part")
+            with urllib.request.urlopen(url, timeout=10) as r, open(tmp, "wb") as f:
+                while chunk := r.read(1 << 20):
+                    f.write(chunk)
+            tmp.replace(cached)
+            return cached, f"official CoTracker3 {kind} weights downloaded from {url}"
+        except Exception as e:  # no network here is normal: fall through to the shipped weights
+            log.info("could not download %s (%s); using local weights", url, e)
+    embedded = EMBEDDED_DIR / EMBEDDED_FILES[kind]
+    if embedded.is_file():
+        return embedded, f"sfm-tracks' own small {kind} weights ({embedded.name}, trained on synthetic video)"
+    raise CheckpointError(
+        f"no CoTracker3 {kind} weights found: pass a checkpoint path, or put the official "
+        f"{OFFICIAL_FILES[kind]} into {hub_cache_dir()} (from {OFFICIAL_URL.format(OFFICIAL_FILES[kind])})"
+    )
+
+
+def build_model(kind: str, checkpoint: Optional[str] = None, window_len: Optional[int] = None, **config) -> CoTrackerThreeBase:
+    """Construct the offline/online model; load `checkpoint` (None: random init, 'default': resolve)."""
+    cls = MODEL_CLASSES[kind]
+    if checkpoint is None:
+        if window_len is not None:
+            config["window_len"] = window_len
+        return cls(**config)
+    path, source = resolve_checkpoint(kind, checkpoint)
+    state, stored = read_state_dict(path)
+    config = {**stored, **config}
+    if window_len is not None:
+        config["window_len"] = window_len
+    model = load_weights(cls(**config), state)
+    model.checkpoint_source = source
+    log.info("loaded %s", source)
+    return model
+
+
+def save_weights(model: CoTrackerThreeBase, path: Union[str, Path], config: dict, half: bool = False) -> None:
+    """Write a `.safetensors` file with the constructor config in its metadata (atomic)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata={"config": json.dumps(config)})
+    tmp.replace(path)
