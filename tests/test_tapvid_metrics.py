@@ -98,3 +98,36 @@ def test_evaluation_points_and_trackwise():
 def test_rescale_and_mean():
     np.testing.assert_allclose(rescale_xy(np.array([[427.0, 240.0]]), (480, 854)), [[128.0, 128.0]])
     assert mean_metrics([{"a": np.array([1.0])}, {"a": np.array([0.0])}]) == {"a": 0.5}
+
+
+@pytest.mark.parametrize("mode", ["first", "strided"])
+def test_matches_elementwise_definition_on_random_data(mode):
+    """Vectorised metrics == a literal per-(point, frame) count of the TAP-Vid definitions."""
+    rng = np.random.default_rng(3)
+    B, N, T = 2, 9, 11
+    gt = rng.uniform(0, 256, (B, N, T, 2))
+    pred = gt + rng.normal(0, 6, gt.shape)
+    gt_occ, pred_occ = rng.uniform(size=(B, N, T)) < 0.3, rng.uniform(size=(B, N, T)) < 0.3
+    q = np.zeros((B, N, 3))
+    q[..., 0] = rng.integers(0, T, (B, N))
+    m = compute_tapvid_metrics(q, gt_occ, gt, pred_occ, pred, mode)
+    for b in range(B):
+        oa = vis = fp = tp = within = 0
+        d = 4
+        for n in range(N):
+            for t in range(T):
+                if t == q[b, n, 0] or (mode == "first" and t < q[b, n, 0]):
+                    continue
+                close = np.linalg.norm(pred[b, n, t] - gt[b, n, t]) < d
+                oa += pred_occ[b, n, t] == gt_occ[b, n, t]
+                if not gt_occ[b, n, t]:
+                    vis += 1
+                    within += close
+                    tp += close and not pred_occ[b, n, t]
+                if not pred_occ[b, n, t] and (gt_occ[b, n, t] or not close):
+                    fp += 1
+        n_eval = sum(1 for n in range(N) for t in range(T)
+                     if t != q[b, n, 0] and not (mode == "first" and t < q[b, n, 0]))
+        assert m["occlusion_accuracy"][b] == pytest.approx(oa / n_eval)
+        assert m["pts_within_4"][b] == pytest.approx(within / vis)
+        assert m["jaccard_4"][b] == pytest.approx(tp / (vis + fp))
