@@ -1,0 +1,156 @@
+"""TAP-Vid pickle readers producing evaluation samples with tapnet's query sampling.
+
+Pickle layouts (as released by DeepMind):
+- DAVIS (``tapvid_davis.pkl``): dict video_name -> entry
+- Kinetics (``*_of_0010.pkl`` shards): list of entries (a dict is taken by its values)
+- RGB-Stacking (``tapvid_rgb_stacking.pkl``): list of entries
+Each entry: ``video`` (T, H, W, 3) uint8 or a list of T JPEG byte strings; ``points`` (N, T, 2)
+float (x, y) normalised to [0, 1]; ``occluded`` (N, T) bool.
+
+Query sampling (tapnet ``sample_queries_first`` / ``sample_queries_strided``):
+- ``first``: tracks never visible are dropped; each remaining track is queried at its first
+  visible frame.
+- ``strided``: for t = 0, 5, 10, ..., every track visible at t yields a query at t (a track can be
+  queried several times; its GT is then repeated). Queries are ordered by query frame.
+
+Pixel convention: ``points * (W, H)`` at the output resolution (tapnet, the TAP-Vid paper
+protocol). CoTracker's loader (``tap_vid_datasets.py``, CoTracker3 era) instead uses
+``points * (W - 1, H - 1)``; pass ``point_scale="cotracker"`` to reproduce it. At 256x256 the two
+differ by up to 1 px at the far border.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import pickle
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+QUERY_STRIDE = 5
+
+
+@dataclass
+class TapVidSample:
+    """One evaluation video. ``T`` frames, ``N`` queries, all coordinates in ``video`` pixels.
+
+    video: (T, H, W, 3) uint8 RGB.
+    query_points: (N, 3) float32 (t, y, x) -- tapnet's order, for the metrics.
+    gt_tracks: (T, N, 2) float32 (x, y).
+    gt_visible: (T, N) bool.
+    query_mode: "first" or "strided" (decides which frames the metrics score).
+    """
+
+    name: str
+    video: np.ndarray
+    query_points: np.ndarray
+    gt_tracks: np.ndarray
+    gt_visible: np.ndarray
+    query_mode: str
+
+    @property
+    def queries_txy(self) -> np.ndarray:
+        """(N, 3) float32 (t, x, y): the order CoTracker models and ``predict_fn`` take."""
+        return self.query_points[:, [0, 2, 1]].astype(np.float32)
+
+
+def decode_frames(frames) -> np.ndarray:
+    """(T, H, W, 3) uint8 array, or a sequence of JPEG/PNG bytes -> (T, H, W, 3) uint8 RGB."""
+    if isinstance(frames, np.ndarray) and frames.dtype == np.uint8:
+        return frames
+    if len(frames) and isinstance(frames[0], (bytes, bytearray)):
+        out = []
+        for buf in frames:
+            bgr = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ValueError("could not decode a video frame")
+            out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        return np.stack(out)
+    return np.asarray(frames, dtype=np.uint8)
+
+
+def resize_video(video: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Resize every frame. Area filter when shrinking (anti-aliased, like mediapy's PIL Lanczos
+    used by tapnet up to small pixel differences), bicubic when enlarging."""
+    H, W = video.shape[1:3]
+    if (H, W) == tuple(size_hw):
+        return video
+    interp = cv2.INTER_AREA if size_hw[0] * size_hw[1] < H * W else cv2.INTER_CUBIC
+    return np.stack([cv2.resize(f, (size_hw[1], size_hw[0]), interpolation=interp) for f in video])
+
+
+def sample_queries_first(occluded: np.ndarray, points: np.ndarray):
+    """(N, T) bool, (N, T, 2) px -> query_points (n, 3) (t, y, x), points (n, T, 2), occluded (n, T)."""
+    keep = (~occluded).any(axis=1)
+    occluded, points = occluded[keep], points[keep]
+    t = np.argmax(~occluded, axis=1)  # first visible frame
+    xy = points[np.arange(len(t)), t]
+    query = np.stack([t, xy[:, 1], xy[:, 0]], axis=-1)
+    return query.astype(np.float32), points, occluded
+
+
+def sample_queries_strided(occluded: np.ndarray, points: np.ndarray, stride: int = QUERY_STRIDE):
+    """Like :func:`sample_queries_first` but one query per (visible track, frame t % stride == 0)."""
+    queries, pts, occs = [], [], []
+    for t in range(0, occluded.shape[1], stride):
+        m = ~occluded[:, t]
+        q = np.stack([np.full(m.sum(), t), points[m, t, 1], points[m, t, 0]], axis=-1)
+        queries.append(q)
+        pts.append(points[m])
+        occs.append(occluded[m])
+    return (np.concatenate(queries).astype(np.float32), np.concatenate(pts), np.concatenate(occs))
+
+
+def load_tapvid_entries(path: str) -> list[tuple[str, dict]]:
+    """(name, entry) pairs from a pickle file, or from every ``*.pkl`` shard in a directory
+    (Kinetics). Dict keys (DAVIS video names) are kept; list items are named
+    ``{file stem}_{index}``."""
+    files = sorted(glob.glob(os.path.join(path, "*.pkl"))) if os.path.isdir(path) else [path]
+    if not files:
+        raise FileNotFoundError(f"no .pkl files in {path}")
+    entries = []
+    for f in files:
+        with open(f, "rb") as fh:
+            data = pickle.load(fh)
+        stem = os.path.splitext(os.path.basename(f))[0]
+        prefix = f"{stem}/" if len(files) > 1 else ""
+        if isinstance(data, dict):  # DAVIS (or a dict-valued Kinetics shard): keep the keys
+            entries += [(f"{prefix}{k}", v) for k, v in data.items()]
+        else:  # Kinetics / RGB-Stacking lists
+            entries += [(f"{stem}_{i}", v) for i, v in enumerate(data)]
+    return entries
+
+
+def make_sample(name: str, entry: dict, query_mode: str = "first",
+                resize_to: tuple[int, int] | None = (256, 256), point_scale: str = "tapnet") -> TapVidSample:
+    """Turn one pickle entry into a :class:`TapVidSample` (entry is not modified)."""
+    video = decode_frames(entry["video"])
+    if resize_to is not None:
+        video = resize_video(video, resize_to)
+    H, W = video.shape[1:3]
+    if point_scale == "tapnet":
+        scale = np.array([W, H], np.float64)
+    elif point_scale == "cotracker":
+        scale = np.array([W - 1, H - 1], np.float64)
+    else:
+        raise ValueError(f"unknown point_scale {point_scale!r}")
+    points = np.asarray(entry["points"], np.float64) * scale  # (N, T, 2)
+    occluded = np.asarray(entry["occluded"], bool)  # (N, T)
+    if query_mode == "first":
+        q, points, occluded = sample_queries_first(occluded, points)
+    elif query_mode == "strided":
+        q, points, occluded = sample_queries_strided(occluded, points)
+    else:
+        raise ValueError(f"unknown query mode {query_mode!r}")
+    return TapVidSample(name, video, q, points.transpose(1, 0, 2).astype(np.float32),
+                        ~occluded.T, query_mode)
+
+
+def tapvid_samples(path: str, query_mode: str = "first", resize_to: tuple[int, int] | None = (256, 256),
+                   point_scale: str = "tapnet", names: Sequence[str] | None = None) -> Iterator[TapVidSample]:
+    """Iterate the samples of a TAP-Vid pickle (or Kinetics shard directory), decoded lazily."""
+    for name, entry in load_tapvid_entries(path):
+        if names is None or name in names:
+            yield make_sample(name, entry, query_mode, resize_to, point_scale)
