@@ -125,3 +125,18 @@ class LucasKanadeProvider(TrackProvider):
         self._sweep(gray, xy, vis, conf, qf, forward=True)
         self._sweep(gray, xy, vis, conf, qf, forward=False)
         return Tracks(xy=xy, visible=vis, image_size=(H, W), confidence=conf)
+
+
+def run_chunked(provider: TrackProvider, frames: np.ndarray, queries: np.ndarray, max_queries: Optional[int]) -> Tracks:
+    """provider() on query chunks of at most `max_queries`, concatenated along tracks."""
+    if not max_queries or len(queries) <= max_queries:
+        return provider(frames, queries)
+    parts = [provider(frames, queries[i : i + max_queries]) for i in range(0, len(queries), max_queries)]
+    conf = None if any(p.confidence is None for p in parts) else np.concatenate([p.confidence for p in parts], 1)
+    return Tracks(
+        xy=np.concatenate([p.xy for p in parts], 1),
+        visible=np.concatenate([p.visible for p in parts], 1),
+        image_size=parts[0].image_size,
+        confidence=conf,
+        query_frame=queries[:, 0].astype(np.int64),
+    )

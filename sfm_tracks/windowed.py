@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from .providers import TrackProvider
+from .providers import TrackProvider, run_chunked
 from .tracks import Tracks
 
 
@@ -31,20 +31,6 @@ def window_bounds(num_frames: int, window: int, overlap: int) -> list[tuple[int,
         if e == num_frames:
             return bounds
         s += window - overlap
-
-
-def _run_chunked(provider: TrackProvider, frames: np.ndarray, queries: np.ndarray, max_queries: Optional[int]) -> Tracks:
-    """provider() on query chunks of at most `max_queries`, concatenated along tracks."""
-    if not max_queries or len(queries) <= max_queries:
-        return provider(frames, queries)
-    parts = [provider(frames, queries[i : i + max_queries]) for i in range(0, len(queries), max_queries)]
-    conf = None if any(p.confidence is None for p in parts) else np.concatenate([p.confidence for p in parts], 1)
-    return Tracks(
-        xy=np.concatenate([p.xy for p in parts], 1),
-        visible=np.concatenate([p.visible for p in parts], 1),
-        image_size=parts[0].image_size,
-        confidence=conf,
-    )
 
 
 class _Stitcher:
@@ -113,7 +99,7 @@ def windowed(
         s, e = bounds[k]
         q = q_global.copy()
         q[:, 0] -= s
-        return _run_chunked(provider, np.asarray(frames[s:e]), q, max_queries)
+        return run_chunked(provider, np.asarray(frames[s:e]), q, max_queries)
 
     # forward pass: home queries of each window plus points carried in from the previous window
     fwd_ids = np.zeros(0, np.int64)
