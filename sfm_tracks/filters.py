@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from .providers import TrackProvider, run_chunked
+from .providers import TrackProvider
 from .tracks import Tracks
 
 
@@ -79,6 +79,27 @@ def anchor_frames(visible: np.ndarray, query_frame: int, count: Optional[int]) -
     return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
 
+def _return_trips(provider, frames, start, xy, target, max_queries):
+    """Track (M,) points from frames `start` at `xy` (M, 2) to frames `target`: ((M, 2) xy, (M,) visible).
+
+    Trips are sorted by the frame span they need and each chunk of `max_queries` only gets the frames
+    of its span, so the provider never tracks through frames no trip in the chunk needs.
+    """
+    lo, hi = np.minimum(start, target), np.maximum(start, target)
+    order = np.lexsort((hi, lo))
+    out_xy = np.zeros((len(start), 2), np.float32)
+    out_vis = np.zeros(len(start), bool)
+    step = max_queries or len(start)
+    for i in range(0, len(order), step):
+        m = order[i : i + step]
+        a, b = int(lo[m].min()), int(hi[m].max()) + 1
+        queries = np.concatenate([(start[m] - a)[:, None].astype(np.float32), xy[m]], 1)
+        res = provider(np.asarray(frames[a:b]), queries)
+        out_xy[m] = res.xy[target[m] - a, np.arange(len(m))]
+        out_vis[m] = res.visible[target[m] - a, np.arange(len(m))]
+    return out_xy, out_vis
+
+
 def cycle_consistency(
     provider: TrackProvider,
     frames: np.ndarray,
@@ -106,12 +127,10 @@ def cycle_consistency(
     backward_xy = np.zeros((T, N, 2), np.float32)
     backward_visible = np.zeros((T, N), bool)
     if len(rows):
-        queries = np.concatenate([rows[:, None].astype(np.float32), tracks.xy[rows, cols]], 1)
-        back = run_chunked(provider, frames, queries, max_queries)
-        m = np.arange(len(rows))
+        back_xy, back_vis = _return_trips(provider, frames, rows, tracks.xy[rows, cols], q[cols], max_queries)
         checked[rows, cols] = True
-        backward_xy[rows, cols] = back.xy[q[cols], m]
-        backward_visible[rows, cols] = back.visible[q[cols], m]
+        backward_xy[rows, cols] = back_xy
+        backward_visible[rows, cols] = back_vis
     return cycle_consistent_mask(tracks.xy, backward_xy, tracks.visible, backward_visible, threshold_px, q, checked)
 
 
