@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -176,8 +177,6 @@ def write_video(path: str | Path, frames: np.ndarray | Sequence[np.ndarray], fps
     h, w = frames[0].shape[:2]
     eh, ew = h + h % 2, w + w % 2
     codec = _pick_codec()
-    from fractions import Fraction
-
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height, stream.pix_fmt = ew, eh, "yuv420p"
