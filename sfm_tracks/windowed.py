@@ -1,0 +1,137 @@
+"""Run any TrackProvider on overlapping windows of a long video so memory stays bounded.
+
+Stitching rule (one window is the authority for every frame of every track, no averaging):
+- A query's *home* window is the last window starting at or before its query frame; the home window
+  gives all of that window's frames.
+- Forward: from the overlap with the next window, the point's last confident position (visible, and
+  confidence >= min_conf when the provider reports one) becomes a new query there; the next window
+  gives only the frames after the current window ends. The overlap therefore always comes from the
+  window that carried the point in (the one nearer its query frame).
+- Backward: symmetric, using the first confident position in the overlap with the previous window.
+A point with no confident position in an overlap is not carried: it stays invisible beyond it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .providers import TrackProvider, run_chunked
+from .tracks import Tracks
+
+
+def window_bounds(num_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    """[(start, end)) of windows of `window` frames, consecutive ones sharing `overlap` frames."""
+    if overlap < 1 or window < 2 * overlap:
+        raise ValueError(f"need overlap >= 1 and window >= 2 * overlap, got window={window}, overlap={overlap}")
+    bounds, s = [], 0
+    while True:
+        e = min(s + window, num_frames)
+        bounds.append((s, e))
+        if e == num_frames:
+            return bounds
+        s += window - overlap
+
+
+class _Stitcher:
+    """Accumulates per-window results into full-length (T, N) arrays."""
+
+    def __init__(self, T: int, queries: np.ndarray, min_conf: float):
+        N = len(queries)
+        self.xy = np.broadcast_to(queries[None, :, 1:], (T, N, 2)).copy()  # finite placeholder where invisible
+        self.visible = np.zeros((T, N), bool)
+        self.confidence = np.zeros((T, N), np.float32)
+        self.has_conf = True
+        self.min_conf = min_conf
+
+    def write(self, ids: np.ndarray, result: Tracks, cols: np.ndarray, start: int, frames: slice) -> None:
+        """Copy result columns `cols` for global `frames` (window offset `start`) into tracks `ids`."""
+        local = slice(frames.start - start, frames.stop - start)
+        self.xy[frames, ids] = result.xy[local][:, cols]
+        self.visible[frames, ids] = result.visible[local][:, cols]
+        if result.confidence is None:
+            self.has_conf = False
+        else:
+            self.confidence[frames, ids] = result.confidence[local][:, cols]
+
+    def carry(self, ids: np.ndarray, frames: range) -> tuple[np.ndarray, np.ndarray]:
+        """Tracks among `ids` with a confident position in `frames` (searched in the given order), and
+        their (M, 3) global (t, x, y) queries at the first such frame."""
+        order = np.asarray(list(frames))
+        ok = self.visible[order][:, ids]
+        if self.has_conf:
+            ok &= self.confidence[order][:, ids] >= self.min_conf
+        found = ok.any(0)
+        first = order[np.argmax(ok, 0)][found]
+        kept = ids[found]
+        q = np.concatenate([first[:, None].astype(np.float32), self.xy[first, kept]], 1)
+        return kept, q
+
+
+def windowed(
+    provider: TrackProvider,
+    frames: np.ndarray,
+    queries: np.ndarray,
+    window: int = 48,
+    overlap: int = 8,
+    max_queries: Optional[int] = None,
+    min_conf: float = 0.5,
+) -> Tracks:
+    """Tracks for all `queries` over all frames, calling `provider` on at most `window` frames and
+    `max_queries` queries at a time.
+
+    frames: (T, H, W, 3) uint8, any array supporting slicing (an np.memmap keeps it off RAM).
+    queries: (N, 3) float32 (t, x, y). See the module docstring for the stitching rule.
+    """
+    T, H, W = frames.shape[:3]
+    queries = np.asarray(queries, np.float32).reshape(-1, 3)
+    if len(queries) == 0:
+        return Tracks(xy=np.zeros((T, 0, 2)), visible=np.zeros((T, 0), bool), image_size=(H, W), query_frame=np.zeros(0, np.int64))
+    if queries[:, 0].min() < 0 or queries[:, 0].max() > T - 1 or (queries[:, 0] != np.round(queries[:, 0])).any():
+        raise ValueError(f"query frames must be integers in [0, {T - 1}]")
+    bounds = window_bounds(T, window, overlap)
+    starts = np.array([s for s, _ in bounds])
+    qf = np.round(queries[:, 0]).astype(np.int64)
+    home = np.searchsorted(starts, qf, side="right") - 1
+    out = _Stitcher(T, queries, min_conf)
+
+    def run(k, q_global):
+        s, e = bounds[k]
+        q = q_global.copy()
+        q[:, 0] -= s
+        return run_chunked(provider, np.asarray(frames[s:e]), q, max_queries)
+
+    # forward pass: home queries of each window plus points carried in from the previous window
+    fwd_ids = np.zeros(0, np.int64)
+    fwd_q = np.zeros((0, 3), np.float32)
+    backward_from = []  # per window: ids whose frames in that window came from it (home + forward-carried)
+    for k, (s, e) in enumerate(bounds):
+        home_ids = np.flatnonzero(home == k)
+        ids = np.concatenate([home_ids, fwd_ids])
+        if len(ids):
+            res = run(k, np.concatenate([queries[home_ids], fwd_q]))
+            nh = len(home_ids)
+            out.write(home_ids, res, np.arange(nh), s, slice(s, e))
+            if len(fwd_ids):
+                out.write(fwd_ids, res, np.arange(nh, len(ids)), s, slice(bounds[k - 1][1], e))
+        backward_from.append(home_ids)
+        if k + 1 < len(bounds):
+            fwd_ids, fwd_q = out.carry(ids, range(e - 1, bounds[k + 1][0] - 1, -1))  # last confident in overlap
+
+    # backward pass: carry each window's home points (and those carried back into it) to earlier windows
+    bwd_ids = np.zeros(0, np.int64)
+    for k in range(len(bounds) - 1, 0, -1):
+        s, _ = bounds[k]
+        ids = np.concatenate([backward_from[k], bwd_ids])
+        bwd_ids, bwd_q = out.carry(ids, range(s, bounds[k - 1][1]))  # first confident in overlap
+        if len(bwd_ids):
+            res = run(k - 1, bwd_q)
+            out.write(bwd_ids, res, np.arange(len(bwd_ids)), bounds[k - 1][0], slice(bounds[k - 1][0], s))
+
+    return Tracks(
+        xy=out.xy,
+        visible=out.visible,
+        image_size=(H, W),
+        confidence=out.confidence if out.has_conf else None,
+        query_frame=qf,
+    )

@@ -1,0 +1,51 @@
+"""Synthetic translating videos and a ground-truth provider shared by the provider/filter/VGGSfM tests."""
+import cv2
+import numpy as np
+
+from sfm_tracks import Tracks
+from sfm_tracks.providers import TrackProvider
+
+
+def translating_video(T=12, H=64, W=80, velocity=(1.5, -0.5), seed=0, stamp=False):
+    """(T, H, W, 3) uint8 frames of a textured plane moving by `velocity` px/frame (scene points move +v).
+
+    stamp=True writes the frame index into pixel (0, 0, 0), so fakes can recover global time from a window.
+    """
+    rng = np.random.default_rng(seed)
+    pad = int(np.ceil(np.abs(velocity).max() * T)) + 8
+    tex = cv2.GaussianBlur(rng.integers(0, 256, (H + 2 * pad, W + 2 * pad, 3), dtype=np.uint8), (0, 0), 2.0)
+    frames = np.empty((T, H, W, 3), np.uint8)
+    for t in range(T):
+        # frame pixel p shows texture at p - v t + pad, so a texture point moves by +v per frame
+        m = np.float32([[1, 0, pad - velocity[0] * t], [0, 1, pad - velocity[1] * t]])
+        frames[t] = cv2.warpAffine(tex, m, (W, H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        if stamp:
+            frames[t, 0, 0, 0] = t
+    return frames
+
+
+def gt_positions(queries, T, velocity):
+    """(T, N, 2) true positions of (t, x, y) queries on a translating video."""
+    t = np.arange(T, dtype=np.float64)[:, None, None]
+    q = np.asarray(queries, np.float64)
+    return (q[None, :, 1:] + (t - q[None, :, :1]) * np.asarray(velocity)).astype(np.float32)
+
+
+class TranslationProvider(TrackProvider):
+    """Exact tracker for `translating_video(stamp=True)`: reads global time from the stamp, so it is
+    also exact on any window of the video. Visible = inside the image."""
+
+    name = "gt-translation"
+
+    def __init__(self, velocity):
+        self.velocity = np.asarray(velocity, np.float64)
+        self.calls = []  # (num_frames, num_queries) per call
+
+    def track(self, frames, queries):
+        T, H, W = frames.shape[:3]
+        self.calls.append((T, len(queries)))
+        g = frames[:, 0, 0, 0].astype(np.float64)
+        gq = g[queries[:, 0].astype(int)]
+        xy = queries[None, :, 1:] + (g[:, None, None] - gq[None, :, None]) * self.velocity
+        vis = (xy[..., 0] >= 0) & (xy[..., 1] >= 0) & (xy[..., 0] <= W - 1) & (xy[..., 1] <= H - 1)
+        return Tracks(xy=xy, visible=vis, image_size=(H, W), confidence=np.ones(vis.shape, np.float32))

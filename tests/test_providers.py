@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from sfm_tracks.providers import LucasKanadeProvider, TrackProvider
+from tests.synthetic import TranslationProvider, gt_positions, translating_video
+
+V = (1.5, -0.5)
+
+
+def test_lucas_kanade_tracks_both_directions():
+    frames = translating_video(T=12, velocity=V)
+    q = np.array([[0, 30, 30], [6, 40.3, 25.7], [11, 45, 35], [6, 20, 40]], np.float32)
+    tr = LucasKanadeProvider()(frames, q)
+    gt = gt_positions(q, 12, V)
+    assert tr.xy.shape == (12, 4, 2)
+    np.testing.assert_array_equal(tr.query_frame, [0, 6, 11, 6])
+    inside = (gt[..., 0] > 3) & (gt[..., 0] < 76) & (gt[..., 1] > 3) & (gt[..., 1] < 60)
+    assert tr.visible[inside].mean() > 0.95
+    err = np.linalg.norm(tr.xy - gt, axis=-1)[tr.visible]
+    assert np.median(err) < 0.1 and err.max() < 0.5
+    # the mid-video and last-frame queries have positions before their query frame
+    assert tr.visible[:6, 1].all() and tr.visible[:11, 2].sum() >= 9
+    assert tr.confidence[6, 1] == 1.0 and (tr.confidence[tr.visible] > 0).all()
+    assert (tr.confidence[~tr.visible] == 0).all()
+
+
+def test_lucas_kanade_loses_occluded_point_for_good():
+    frames = translating_video(T=12, velocity=V)
+    rng = np.random.default_rng(5)
+    frames[5:7, 10:40, 35:60] = rng.integers(0, 256, (2, 30, 25, 3), dtype=np.uint8)  # occluder on frames 5-6
+    q = np.array([[0, 30, 30], [0, 8, 55]], np.float32)
+    tr = LucasKanadeProvider()(frames, q)
+    assert tr.visible[:5, 0].all()
+    assert not tr.visible[5:, 0].any()  # lost stays lost in that direction
+    assert tr.visible[:, 1].all()  # a point away from the occluder is unaffected
+    assert np.isfinite(tr.xy).all()
+
+
+def test_leaving_the_image_is_lost():
+    frames = translating_video(T=12, velocity=(4.0, 0.0))
+    tr = LucasKanadeProvider()(frames, np.array([[0, 60, 30]], np.float32))
+    gt = gt_positions([[0, 60, 30]], 12, (4.0, 0.0))
+    assert not tr.visible[gt[:, 0, 0] > 79.5, 0].any()
+
+
+def test_provider_validation_and_empty_queries():
+    frames = translating_video(T=4)
+    lk = LucasKanadeProvider()
+    empty = lk(frames, np.zeros((0, 3)))
+    assert empty.xy.shape == (4, 0, 2)
+    with pytest.raises(ValueError, match="query frames"):
+        lk(frames, np.array([[4, 1, 1]]))
+    with pytest.raises(ValueError, match="uint8"):
+        lk(frames.astype(np.float32), np.array([[0, 1, 1]]))
+    with pytest.raises(TypeError):
+        TrackProvider()
+
+
+def test_gt_fake_is_exact():
+    frames = translating_video(T=10, velocity=V, stamp=True)
+    q = np.array([[3, 30, 30]], np.float32)
+    tr = TranslationProvider(V)(frames, q)
+    np.testing.assert_allclose(tr.xy, gt_positions(q, 10, V), atol=1e-5)

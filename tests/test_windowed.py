@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from sfm_tracks import Tracks
+from sfm_tracks.providers import LucasKanadeProvider, TrackProvider
+from sfm_tracks.windowed import window_bounds, windowed
+from tests.synthetic import TranslationProvider, translating_video
+
+V = (1.0, 0.25)
+
+
+def test_window_bounds():
+    assert window_bounds(20, 8, 3) == [(0, 8), (5, 13), (10, 18), (15, 20)]
+    assert window_bounds(6, 8, 3) == [(0, 6)]
+    with pytest.raises(ValueError):
+        window_bounds(20, 5, 3)
+
+
+def _queries(T, n=60, seed=1):
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.integers(0, T, n), rng.uniform(5, 75, n), rng.uniform(5, 58, n)], 1).astype(np.float32)
+
+
+def test_stitched_equals_unstitched():
+    T = 30
+    frames = translating_video(T=T, H=64, W=80, velocity=V, stamp=True)
+    q = _queries(T)
+    full = TranslationProvider(V)(frames, q)
+    prov = TranslationProvider(V)
+    st = windowed(prov, frames, q, window=8, overlap=3, max_queries=25)
+    np.testing.assert_array_equal(st.visible, full.visible)
+    np.testing.assert_allclose(st.xy[st.visible], full.xy[full.visible], atol=1e-4)
+    np.testing.assert_array_equal(st.query_frame, full.query_frame)
+    assert all(t <= 8 and n <= 25 for t, n in prov.calls)  # bounded memory per call
+    assert st.visible.sum() > 0.5 * T * len(q)  # the test is not vacuous
+
+
+class _WindowTagged(TrackProvider):
+    """GT positions plus a per-call offset, to see which call produced each frame."""
+
+    name = "tagged"
+
+    def __init__(self):
+        self.gt = TranslationProvider(V)
+        self.n = 0
+
+    def track(self, frames, queries):
+        self.n += 1
+        tr = self.gt.track(frames, queries)
+        tr.xy = tr.xy + np.float32(0.001 * self.n)
+        return tr
+
+
+def test_overlap_comes_from_one_window():
+    T = 20
+    frames = translating_video(T=T, velocity=V, stamp=True)
+    q = np.array([[2, 20, 30]], np.float32)  # home window 0 = frames [0, 8)
+    st = windowed(_WindowTagged(), frames, q, window=8, overlap=3, min_conf=0.5)
+    tag = np.round((st.xy[:, 0, 0] - (20 + (np.arange(T) - 2) * V[0])) / 0.001).astype(int)
+    # window 0 gives frames 0-7 (incl. its overlap 5-7), the forward carry into window 1 gives 8-12, ...
+    assert (tag[:8] == tag[0]).all()
+    assert len(set(tag[8:13])) == 1 and tag[8] != tag[0]
+    assert len(set(tag[13:18])) == 1 and tag[13] != tag[8]
+
+
+def test_no_confident_overlap_stops_the_carry():
+    class Vanishing(TranslationProvider):
+        def track(self, frames, queries):
+            tr = super().track(frames, queries)
+            g = frames[:, 0, 0, 0]
+            tr.visible &= (g < 6)[:, None]  # nothing visible from global frame 6 on
+            return tr
+
+    frames = translating_video(T=20, velocity=V, stamp=True)
+    st = windowed(Vanishing(V), frames, np.array([[0, 20, 30]], np.float32), window=8, overlap=3)
+    assert st.visible[:6, 0].all() and not st.visible[6:, 0].any()
+
+
+def test_windowed_lucas_kanade_close_to_full():
+    frames = translating_video(T=24, velocity=V)
+    q = _queries(24, n=20, seed=3)
+    full = LucasKanadeProvider()(frames, q)
+    st = windowed(LucasKanadeProvider(), frames, q, window=10, overlap=4)
+    both = full.visible & st.visible
+    assert both.sum() > 0.5 * st.visible.size
+    assert np.abs(full.xy[both] - st.xy[both]).max() < 0.5
