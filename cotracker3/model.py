@@ -271,11 +271,13 @@ class CoTrackerThreeBase(nn.Module):
         B, N = frames.shape
         offsets = neighbourhood(self.corr_radius, xy.device, xy.dtype)
         frames = frames.clamp(0, pyramid[0].shape[1] - 1)
-        out = []
-        for i, level in enumerate(pyramid):
-            at_query = level[torch.arange(B, device=frames.device)[:, None], frames]  # (B, N, C, h, w)
-            pts = (xy / 2 ** i)[:, :, None] + offsets  # (B, N, 49, 2)
-            out.append(bilinear_sample(at_query.flatten(0, 1), pts.flatten(0, 1)[:, None]).view(B, N, -1, level.shape[2]))
+        out = [xy.new_zeros(B, N, offsets.shape[0], level.shape[2]) for level in pyramid]
+        # One sampling call per distinct (clip, frame): never copies a feature map per query.
+        for b, t in torch.unique(torch.stack([torch.arange(B, device=frames.device)[:, None].expand(B, N), frames], -1).view(-1, 2), dim=0).tolist():
+            sel = frames[b] == t
+            for i, level in enumerate(pyramid):
+                pts = (xy[b, sel] / 2 ** i)[:, None] + offsets  # (n, 49, 2)
+                out[i][b, sel] = bilinear_sample(level[b, t][None], pts[None])[0]
         return out
 
     def correlation_embedding(self, pyramid: List[torch.Tensor], coords: torch.Tensor, support: List[torch.Tensor]) -> torch.Tensor:

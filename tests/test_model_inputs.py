@@ -1,0 +1,97 @@
+"""Bad inputs get clear errors; chunked processing gives the same outputs as unchunked."""
+import pytest
+import torch
+
+from cotracker3 import CoTrackerOnlinePredictor, CoTrackerPredictor, CoTrackerThreeOffline, CoTrackerThreeOnline
+
+SMALL = dict(latent_dim=32, hidden_size=48, corr_hidden=32, num_virtual_tracks=4, space_depth=1, model_resolution=(32, 48))
+
+
+@pytest.fixture(scope="module")
+def offline():
+    torch.manual_seed(0)
+    return CoTrackerThreeOffline(window_len=8, **SMALL).eval()
+
+
+def _video(T=6, H=32, W=48):
+    return torch.rand(1, T, 3, H, W) * 255
+
+
+def _queries(N=5, T=6, H=32, W=48):
+    g = torch.Generator().manual_seed(1)
+    return torch.stack([torch.randint(0, T, (N,), generator=g).float(), torch.rand(N, generator=g) * (W - 1), torch.rand(N, generator=g) * (H - 1)], -1)[None]
+
+
+@pytest.mark.parametrize("video,queries,match", [
+    (torch.rand(6, 3, 32, 48), _queries(), r"\(B, T, 3, H, W\)"),
+    (_video(H=30), _queries(H=30), "multiples of 4"),
+    (_video(), _queries()[..., :2], r"\(B=1, N, 3\)"),
+    (_video(), torch.tensor([[[0.0, float("nan"), 3.0]]]), "NaN"),
+    (_video(), torch.tensor([[[6.0, 1.0, 3.0]]]), r"query frames must lie in \[0, 5\]"),
+    (_video(), torch.tensor([[[-1.0, 1.0, 3.0]]]), "query frames"),
+])
+def test_model_rejects_bad_input(offline, video, queries, match):
+    with pytest.raises(ValueError, match=match):
+        offline(video, queries)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(queries=torch.tensor([[[0.0, 60.0, 3.0]]])), "outside the 48x32 image"),
+    (dict(queries=torch.tensor([[[0.5, 6.0, 3.0]]])), "integers"),
+    (dict(queries=torch.tensor([[[0.0, float("inf"), 3.0]]])), "NaN or Inf"),
+    (dict(queries=torch.zeros(1, 0, 3)), "empty"),
+    (dict(grid_size=2, grid_query_frame=9), "grid_query_frame"),
+])
+def test_predictor_rejects_bad_queries(kw, match):
+    pred = CoTrackerPredictor(window_len=8, **SMALL)
+    with pytest.raises(ValueError, match=match):
+        pred(_video(), **kw)
+
+
+def test_predictor_rejects_bad_video():
+    pred = CoTrackerPredictor(window_len=8, **SMALL)
+    v = _video()
+    v[0, 1, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        pred(v, grid_size=2)
+    with pytest.raises(ValueError, match=r"\(B, T, 3, H, W\)"):
+        pred(torch.rand(6, 32, 48, 3), grid_size=2)
+
+
+def test_online_predictor_needs_first_step():
+    pred = CoTrackerOnlinePredictor(window_len=8, **SMALL)
+    with pytest.raises(RuntimeError, match="is_first_step"):
+        pred(_video(T=8))
+    pred(_video(T=8), is_first_step=True, grid_size=2)
+    with pytest.raises(ValueError, match="at most 8 frames"):
+        pred(_video(T=9))
+
+
+def test_online_model_needs_init():
+    m = CoTrackerThreeOnline(window_len=8, **SMALL)
+    with pytest.raises(RuntimeError, match="init_video_online_processing"):
+        m(_video(T=8), _queries(T=8), is_online=True)
+
+
+def test_chunked_correlation_is_identical(offline):
+    video, queries = _video(), _queries(N=9)
+    with torch.no_grad():
+        ref = offline(video, queries, iters=2)
+        offline.corr_chunk_size = 4
+        try:
+            chunked = offline(video, queries, iters=2, fmaps_chunk_size=2)
+        finally:
+            offline.corr_chunk_size = None
+    for a, b in zip(ref[:3], chunked[:3]):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+
+
+def test_predictor_scores_and_query_overwrite():
+    torch.manual_seed(0)
+    pred = CoTrackerPredictor(window_len=8, **SMALL)
+    q = torch.tensor([[[2.0, 10.0, 7.0], [0.0, 40.0, 20.0]]])
+    tracks, visible, vis, conf = pred(_video(), queries=q, backward_tracking=True, return_scores=True)
+    assert tracks.shape == (1, 6, 2, 2) and visible.dtype == torch.bool and vis.shape == conf.shape == (1, 6, 2)
+    assert torch.allclose(tracks[0, 2, 0], q[0, 0, 1:], atol=1e-4) and visible[0, 2, 0]
+    assert ((vis >= 0) & (vis <= 1)).all() and ((conf >= 0) & (conf <= 1)).all()
+    assert torch.equal(visible[0, 3:, 0], vis[0, 3:, 0] > 0.9)
