@@ -37,6 +37,8 @@ class MappingOptions:
     min_tri_angle_deg: float = 1.5
     complete_tracks: bool = True  # triangulate tracks COLMAP left without a point
     drop_dynamic_points: bool = True  # delete points that only a minority of their track supports
+    min_points: int = 20  # fewer triangulated points after filtering means too little parallax
+    min_frame_observations: int = 6  # registered frames seeing fewer points are deregistered
     refine_poses: bool = False  # known-pose route: refine the given poses in BA
     ba_iterations: int = 50
     num_threads: int = -1
@@ -92,6 +94,7 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, **options) -> 
         t0 = time.time()
         _bundle_adjust(rec, spec, opts, refine_poses=cam_from_world is None or opts.refine_poses)
         logger.info("final bundle adjustment (%.1fs)", time.time() - t0)
+        _check_result(rec, tracks, opts)
     rec.update_point_3d_errors()
     logger.info("reconstruction: %d/%d frames registered, %d points, mean reprojection error %.2f px",
                 rec.num_reg_images(), tracks.num_frames, rec.num_points3D(), rec.compute_mean_reprojection_error())
@@ -214,14 +217,16 @@ def _complete_tracks(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarra
 
 
 def _bundle_adjust(rec: pycolmap.Reconstruction, spec: CameraSpec, opts: MappingOptions, refine_poses: bool) -> None:
-    """Robust (Soft-L1) BA; poses and intrinsics constant unless asked, gauge fixed by two frames."""
+    """Least-squares BA on inlier observations (a robust loss costs accuracy under 1 px Gaussian noise).
+
+    Poses and intrinsics stay constant unless asked; two frames fix the gauge when poses move.
+    """
     ba = pycolmap.BundleAdjustmentOptions()
     ba.refine_focal_length = spec.refine_focal_length
     ba.refine_principal_point = spec.refine_principal_point
     ba.refine_extra_params = spec.refine_extra_params
     ba.refine_rig_from_world = refine_poses
-    ba.ceres.loss_function_type = pycolmap.LossFunctionType.SOFT_L1
-    ba.ceres.loss_function_scale = 1.0
+    ba.ceres.loss_function_type = pycolmap.LossFunctionType.TRIVIAL
     ba.ceres.solver_options.max_num_iterations = opts.ba_iterations
     ba.ceres.solver_options.num_threads = opts.num_threads
     ba.print_summary = False
@@ -253,3 +258,17 @@ def _filter(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions) 
     for p in extra:
         rec.delete_point3D(p)
     logger.info("removed %d points unsupported by their track and %d duplicate split-track points", len(drop), len(extra))
+
+
+def _check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions) -> None:
+    """Deregister frames whose pose no point supports; fail loudly when the model is degenerate."""
+    weak = [im.frame_id for im in rec.images.values() if im.has_pose and im.num_points3D < opts.min_frame_observations]
+    for fid in weak:
+        rec.deregister_frame(fid)
+    if weak:
+        logger.warning("deregistered %d frame(s) with < %d observations", len(weak), opts.min_frame_observations)
+    if rec.num_reg_images() < 2 or rec.num_points3D() < opts.min_points:
+        raise ReconstructionError(
+            f"too little parallax (pure rotation or a static camera?) or too few consistent tracks: only "
+            f"{rec.num_points3D()} points with a triangulation angle >= {opts.min_tri_angle_deg} deg and "
+            f"{rec.num_reg_images()} registered frames survive (need {opts.min_points} points, 2 frames)")
