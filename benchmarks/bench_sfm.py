@@ -174,6 +174,15 @@ def _fmt(v):
     return f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v)
 
 
+def _table(rows: list, keys: list) -> None:
+    if not rows:
+        return
+    print("\n| case | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for r in rows:
+        print(f"| {r['case']} | " + " | ".join(_fmt(r.get(k, "")) for k in keys) + " |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder (default: ../shared/data)")
@@ -203,11 +212,12 @@ def main(argv=None):
         if kitchen.is_dir():
             results.append(bench_colmap_sift(kitchen, "sequential"))
             logger.info("%s", results[-1])
-    keys = sorted({k for r in results for k in r} - {"case"})
-    print("| case | " + " | ".join(keys) + " |")
-    print("|---" * (len(keys) + 1) + "|")
-    for r in results:
-        print(f"| {r['case']} | " + " | ".join(_fmt(r.get(k, "")) for k in keys) + " |")
+    synth = [r for r in results if r["case"].startswith("synthetic")]
+    real = [r for r in results if not r["case"].startswith("synthetic")]
+    _table(synth, ["registered", "time_s", "rot_mean_deg", "rot_max_deg", "reproj_px", "points", "good_verified",
+                   "outlier_not_verified", "moving_verified", "moving_rejected"])
+    _table(real, ["images", "registered", "time_s", "time_split", "reproj_px", "points", "rot_median_deg",
+                  "tdir_median_deg", "tracks", "verified", "rejected"])
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, load average "
           f"{os.getloadavg()[0]:.1f}; pycolmap {pycolmap.__version__}")
     if args.json:

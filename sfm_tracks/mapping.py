@@ -90,7 +90,7 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, **options) -> 
             if opts.complete_tracks:
                 _complete_tracks(rec, tracks, ok, opts)
         _filter(rec, tracks, opts)
-        # Final robust BA on the cleaned model: outliers and moving points no longer pull on the poses.
+        # Final BA on the cleaned model: outliers and moving points no longer pull on the poses.
         t0 = time.time()
         _bundle_adjust(rec, spec, opts, refine_poses=cam_from_world is None or opts.refine_poses)
         logger.info("final bundle adjustment (%.1fs)", time.time() - t0)

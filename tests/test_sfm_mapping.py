@@ -107,3 +107,17 @@ def test_global_mapper_small_scene():
     assert err["rotation_deg"].max() < 0.3
     good, outlier_not_verified, _ = _fractions(scene, geometric_filter(rec, scene.tracks))
     assert good >= 0.97 and outlier_not_verified >= 0.95
+
+
+def test_user_intrinsics_fixed_or_refined():
+    scene = synthetic_scene(num_frames=12, num_tracks=250, outlier_fraction=0.0, seed=4)
+    wrong = [620.0, 620.0, 330.0, 236.0]  # a slightly wrong calibration
+    fixed = reconstruct(scene.tracks, camera={"model": "PINHOLE", "params": wrong})
+    np.testing.assert_array_equal(fixed.cameras[1].params, wrong)
+    refined = reconstruct(scene.tracks, camera={"model": "PINHOLE", "params": wrong, "refine_focal_length": True,
+                                                "refine_principal_point": True})
+    fx, fy, cx, cy = refined.cameras[1].params
+    assert abs(fx - 600) < abs(wrong[0] - 600) and abs(fy - 600) < abs(wrong[1] - 600)
+    assert (cx, cy) != (330.0, 236.0)
+    default = reconstruct(scene.tracks, camera="SIMPLE_PINHOLE")  # focal from the 1.2 * max(H, W) = 768 px prior
+    assert abs(default.cameras[1].params[0] - 600) < 10 and list(default.cameras[1].params[1:]) == [320, 240]
