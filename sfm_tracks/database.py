@@ -39,6 +39,9 @@ def check_tracks(tracks: Tracks, min_frames: int = 2, min_tracks_per_frame: int 
     if bad.any():  # Tracks validates this on creation, but arrays can be edited afterwards
         t, n = np.argwhere(bad)[0]
         raise ReconstructionError(f"{int(bad.sum())} visible observations have NaN/inf coordinates (first: frame {t}, track {n})")
+    names = tracks.names()
+    if len(set(names)) != len(names):
+        raise ReconstructionError("image names must be unique: frames are matched to images by name")
     ok = usable(tracks)
     good_frames = (ok.sum(1) >= min_tracks_per_frame).sum()
     if good_frames < min_frames:

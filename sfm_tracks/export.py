@@ -58,42 +58,37 @@ def _atomic_path(path: Path):
     return Path(tmp)
 
 
-def point_colors(rec: pycolmap.Reconstruction, frames: Optional[Sequence[np.ndarray]] = None,
-                 names: Optional[Sequence[str]] = None) -> tuple:
-    """(ids, xyz (P,3), rgb (P,3) float in [0,1]): mean frame colour over each point's observations, grey without frames.
+def colorize(rec: pycolmap.Reconstruction, frames: Optional[Sequence[np.ndarray]] = None,
+             names: Optional[Sequence[str]] = None) -> pycolmap.Reconstruction:
+    """A copy whose points carry the mean frame colour over their observations (grey without frames).
 
     frames: RGB uint8 images in frame order; names: their image names (default: images sorted by id).
     """
-    ids = sorted(rec.point3D_ids())
-    xyz = np.array([rec.points3D[p].xyz for p in ids]).reshape(-1, 3)
-    rgb = np.full((len(ids), 3), 0.5)
-    if frames is None or not ids:
-        return ids, xyz, rgb
+    rec = pycolmap.Reconstruction(rec)
     names = names or [rec.images[i].name for i in sorted(rec.images)]
     frame_of = {n: t for t, n in enumerate(names)}
-    for k, p in enumerate(ids):
+    for p in rec.point3D_ids():
+        point = rec.points3D[p]
         samples = []
-        for el in rec.points3D[p].track.elements:
+        for el in point.track.elements if frames is not None else []:
             im = rec.images[el.image_id]
             t = frame_of.get(im.name)
             if t is None:
                 continue
-            img = frames[t]
             x, y = np.round(im.points2D[el.point2D_idx].xy - COLMAP_OFFSET).astype(int)
-            if 0 <= y < img.shape[0] and 0 <= x < img.shape[1]:
-                samples.append(img[y, x, :3])
-        if samples:
-            rgb[k] = np.mean(samples, 0) / 255.0
-    return ids, xyz, rgb
+            if 0 <= y < frames[t].shape[0] and 0 <= x < frames[t].shape[1]:
+                samples.append(frames[t][y, x, :3])
+        point.color = np.round(np.mean(samples, 0)).astype(np.uint8) if samples else np.full(3, 128, np.uint8)
+    return rec
 
 
-def write_ply(rec: pycolmap.Reconstruction, path, frames=None, names=None) -> Path:
-    """Coloured point cloud through open3d (colours from frames when given, else grey)."""
+def write_ply(rec: pycolmap.Reconstruction, path) -> Path:
+    """Point cloud with the points' colours through open3d (binary PLY); see colorize()."""
     path = Path(path)
-    _, xyz, rgb = point_colors(rec, frames, names)
+    ids = sorted(rec.point3D_ids())
     pcd = o3d.geometry.PointCloud()
-    pcd.points = o3d.utility.Vector3dVector(xyz)
-    pcd.colors = o3d.utility.Vector3dVector(rgb)
+    pcd.points = o3d.utility.Vector3dVector(np.array([rec.points3D[p].xyz for p in ids]).reshape(-1, 3))
+    pcd.colors = o3d.utility.Vector3dVector(np.array([rec.points3D[p].color for p in ids]).reshape(-1, 3) / 255.0)
     tmp = _atomic_path(path)
     try:
         if not o3d.io.write_point_cloud(str(tmp), pcd, write_ascii=False):
@@ -167,11 +162,13 @@ def read_transforms(path) -> tuple:
 
 
 def export(rec: pycolmap.Reconstruction, out_dir, tracks: Optional[Tracks] = None, frames=None, text: bool = False) -> dict:
-    """Write everything: sparse/0 model, points.ply, transforms.json and tracks.npz; return the paths."""
+    """Write everything: sparse/0 model, points.ply, transforms.json and tracks.npz; return the paths.
+
+    frames (optional): RGB uint8 images in the tracks' frame order, used to colour the points.
+    """
     out_dir = Path(out_dir)
-    names = tracks.names() if tracks is not None else None
-    paths = {"model": write_model(rec, out_dir / "sparse" / "0", text=text),
-             "ply": write_ply(rec, out_dir / "points.ply", frames, names)}
+    rec = colorize(rec, frames, tracks.names() if tracks is not None else None)
+    paths = {"model": write_model(rec, out_dir / "sparse" / "0", text=text), "ply": write_ply(rec, out_dir / "points.ply")}
     paths["transforms"] = write_transforms(rec, out_dir / "transforms.json", ply_file="points.ply")
     if tracks is not None:
         tracks.save(out_dir / "tracks.npz")

@@ -42,12 +42,23 @@ def test_some_frames_all_invisible_are_left_unregistered():
     scene = synthetic_scene(num_frames=14, num_tracks=300, outlier_fraction=0.0, seed=2)
     tracks = scene.tracks.select()
     tracks.visible[[5, 6]] = False
+    tracks.xy[8, :5] = [[-40.0, 10.0], [1e6, 3.0], [5.0, 480.5], [-0.6, 0.0], [639.6, 20.0]]  # visible, outside the image
+    tracks.visible[8, :5] = True
     rec = reconstruct(tracks)
     assert rec.num_reg_images() == 12
     err = reprojection_errors(rec, tracks)
     assert np.isnan(err[[5, 6]]).all() and np.isfinite(err[4]).sum() > 200
     labels = geometric_filter(rec, tracks)
     assert (labels[[5, 6]] == 0).all() and (labels[4] == 1).mean() > 0.8
+    assert np.isnan(err[8, :5]).all() and (labels[8, :5] == 0).all()  # outside the image: not measured
+
+
+def test_duplicate_image_names():
+    scene = synthetic_scene(num_frames=4, num_tracks=50)
+    t = scene.tracks
+    dup = type(t)(xy=t.xy, visible=t.visible, image_size=t.image_size, image_names=["a.png", "b.png", "a.png", "c.png"])
+    with pytest.raises(ReconstructionError, match="unique"):
+        reconstruct(dup)
 
 
 @pytest.mark.parametrize("motion", ["rotation", "static"])
