@@ -1,0 +1,113 @@
+"""Tracks -> COLMAP database: keypoints, matches on a pair schedule, two-view geometries.
+
+Every track is written as a keypoint in every frame, so keypoint index == track id. Invisible
+observations get a placeholder keypoint that no match ever refers to.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+
+from .errors import ReconstructionError
+from .tracks import Tracks
+
+logger = logging.getLogger(__name__)
+
+COLMAP_OFFSET = 0.5  # COLMAP puts the image corner at 0, the tracker the first pixel centre
+
+
+def usable(tracks: Tracks) -> np.ndarray:
+    """(T, N) observations fit to enter COLMAP: visible, finite and inside the image."""
+    H, W = tracks.image_size
+    xy = tracks.xy
+    with np.errstate(invalid="ignore"):
+        inside = (xy[..., 0] >= -0.5) & (xy[..., 0] <= W - 0.5) & (xy[..., 1] >= -0.5) & (xy[..., 1] <= H - 0.5)
+    return tracks.visible & np.isfinite(xy).all(-1) & inside
+
+
+def check_tracks(tracks: Tracks, min_frames: int = 2, min_tracks_per_frame: int = 8) -> np.ndarray:
+    """Reject input that cannot give a reconstruction, with the reason; return the usable mask."""
+    T, N = tracks.xy.shape[:2]
+    if T < min_frames:
+        raise ReconstructionError(f"need at least {min_frames} frames, got {T}")
+    if N == 0:
+        raise ReconstructionError("no tracks: the Tracks object is empty")
+    bad = tracks.visible & ~np.isfinite(tracks.xy).all(-1)
+    if bad.any():  # Tracks validates this on creation, but arrays can be edited afterwards
+        t, n = np.argwhere(bad)[0]
+        raise ReconstructionError(f"{int(bad.sum())} visible observations have NaN/inf coordinates (first: frame {t}, track {n})")
+    names = tracks.names()
+    if len(set(names)) != len(names):
+        raise ReconstructionError("image names must be unique: frames are matched to images by name")
+    ok = usable(tracks)
+    good_frames = (ok.sum(1) >= min_tracks_per_frame).sum()
+    if good_frames < min_frames:
+        raise ReconstructionError(
+            f"only {good_frames} frame(s) have >= {min_tracks_per_frame} visible tracks inside the image; need {min_frames}")
+    empty = np.nonzero(ok.sum(1) == 0)[0]
+    if len(empty):
+        logger.warning("%d frame(s) have no visible track and cannot be registered: %s", len(empty), empty[:10].tolist())
+    return ok
+
+
+def pair_schedule(num_frames: int, neighbours: int = 3, max_stride: int | None = None) -> list:
+    """Frame pairs (i, j), i < j: all strides up to `neighbours`, then strides 4, 8, 16, ...
+
+    Short strides keep the chain connected; long ones add the parallax that pins the geometry down.
+    """
+    strides = set(range(1, neighbours + 1))
+    s = 2
+    while s < num_frames and (max_stride is None or s <= max_stride):
+        strides.add(s)
+        s *= 2
+    return [(i, i + s) for s in sorted(strides) for i in range(num_frames - s)]
+
+
+def write_database(db_path, tracks: Tracks, camera: pycolmap.Camera, pairs, ok=None, min_matches: int = 15) -> int:
+    """Write one camera, T images, N keypoints per image and the raw matches of `pairs`; return #pairs."""
+    ok = usable(tracks) if ok is None else ok
+    names = tracks.names()
+    # Placeholder for unusable observations: the image centre, never referenced by a match.
+    H, W = tracks.image_size
+    kp = np.where(ok[..., None], tracks.xy + COLMAP_OFFSET, np.array([W / 2, H / 2])).astype(np.float32)
+    written = 0
+    with pycolmap.Database.open(str(db_path)) as db:
+        db.write_camera(camera, use_camera_id=True)
+        for t in range(tracks.num_frames):
+            db.write_image(pycolmap.Image(name=names[t], camera_id=camera.camera_id, image_id=t + 1), use_image_id=True)
+            db.write_keypoints(t + 1, kp[t])
+        for i, j in pairs:
+            common = np.nonzero(ok[i] & ok[j])[0].astype(np.uint32)
+            if len(common) >= min_matches:
+                db.write_matches(i + 1, j + 1, np.stack([common, common], 1))
+                written += 1
+    return written
+
+
+def verify(db_path, max_error: float = 4.0, min_inliers: int = 15, num_threads: int = -1, seed: int = 0) -> None:
+    """COLMAP's geometric verification of all matched pairs (E/F/H model selection, RANSAC inliers)."""
+    tvo = pycolmap.TwoViewGeometryOptions()
+    tvo.ransac.max_error = max_error
+    tvo.min_num_inliers = min_inliers
+    tvo.compute_relative_pose = True
+    tvo.ransac.random_seed = seed
+    vo = pycolmap.GeometricVerifierOptions(num_threads=num_threads)
+    pycolmap.geometric_verification(str(db_path), verifier_options=vo, two_view_geometry_options=tvo)
+
+
+PARALLAX_CONFIGS = ("CALIBRATED", "UNCALIBRATED", "PLANAR")  # verified with a non-zero baseline
+
+
+def two_view_stats(db_path) -> dict:
+    """Counts of verified pair configurations (the tri_angle is not stored in the database)."""
+    configs = {}
+    with pycolmap.Database.open(str(db_path)) as db:
+        for g in db.read_two_view_geometries()[1]:
+            name = pycolmap.TwoViewGeometryConfiguration(g.config).name
+            configs[name] = configs.get(name, 0) + 1
+    return {"configs": configs,
+            "num_verified": sum(v for k, v in configs.items() if k not in ("UNDEFINED", "DEGENERATE")),
+            "num_with_parallax": sum(configs.get(k, 0) for k in PARALLAX_CONFIGS)}

@@ -1,0 +1,176 @@
+"""Write a reconstruction for other tools: COLMAP model, coloured PLY, nerfstudio transforms.json, tracks .npz.
+
+Every file is written to a temporary name next to its target and renamed into place, so a crash never
+leaves a half-written model that a later reader would trust.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import open3d as o3d
+import pycolmap
+
+from .database import COLMAP_OFFSET
+from .tracks import Tracks
+
+# COLMAP/OpenCV camera axes (x right, y down, z forward) -> OpenGL/nerfstudio (x right, y up, z back).
+OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0])
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Swap a finished temp directory into place (old one moved aside first, then removed)."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+    tmp.rename(final)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def write_model(rec: pycolmap.Reconstruction, model_dir, text: bool = False) -> Path:
+    """Binary COLMAP model (cameras/images/points3D/rigs/frames .bin) in model_dir, plus .txt on request."""
+    model_dir = Path(model_dir)
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.tmp-", dir=model_dir.parent))
+    try:
+        rec.write_binary(str(tmp))
+        if text:
+            rec.write_text(str(tmp))
+        _replace_dir(tmp, model_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return model_dir
+
+
+def _atomic_path(path: Path):
+    """A temp file path in the target's folder with the same suffix (open3d picks the format from it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def colorize(rec: pycolmap.Reconstruction, frames: Optional[Sequence[np.ndarray]] = None,
+             names: Optional[Sequence[str]] = None) -> pycolmap.Reconstruction:
+    """A copy whose points carry the mean frame colour over their observations (grey without frames).
+
+    frames: RGB uint8 images in frame order; names: their image names (default: images sorted by id).
+    """
+    rec = pycolmap.Reconstruction(rec)
+    names = names or [rec.images[i].name for i in sorted(rec.images)]
+    frame_of = {n: t for t, n in enumerate(names)}
+    for p in rec.point3D_ids():
+        point = rec.points3D[p]
+        samples = []
+        for el in point.track.elements if frames is not None else []:
+            im = rec.images[el.image_id]
+            t = frame_of.get(im.name)
+            if t is None:
+                continue
+            x, y = np.round(im.points2D[el.point2D_idx].xy - COLMAP_OFFSET).astype(int)
+            if 0 <= y < frames[t].shape[0] and 0 <= x < frames[t].shape[1]:
+                samples.append(frames[t][y, x, :3])
+        point.color = np.round(np.mean(samples, 0)).astype(np.uint8) if samples else np.full(3, 128, np.uint8)
+    return rec
+
+
+def write_ply(rec: pycolmap.Reconstruction, path) -> Path:
+    """Point cloud with the points' colours through open3d (binary PLY); see colorize()."""
+    path = Path(path)
+    ids = sorted(rec.point3D_ids())
+    pcd = o3d.geometry.PointCloud()
+    pcd.points = o3d.utility.Vector3dVector(np.array([rec.points3D[p].xyz for p in ids]).reshape(-1, 3))
+    pcd.colors = o3d.utility.Vector3dVector(np.array([rec.points3D[p].color for p in ids]).reshape(-1, 3) / 255.0)
+    tmp = _atomic_path(path)
+    try:
+        if not o3d.io.write_point_cloud(str(tmp), pcd, write_ascii=False):
+            raise OSError(f"open3d could not write {path}")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def nerfstudio_intrinsics(camera: pycolmap.Camera) -> dict:
+    """nerfstudio's shared-camera keys; every supported COLMAP model maps onto its OPENCV model."""
+    p = list(map(float, camera.params))
+    model = camera.model_name
+    if model == "SIMPLE_PINHOLE":
+        f, cx, cy = p
+        d = dict(fl_x=f, fl_y=f, cx=cx, cy=cy)
+    elif model == "PINHOLE":
+        d = dict(fl_x=p[0], fl_y=p[1], cx=p[2], cy=p[3])
+    elif model == "SIMPLE_RADIAL":
+        d = dict(fl_x=p[0], fl_y=p[0], cx=p[1], cy=p[2], k1=p[3])
+    elif model == "RADIAL":
+        d = dict(fl_x=p[0], fl_y=p[0], cx=p[1], cy=p[2], k1=p[3], k2=p[4])
+    elif model == "OPENCV":
+        d = dict(fl_x=p[0], fl_y=p[1], cx=p[2], cy=p[3], k1=p[4], k2=p[5], p1=p[6], p2=p[7])
+    else:
+        raise ValueError(f"no nerfstudio mapping for camera model {model}")
+    base = dict(k1=0.0, k2=0.0, p1=0.0, p2=0.0)
+    base.update(d)
+    return dict(w=int(camera.width), h=int(camera.height), camera_model="OPENCV", **base)
+
+
+def write_transforms(rec: pycolmap.Reconstruction, path, image_dir: str = "images", ply_file: Optional[str] = None) -> Path:
+    """nerfstudio transforms.json: camera-to-world in OpenGL camera axes, world frame left as COLMAP's."""
+    path = Path(path)
+    cams = {im.camera_id for im in rec.images.values() if im.has_pose}
+    if len(cams) != 1:
+        raise ValueError(f"transforms.json export expects one shared camera, found {len(cams)}")
+    out = nerfstudio_intrinsics(rec.cameras[cams.pop()])
+    frames = []
+    for iid in sorted(rec.reg_image_ids()):
+        im = rec.images[iid]
+        w2c = np.eye(4)
+        w2c[:3] = im.cam_from_world().matrix()
+        c2w = np.linalg.inv(w2c)
+        c2w[:3, :3] = c2w[:3, :3] @ OPENCV_TO_OPENGL
+        frames.append({"file_path": f"{image_dir}/{im.name}" if image_dir else im.name,
+                       "transform_matrix": c2w.tolist(), "colmap_im_id": int(iid)})
+    out["frames"] = frames
+    out["applied_transform"] = np.eye(4)[:3].tolist()  # no world re-orientation was applied
+    if ply_file:
+        out["ply_file_path"] = ply_file
+    tmp = _atomic_path(path)
+    try:
+        tmp.write_text(json.dumps(out, indent=2))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_transforms(path) -> tuple:
+    """(intrinsics dict, {file_path: (3, 4) cam_from_world in OpenCV axes}) from a transforms.json."""
+    d = json.loads(Path(path).read_text())
+    poses = {}
+    for f in d["frames"]:
+        c2w = np.array(f["transform_matrix"], dtype=np.float64)
+        c2w[:3, :3] = c2w[:3, :3] @ OPENCV_TO_OPENGL
+        poses[f["file_path"]] = np.linalg.inv(c2w)[:3]
+    return {k: v for k, v in d.items() if k != "frames"}, poses
+
+
+def export(rec: pycolmap.Reconstruction, out_dir, tracks: Optional[Tracks] = None, frames=None, text: bool = False) -> dict:
+    """Write everything: sparse/0 model, points.ply, transforms.json and tracks.npz; return the paths.
+
+    frames (optional): RGB uint8 images in the tracks' frame order, used to colour the points.
+    """
+    out_dir = Path(out_dir)
+    rec = colorize(rec, frames, tracks.names() if tracks is not None else None)
+    paths = {"model": write_model(rec, out_dir / "sparse" / "0", text=text), "ply": write_ply(rec, out_dir / "points.ply")}
+    paths["transforms"] = write_transforms(rec, out_dir / "transforms.json", ply_file="points.ply")
+    if tracks is not None:
+        tracks.save(out_dir / "tracks.npz")
+        paths["tracks"] = out_dir / "tracks.npz"
+    return paths

@@ -1,0 +1,115 @@
+"""Reconstruction -> per-track, per-frame geometric verdict for filtering pseudo-labels.
+
+A track's 3D point is found through the keypoint index == track id mapping (majority vote when
+COLMAP split the track). Every visible observation is measured against that point, including the
+ones COLMAP dropped, so drifting tails are caught. Tracks whose point explains only a minority of
+their observations are treated as dynamic: unverifiable (0), never rejected (-1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pycolmap
+
+from .database import COLMAP_OFFSET, usable
+from .tracks import Tracks
+
+VERIFIED, UNVERIFIABLE, REJECTED = 1, 0, -1
+
+
+@dataclass
+class FilterOptions:
+    verify_px: float = 3.0  # below: the observation agrees with the static 3D point
+    reject_px: float = 8.0  # above: it disagrees (only on tracks that are otherwise verified)
+    min_inliers: int = 3  # a track needs this many agreeing observations to "have a 3D point"
+    min_inlier_fraction: float = 0.5  # ... and a majority of its measured ones; else likely dynamic
+
+
+def frame_images(rec: pycolmap.Reconstruction, tracks: Tracks) -> list:
+    """Registered image id of every frame (matched by name), or None."""
+    by_name = {im.name: iid for iid, im in rec.images.items() if im.has_pose}
+    return [by_name.get(name) for name in tracks.names()]
+
+
+def track_points(rec: pycolmap.Reconstruction, tracks: Tracks, images=None) -> np.ndarray:
+    """(N,) point3D id per track (the one holding most of its observations), -1 if none."""
+    images = frame_images(rec, tracks) if images is None else images
+    N = tracks.num_tracks
+    obs_n, obs_p = [], []
+    for iid in images:
+        if iid is None:
+            continue
+        im = rec.images[iid]
+        idx = np.asarray(im.get_observation_point2D_idxs(), dtype=np.int64)
+        idx = idx[idx < N]
+        obs_n.append(idx)
+        obs_p.append(np.array([im.points2D[int(k)].point3D_id for k in idx], dtype=np.int64))
+    pid = np.full(N, -1, dtype=np.int64)
+    if not obs_n or not sum(map(len, obs_n)):
+        return pid
+    pairs, counts = np.unique(np.stack([np.concatenate(obs_n), np.concatenate(obs_p)], 1), axis=0, return_counts=True)
+    order = np.lexsort((-counts, pairs[:, 0]))  # per track, the most frequent point first
+    pairs = pairs[order]
+    first = np.r_[True, pairs[1:, 0] != pairs[:-1, 0]]
+    pid[pairs[first, 0]] = pairs[first, 1]
+    return pid
+
+
+def reprojection_errors(reconstruction: pycolmap.Reconstruction, tracks: Tracks, include_invisible: bool = False) -> np.ndarray:
+    """(T, N) px distance between each observation and its track's reprojected 3D point.
+
+    NaN where the track has no 3D point, the frame is not registered or the observation is not
+    visible (unless include_invisible, then any finite prediction is measured); inf behind the camera.
+    """
+    rec = reconstruction
+    T, N = tracks.xy.shape[:2]
+    err = np.full((T, N), np.nan)
+    images = frame_images(rec, tracks)
+    pid = track_points(rec, tracks, images)
+    has = np.nonzero(pid >= 0)[0]
+    if not len(has):
+        return err
+    X = np.array([rec.points3D[int(p)].xyz for p in pid[has]])
+    measured = np.isfinite(tracks.xy).all(-1) if include_invisible else usable(tracks)
+    for t, iid in enumerate(images):
+        if iid is None:
+            continue
+        im = rec.images[iid]
+        cam = rec.cameras[im.camera_id]
+        P = im.cam_from_world().matrix()
+        Xc = X @ P[:, :3].T + P[:, 3]
+        front = Xc[:, 2] > 1e-9
+        e = np.full(len(has), np.inf)
+        if front.any():
+            uv = cam.img_from_cam(Xc[front]) - COLMAP_OFFSET
+            e[front] = np.linalg.norm(uv - tracks.xy[t, has[front]], axis=1)
+        err[t, has] = np.where(measured[t, has], e, np.nan)
+    return err
+
+
+def verdicts(errors: np.ndarray, options: FilterOptions | None = None) -> np.ndarray:
+    """(T, N) int8 labels from a (T, N) error array: 1 verified, -1 rejected, 0 unverifiable."""
+    o = options or FilterOptions()
+    measured = ~np.isnan(errors)
+    with np.errstate(invalid="ignore"):
+        inlier = errors < o.verify_px
+        outlier = errors > o.reject_px
+    n_in = inlier.sum(0)
+    supported = (n_in >= o.min_inliers) & (n_in >= o.min_inlier_fraction * measured.sum(0))
+    labels = np.zeros(errors.shape, dtype=np.int8)
+    labels[inlier & supported] = VERIFIED
+    labels[outlier & supported] = REJECTED
+    return labels
+
+
+def supported_tracks(errors: np.ndarray, options: FilterOptions | None = None) -> np.ndarray:
+    """(N,) bool: the track's 3D point explains enough of its observations to count as static."""
+    return (verdicts(errors, options) == VERIFIED).any(0)
+
+
+def geometric_filter(reconstruction: pycolmap.Reconstruction, tracks: Tracks, errors: np.ndarray | None = None,
+                     **options) -> np.ndarray:
+    """(T, N) int8 verdict per observation: 1 verified, -1 rejected, 0 unverifiable. See FilterOptions."""
+    errors = reprojection_errors(reconstruction, tracks) if errors is None else errors
+    return verdicts(errors, FilterOptions(**options))

@@ -1,0 +1,274 @@
+"""Tracks -> pycolmap.Reconstruction, with unknown cameras (COLMAP/GLOMAP mapping) or known poses.
+
+Unknown poses: tracks -> database -> two-view geometries -> incremental (default) or global mapping,
+keep the largest model, then triangulate tracks COLMAP left without a point. Known poses: one
+robustly triangulated point per track, then bundle adjustment with poses fixed or refined.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pycolmap
+
+from . import database as dbm
+from .cameras import CameraSpec, camera_spec, make_camera
+from .errors import ReconstructionError
+from .geometric_filter import FilterOptions, frame_images, reprojection_errors, supported_tracks, track_points
+from .tracks import Tracks
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MappingOptions:
+    mapper: str = "incremental"  # or "global" (GLOMAP), faster on long sequences
+    neighbours: int = 3  # pair schedule: strides 1..neighbours, then 4, 8, 16, ...
+    max_stride: Optional[int] = None
+    min_matches: int = 15  # pairs with fewer common visible tracks are not written
+    verify_max_error: float = 4.0  # px, RANSAC threshold of two-view verification
+    triangulation_max_error: float = 4.0  # px, for track completion and the known-pose route
+    min_tri_angle_deg: float = 1.5
+    complete_tracks: bool = True  # triangulate tracks COLMAP left without a point
+    drop_dynamic_points: bool = True  # delete points that only a minority of their track supports
+    min_points: int = 20  # fewer triangulated points after filtering means too little parallax
+    min_frame_observations: int = 6  # registered frames seeing fewer points are deregistered
+    refine_poses: bool = False  # known-pose route: refine the given poses in BA
+    ba_iterations: int = 50
+    num_threads: int = -1
+    seed: int = 0
+    pipeline: dict = field(default_factory=dict)  # extra Incremental/GlobalPipelineOptions fields
+    work_dir: Optional[str] = None  # keep database.db and raw models here (default: a temp dir)
+    verbose: bool = False  # let COLMAP log to stderr
+
+
+@contextlib.contextmanager
+def _colmap_logging(verbose: bool):
+    """Silence COLMAP's glog INFO output unless asked for (some calls reset minloglevel)."""
+    old = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 0 if verbose else 2
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = old
+
+
+def _options(options: dict) -> MappingOptions:
+    known = {f.name for f in fields(MappingOptions)}
+    unknown = set(options) - known
+    if unknown:
+        raise TypeError(f"unknown reconstruct() options {sorted(unknown)}; valid: {sorted(known)}")
+    return MappingOptions(**options)
+
+
+def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, **options) -> pycolmap.Reconstruction:
+    """Turn point tracks into a COLMAP reconstruction; image i is frame i, keypoint n is track n.
+
+    camera: None (shared SIMPLE_RADIAL, focal prior 1.2 max(H, W)), a model name, a dict of
+    CameraSpec fields, a CameraSpec or a pycolmap.Camera (intrinsics in COLMAP's convention).
+    cam_from_world: optional known poses ((T, 3, 4)/(T, 4, 4) arrays or pycolmap.Rigid3d, None
+    for unknown frames); then points are triangulated and bundle-adjusted instead of mapped.
+    options: MappingOptions fields. Raises ReconstructionError for degenerate input.
+    """
+    opts = _options(options)
+    spec = camera_spec(camera)
+    ok = dbm.check_tracks(tracks)
+    with _colmap_logging(opts.verbose), contextlib.ExitStack() as stack:
+        work = Path(opts.work_dir) if opts.work_dir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sfm_tracks_")))
+        work.mkdir(parents=True, exist_ok=True)
+        if cam_from_world is not None:
+            rec = _posed_reconstruction(tracks, make_camera(spec, tracks.image_size), cam_from_world, ok)
+            _complete_tracks(rec, tracks, ok, opts)
+        else:
+            rec = _map(tracks, spec, ok, work, opts)
+            if opts.complete_tracks:
+                _complete_tracks(rec, tracks, ok, opts)
+        _filter(rec, tracks, opts)
+        # Final BA on the cleaned model: outliers and moving points no longer pull on the poses.
+        t0 = time.time()
+        _bundle_adjust(rec, spec, opts, refine_poses=cam_from_world is None or opts.refine_poses)
+        logger.info("final bundle adjustment (%.1fs)", time.time() - t0)
+        _check_result(rec, tracks, opts)
+    rec.update_point_3d_errors()
+    logger.info("reconstruction: %d/%d frames registered, %d points, mean reprojection error %.2f px",
+                rec.num_reg_images(), tracks.num_frames, rec.num_points3D(), rec.compute_mean_reprojection_error())
+    return rec
+
+
+def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: MappingOptions) -> pycolmap.Reconstruction:
+    db_path = work / "database.db"
+    if db_path.exists():
+        db_path.unlink()
+    pairs = dbm.pair_schedule(tracks.num_frames, opts.neighbours, opts.max_stride)
+    t0 = time.time()
+    n = dbm.write_database(db_path, tracks, make_camera(spec, tracks.image_size), pairs, ok, opts.min_matches)
+    if n == 0:
+        raise ReconstructionError(f"no frame pair shares >= {opts.min_matches} visible tracks")
+    logger.info("database: %d frames, %d tracks, %d matched pairs (%.1fs)", tracks.num_frames, tracks.num_tracks, n, time.time() - t0)
+    t0 = time.time()
+    dbm.verify(db_path, opts.verify_max_error, opts.min_matches, opts.num_threads, opts.seed)
+    stats = dbm.two_view_stats(db_path)
+    logger.info("two-view geometries: %s (%.1fs)", stats["configs"], time.time() - t0)
+    if stats["num_verified"] == 0:
+        raise ReconstructionError("no frame pair passed geometric verification: tracks are inconsistent or too few")
+    if stats["num_with_parallax"] == 0:
+        raise ReconstructionError(
+            f"too little parallax: every verified pair is {sorted(stats['configs'])}, i.e. explained by a "
+            "homography without baseline; pure rotation or a static camera cannot be reconstructed")
+
+    out = work / "models"
+    out.mkdir(exist_ok=True)
+    t0 = time.time()
+    if opts.mapper == "incremental":
+        po = pycolmap.IncrementalPipelineOptions(num_threads=opts.num_threads, random_seed=opts.seed, extract_colors=False)
+        po.min_model_size = min(3, tracks.num_frames)
+        po.ba_refine_focal_length = spec.refine_focal_length
+        po.ba_refine_principal_point = spec.refine_principal_point
+        po.ba_refine_extra_params = spec.refine_extra_params
+        po.constant_cameras = {1} if spec.fixed else set()
+        po.mergedict(opts.pipeline)
+        models = pycolmap.incremental_mapping(str(db_path), str(work), str(out), po)
+    elif opts.mapper == "global":
+        po = pycolmap.GlobalPipelineOptions(num_threads=opts.num_threads, random_seed=opts.seed)
+        po.min_model_size = min(3, tracks.num_frames)
+        ba = po.mapper.bundle_adjustment
+        ba.refine_focal_length = spec.refine_focal_length
+        ba.refine_principal_point = spec.refine_principal_point
+        ba.refine_extra_params = spec.refine_extra_params
+        po.mergedict(opts.pipeline)
+        models = pycolmap.global_mapping(str(db_path), str(work), str(out), po)
+    else:
+        raise ValueError(f"mapper must be 'incremental' or 'global', got {opts.mapper!r}")
+    models = [m for m in models.values() if m.num_reg_images() >= 2]
+    if not models:
+        raise ReconstructionError(
+            f"{opts.mapper} mapping registered no model: too little parallax (no initial pair with a large enough "
+            "triangulation angle) or too few consistent tracks")
+    rec = max(models, key=lambda m: (m.num_reg_images(), m.num_points3D()))
+    logger.info("%s mapping: %d model(s), largest registers %d/%d frames (%.1fs)", opts.mapper, len(models),
+                rec.num_reg_images(), tracks.num_frames, time.time() - t0)
+    return pycolmap.Reconstruction(rec)
+
+
+def _as_rigid(pose) -> Optional[pycolmap.Rigid3d]:
+    if pose is None or isinstance(pose, pycolmap.Rigid3d):
+        return pose
+    m = np.asarray(pose, dtype=np.float64)
+    if not np.isfinite(m).all():
+        return None
+    return pycolmap.Rigid3d(m[:3, :4])
+
+
+def _posed_reconstruction(tracks: Tracks, camera: pycolmap.Camera, cam_from_world, ok) -> pycolmap.Reconstruction:
+    """Images with the given poses and all tracks as keypoints (index == track id), no points yet."""
+    if len(cam_from_world) != tracks.num_frames:
+        raise ReconstructionError(f"got {len(cam_from_world)} poses for {tracks.num_frames} frames")
+    poses = [_as_rigid(p) for p in cam_from_world]
+    if sum(p is not None for p in poses) < 2:
+        raise ReconstructionError("need known poses for at least 2 frames")
+    H, W = tracks.image_size
+    kp = np.where(ok[..., None], tracks.xy + dbm.COLMAP_OFFSET, np.array([W / 2, H / 2]))
+    rec = pycolmap.Reconstruction()
+    rec.add_camera_with_trivial_rig(camera)
+    for t, name in enumerate(tracks.names()):
+        im = pycolmap.Image(name=name, keypoints=kp[t], camera_id=camera.camera_id, image_id=t + 1)
+        if poses[t] is None:
+            rec.add_image_with_trivial_frame(im)
+        else:
+            rec.add_image_with_trivial_frame(im, poses[t])
+    return rec
+
+
+def _complete_tracks(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, opts: MappingOptions) -> int:
+    """Robustly triangulate (LO-RANSAC) every track without a 3D point from its registered frames."""
+    images = frame_images(rec, tracks)
+    frames = np.array([iid is not None for iid in images])
+    pid = track_points(rec, tracks, images)
+    to = pycolmap.EstimateTriangulationOptions()
+    to.min_tri_angle = np.radians(opts.min_tri_angle_deg)
+    to.residual_type = pycolmap.TriangulationResidualType.REPROJECTION_ERROR
+    to.ransac.max_error = opts.triangulation_max_error
+    to.ransac.random_seed = opts.seed
+    poses = {t: rec.images[iid].cam_from_world() for t, iid in enumerate(images) if iid is not None}
+    cams = {t: rec.cameras[rec.images[iid].camera_id] for t, iid in enumerate(images) if iid is not None}
+    fo = FilterOptions()
+    added = 0
+    for n in np.nonzero(pid < 0)[0]:
+        ts = np.nonzero(ok[:, n] & frames)[0]
+        if len(ts) < fo.min_inliers:
+            continue
+        res = pycolmap.estimate_triangulation(tracks.xy[ts, n].astype(np.float64) + dbm.COLMAP_OFFSET,
+                                              [poses[t] for t in ts], [cams[t] for t in ts], to)
+        if res is None:
+            continue
+        inl = np.asarray(res["inliers"], bool)
+        if inl.sum() < max(fo.min_inliers, fo.min_inlier_fraction * len(ts)):
+            continue  # a minority fit: likely a moving point, keep it out of the static model
+        rec.add_point3D(np.asarray(res["xyz"]), pycolmap.Track([pycolmap.TrackElement(images[t], int(n)) for t in ts[inl]]))
+        added += 1
+    logger.info("track completion: %d of %d tracks without a point triangulated", added, int((pid < 0).sum()))
+    return added
+
+
+def _bundle_adjust(rec: pycolmap.Reconstruction, spec: CameraSpec, opts: MappingOptions, refine_poses: bool) -> None:
+    """Least-squares BA on inlier observations (a robust loss costs accuracy under 1 px Gaussian noise).
+
+    Poses and intrinsics stay constant unless asked; two frames fix the gauge when poses move.
+    """
+    ba = pycolmap.BundleAdjustmentOptions()
+    ba.refine_focal_length = spec.refine_focal_length
+    ba.refine_principal_point = spec.refine_principal_point
+    ba.refine_extra_params = spec.refine_extra_params
+    ba.refine_rig_from_world = refine_poses
+    ba.ceres.loss_function_type = pycolmap.LossFunctionType.TRIVIAL
+    ba.ceres.solver_options.max_num_iterations = opts.ba_iterations
+    ba.ceres.solver_options.num_threads = opts.num_threads
+    ba.print_summary = False
+    cfg = pycolmap.BundleAdjustmentConfig()
+    reg = sorted(rec.reg_image_ids())
+    for iid in reg:
+        cfg.add_image(iid)
+    if ba.refine_rig_from_world:
+        cfg.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    if rec.num_points3D():
+        pycolmap.create_default_bundle_adjuster(ba, cfg, rec).solve()
+    # Drop the observations BA could not fit, as the mapper would.
+    pycolmap.ObservationManager(rec).filter_all_points3D(opts.triangulation_max_error, opts.min_tri_angle_deg)
+
+
+def _filter(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions) -> None:
+    """Delete points that only a minority of their track agrees with: dynamic content, not structure."""
+    if not opts.drop_dynamic_points or not rec.num_points3D():
+        return
+    errors = reprojection_errors(rec, tracks)
+    keep = supported_tracks(errors)
+    pid = track_points(rec, tracks)
+    drop = set(int(p) for p in pid[(pid >= 0) & ~keep])
+    for p in drop:
+        rec.delete_point3D(p)
+    # Points of split tracks that lost the vote are duplicates of the track's main point.
+    main = set(int(p) for p in pid[pid >= 0]) - drop
+    extra = [p for p in rec.point3D_ids() if p not in main]
+    for p in extra:
+        rec.delete_point3D(p)
+    logger.info("removed %d points unsupported by their track and %d duplicate split-track points", len(drop), len(extra))
+
+
+def _check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions) -> None:
+    """Deregister frames whose pose no point supports; fail loudly when the model is degenerate."""
+    weak = [im.frame_id for im in rec.images.values() if im.has_pose and im.num_points3D < opts.min_frame_observations]
+    for fid in weak:
+        rec.deregister_frame(fid)
+    if weak:
+        logger.warning("deregistered %d frame(s) with < %d observations", len(weak), opts.min_frame_observations)
+    if rec.num_reg_images() < 2 or rec.num_points3D() < opts.min_points:
+        raise ReconstructionError(
+            f"too little parallax (pure rotation or a static camera?) or too few consistent tracks: only "
+            f"{rec.num_points3D()} points with a triangulation angle >= {opts.min_tri_angle_deg} deg and "
+            f"{rec.num_reg_images()} registered frames survive (need {opts.min_points} points, 2 frames)")
