@@ -149,3 +149,54 @@ def test_static_scene_tracks_reproject(static_clip):
     front = z > 0.1
     assert np.abs(uv - static_clip["tracks"])[front].max() < 1e-3
     assert (static_clip["object_id"] >= 0).all()
+
+
+def test_dataset_samples_follow_the_contract():
+    import torch
+    from torch.utils.data import DataLoader
+
+    from cotracker3.data.dataset import SyntheticTrackingDataset, SyntheticTrackingStream, collate_clips
+
+    ds = SyntheticTrackingDataset(seq_len=6, crop_size=(48, 64), num_tracks=24, seed=5, eraser_prob=0.3, extra_frames=2)
+    loader = DataLoader(SyntheticTrackingStream(ds), batch_size=2, num_workers=2, collate_fn=collate_clips)
+    it = iter(loader)
+    batches = [next(it), next(it)]
+    b = batches[0]
+    assert b["video"].shape == (2, 6, 3, 48, 64) and b["video"].dtype == torch.float32
+    assert 0 <= b["video"].min() and b["video"].max() <= 255 and b["video"].max() > 50
+    assert b["trajectory"].shape == (2, 6, 24, 2) and b["visibility"].shape == (2, 6, 24)
+    assert b["valid"].shape == (2, 6, 24) and b["query_frame"].shape == (2, 24)
+    for batch in batches:
+        q = batch["query_frame"]
+        vis_at_query = batch["visibility"].gather(1, q[:, None]).squeeze(1)  # (B, N)
+        assert vis_at_query[batch["valid"][:, 0]].all()
+        xy = batch["trajectory"][batch["visibility"]]
+        assert (xy[:, 0] >= -0.5).all() and (xy[:, 0] <= 63.5).all() and (xy[:, 1] <= 47.5).all()
+    # workers render different clips: batch b comes from worker b % 2, which makes items b, b+2, ...
+    seeds = batches[0]["seed"] + batches[1]["seed"]
+    assert len(set(seeds)) == 4
+    assert seeds == [ds[i]["seed"] for i in (0, 2, 1, 3)]
+    assert torch.equal(batches[1]["trajectory"][1], ds[3]["trajectory"])
+    # some tracks take their query after their first visible frame (uniform query sampling)
+    first = torch.stack([ds[i]["visibility"].float().argmax(0) for i in range(2)])
+    queries = torch.stack([ds[i]["query_frame"] for i in range(2)])
+    assert (queries >= first).all()
+
+
+def test_tapvid_eval_set_round_trips(tmp_path):
+    import pickle
+
+    from cotracker3.data.tapvid_eval import tapvid_points_to_pixels, write_tapvid_eval_set
+
+    data = write_tapvid_eval_set(tmp_path / "eval.pkl", num_clips=2, seed=3, num_frames=T, height=H, width=W, num_tracks=N)
+    with open(tmp_path / "eval.pkl", "rb") as f:
+        loaded = pickle.load(f)
+    assert sorted(loaded) == ["synthetic_000", "synthetic_001"]
+    v = loaded["synthetic_000"]
+    assert v["video"].shape == (T, H, W, 3) and v["video"].dtype == np.uint8
+    assert v["points"].shape == (N, T, 2) and v["occluded"].shape == (N, T) and v["occluded"].dtype == bool
+    clip = generate_clip(3, num_frames=T, height=H, width=W, num_tracks=N)
+    np.testing.assert_allclose(tapvid_points_to_pixels(v["points"], H, W), clip["tracks"], atol=1e-4)
+    np.testing.assert_array_equal(v["occluded"], ~clip["visibility"].T)
+    seen = ~v["occluded"]
+    assert (v["points"][seen] >= 0).all() and (v["points"][seen] <= 1).all()

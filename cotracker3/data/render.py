@@ -85,7 +85,7 @@ def _untile(a: torch.Tensor, height: int, width: int) -> torch.Tensor:
     ty, tx = -(-height // TILE), -(-width // TILE)
     rest = a.shape[3:]
     a = a.view(a.shape[0], ty, tx, TILE, TILE, *rest).transpose(2, 3)
-    return a.reshape(a.shape[0], ty * TILE, tx * TILE, *rest)[:, :height, :width]
+    return a.reshape(a.shape[0], ty * TILE, tx * TILE, *rest)[:, :height, :width].contiguous()
 
 
 def bounding_radius(kind: int, size) -> float:
