@@ -181,7 +181,8 @@ def _shade(scene: Scene, poses: Poses, K: torch.Tensor, depth: torch.Tensor, pri
     x_world = (poses.eye[:, None, :] + depth.view(nf, -1, 1) * d_world.view(nf, -1, 3)).view(-1, 3)
     flat = prim_map.reshape(-1)
     color = torch.empty(flat.shape[0], 3, device=device)
-    order = torch.argsort(flat, stable=True)
+    # uint8 keys sort ~3x faster than int64; a scene has far fewer than 255 primitives
+    order = torch.argsort(flat.to(torch.uint8) if len(scene.primitives) < 255 else flat, stable=True)
     counts = torch.bincount(flat, minlength=len(scene.primitives)).tolist()
     light = torch.as_tensor(scene.light_dir, dtype=torch.float32, device=device)
     start = 0
