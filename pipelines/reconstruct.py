@@ -55,6 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--mask-dir", type=Path, help="per-frame masks, nonzero = keep")
     ap.add_argument("--mapper", choices=("incremental", "global"), default="incremental")
     ap.add_argument("--cycle", type=int, default=0, metavar="N", help="forward-backward cycle check with N anchors per side (0: off)")
+    ap.add_argument("--points-per-frame", type=positive_int, default=512, help="at most N queries per query frame")
     ap.add_argument("--window", type=positive_int, default=48, help="frames per tracker call (long videos are tracked in windows)")
     ap.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTDIR")
     ap.add_argument("--no-video", action="store_true", help="skip tracks.mp4")
@@ -72,6 +73,7 @@ def config(args) -> dict:
     model = args.camera_model or ("PINHOLE" if intrinsics else "SIMPLE_RADIAL")
     return {
         "input": {"max_frames": args.max_frames, "stride": args.stride, "max_side": args.max_side},
+        "queries": {"max_points_per_frame": args.points_per_frame},
         "tracker": {"name": args.tracker, "checkpoint": args.checkpoint, "device": args.device, "window": args.window},
         "filters": {"cycle_anchors": args.cycle},
         "camera": {"model": model.upper(), "intrinsics": intrinsics},

@@ -80,7 +80,7 @@ class Timer:
     @contextlib.contextmanager
     def __call__(self, name: str):
         t0 = time.time()
-        logger.info("stage %s ...", name)
+        logger.debug("stage %s ...", name)
         try:
             yield
         finally:
@@ -183,7 +183,7 @@ class WindowedProvider(TrackProvider):
         self.name = inner.name
 
     def _counted(self, frames, queries):
-        out = self.inner(frames, queries)
+        out = self.inner(np.array(frames), queries)  # a writable in-RAM copy of one window (memmaps are read-only)
         if self.bar is not None:
             self.bar.update(len(frames))
         return out
