@@ -134,6 +134,11 @@ def main(argv=None) -> int:
         print("error: -o OUTDIR is required", file=sys.stderr)
         return 2
     try:
+        if args.device == "cuda" and args.tracker != "lk":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise VideoError("--device cuda: no CUDA device available to torch")
         provider = None
         if demo:
             provider = pick_demo_tracker(args)
