@@ -68,8 +68,10 @@ def _pose_errors(rec: pycolmap.Reconstruction, names: list, ref: dict) -> dict:
     return {"rot_median_deg": float(np.median(e["rotation_deg"])), "tdir_median_deg": float(np.median(e["translation_deg"]))}
 
 
-def bench_colmap_sift(image_dir: Path, matcher: str, ref: dict | None = None, max_features: int = 4096) -> dict:
-    """Classical pycolmap pipeline: SIFT (CPU), sequential or exhaustive matching, incremental mapping."""
+def bench_colmap_sift(image_dir: Path, matcher: str, ref: dict | None = None, max_features: int = 4096, return_model: bool = False):
+    """Classical pycolmap pipeline: SIFT (CPU), sequential or exhaustive matching, incremental mapping.
+
+    Returns the result dict, or (dict, largest model or None) with `return_model`."""
     names = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in (".jpg", ".png", ".jpeg"))
     with tempfile.TemporaryDirectory() as work:
         db = os.path.join(work, "database.db")
@@ -95,14 +97,15 @@ def bench_colmap_sift(image_dir: Path, matcher: str, ref: dict | None = None, ma
     res = {"case": f"SIFT {matcher}: {image_dir.parent.name}/{image_dir.name}", "images": len(names),
            "time_s": t_extract + t_match + t_map, "time_split": f"extract {t_extract:.0f} s, match {t_match:.0f} s, map {t_map:.0f} s"}
     if not models:
-        return {**res, "registered": f"0/{len(names)}"}
+        res["registered"] = f"0/{len(names)}"
+        return (res, None) if return_model else res
     rec = max(models.values(), key=lambda r: r.num_reg_images())
     rec.update_point_3d_errors()
     res.update(registered=f"{rec.num_reg_images()}/{len(names)}", points=rec.num_points3D(),
                reproj_px=rec.compute_mean_reprojection_error())
     if ref:
         res.update(_pose_errors(rec, names, ref))
-    return res
+    return (res, rec) if return_model else res
 
 
 def lk_tracks(image_dir: Path, max_corners: int = 1500, fb_px: float = 1.0) -> Tracks:

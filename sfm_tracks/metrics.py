@@ -43,3 +43,47 @@ def relative_pose_errors(est: np.ndarray, gt: np.ndarray) -> dict:
     rot = _angle_deg(Re @ np.transpose(Rg, (0, 2, 1)))
     trans = np.degrees(np.arccos(np.clip((te * tg).sum(1), -1.0, 1.0)))
     return {"rotation_deg": rot, "translation_deg": trans, "num_registered": int(ok.sum())}
+
+
+def camera_centers(cam_from_world: np.ndarray) -> np.ndarray:
+    """(T, 3) camera centres -R^T t of (T, 3, 4) poses (NaN stays NaN)."""
+    R, t = cam_from_world[:, :, :3], cam_from_world[:, :, 3]
+    return -np.einsum("nba,nb->na", R, t)
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple:
+    """Least-squares similarity dst ~ s R src + t (Umeyama 1991) of (M, 3) point sets -> (s, R, t)."""
+    ms, md = src.mean(0), dst.mean(0)
+    a, b = src - ms, dst - md
+    U, S, Vt = np.linalg.svd(b.T @ a / len(src))
+    D = np.eye(3)
+    D[2, 2] = np.sign(np.linalg.det(U) * np.linalg.det(Vt)) or 1.0
+    R = U @ D @ Vt
+    var = (a ** 2).sum() / len(src)
+    s = float((S * np.diag(D)).sum() / var) if var > 0 else 1.0
+    return s, R, md - s * R @ ms
+
+
+def aligned_pose_errors(est: np.ndarray, gt: np.ndarray) -> dict:
+    """Absolute errors of (T, 3, 4) poses registered in `est` (NaN rows = not registered) after alignment.
+
+    Rotations are aligned by the chordal mean of R_gt^T R_est (a Sim(3) fitted to centres alone is
+    ill-conditioned for short, nearly straight camera paths, rotations are not); centres after the
+    Umeyama Sim(3) of the centres. `center_rel` divides the centre error by the scene scale, taken as the
+    RMS distance of the reference centres from their mean (the size of the camera path).
+    """
+    ok = np.isfinite(est).all((1, 2))
+    Re, Rg = est[ok, :, :3], gt[ok, :, :3]
+    M = np.einsum("nba,nbc->ac", Rg, Re)  # sum of Rg^T Re: world_gt <- world_est
+    U, _, Vt = np.linalg.svd(M)
+    A = U @ np.diag([1, 1, np.sign(np.linalg.det(U @ Vt))]) @ Vt
+    rot = _angle_deg(Re @ A.T @ np.transpose(Rg, (0, 2, 1)))
+    Ce, Cg = camera_centers(est[ok]), camera_centers(gt[ok])
+    if len(Ce) >= 3:
+        s, R, t = umeyama(Ce, Cg)
+        cerr = np.linalg.norm((s * Ce @ R.T + t) - Cg, axis=1)
+    else:
+        cerr = np.full(len(Ce), np.nan)
+    scale = float(np.sqrt(((Cg - Cg.mean(0)) ** 2).sum(1).mean())) if len(Cg) else np.nan
+    return {"rotation_deg": rot, "center": cerr, "center_rel": cerr / max(scale, 1e-12), "scene_scale": scale,
+            "num_registered": int(ok.sum())}

@@ -166,15 +166,18 @@ def _pick_codec() -> str:
     raise VideoError("no H.264 or MPEG-4 encoder available in this PyAV build")
 
 
-def write_video(path: str | Path, frames: np.ndarray | Sequence[np.ndarray], fps: float = 10.0) -> None:
+def write_video(path: str | Path, frames: np.ndarray | Sequence[np.ndarray] | Iterator[np.ndarray], fps: float = 10.0) -> None:
     """Encode (T, H, W, 3) uint8 RGB frames as an .mp4 (H.264 when available, else MPEG-4 Part 2).
 
+    `frames` may be a generator: frames are encoded as they come, so long videos never sit in memory.
     yuv420p needs even sizes, so odd frames are padded by one black row/column at the bottom/right.
     """
-    frames = list(frames)
-    if not frames:
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
         raise ValueError("write_video needs at least one frame")
-    h, w = frames[0].shape[:2]
+    frames = itertools.chain([first], frames)
+    h, w = np.asarray(first).shape[:2]
     eh, ew = h + h % 2, w + w % 2
     codec = _pick_codec()
     with av.open(str(path), "w") as container:
