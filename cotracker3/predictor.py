@@ -98,10 +98,11 @@ class CoTrackerPredictor(_PredictorBase):
     """Offline CoTracker3 on whole videos.
 
     checkpoint: None (random weights, as the official class), "default" (official weights from the
-    torch hub cache or a download, else the small weights shipped here), or a path.
+    torch hub cache or a download, else the small weights shipped here), or a path. window_len: None
+    keeps the checkpoint's own (60 for the official offline model); a value overrides it.
     """
 
-    def __init__(self, checkpoint: Optional[str] = None, window_len: int = 60, **model_config):
+    def __init__(self, checkpoint: Optional[str] = None, window_len: Optional[int] = None, **model_config):
         super().__init__()
         self._setup(build_model("offline", checkpoint, window_len=window_len, **model_config))
 
@@ -181,9 +182,12 @@ class CoTrackerPredictor(_PredictorBase):
 
 
 class CoTrackerOnlinePredictor(_PredictorBase):
-    """Online CoTracker3: feed chunks of `2 * step` frames every `step` frames."""
+    """Online CoTracker3: feed chunks of `2 * step` frames every `step` frames.
 
-    def __init__(self, checkpoint: Optional[str] = None, window_len: int = 16, **model_config):
+    window_len: None keeps the checkpoint's own (16 for the official online model).
+    """
+
+    def __init__(self, checkpoint: Optional[str] = None, window_len: Optional[int] = None, **model_config):
         super().__init__()
         self._setup(build_model("online", checkpoint, window_len=window_len, **model_config))
         self.step = self.model.window_len // 2

@@ -104,3 +104,12 @@ def test_predictor_reports_its_weights(tmp_path):
     pred = CoTrackerPredictor(checkpoint=str(tmp_path / "w.pth"), window_len=8, **SMALL)
     assert str(tmp_path / "w.pth") in pred.checkpoint_source
     assert "random" in CoTrackerPredictor(checkpoint=None, window_len=8, **SMALL).checkpoint_source
+
+
+def test_predictors_keep_the_stored_window_unless_told(tmp_path):
+    ckpt.save_weights(_model(CoTrackerThreeOnline, window_len=8), tmp_path / "on.safetensors", config={**SMALL, "window_len": 8})
+    from cotracker3 import CoTrackerOnlinePredictor
+
+    assert CoTrackerOnlinePredictor(checkpoint=str(tmp_path / "on.safetensors")).step == 4
+    assert CoTrackerOnlinePredictor(checkpoint=str(tmp_path / "on.safetensors"), window_len=12).step == 6
+    assert CoTrackerOnlinePredictor().model.window_len == 16 and CoTrackerPredictor().model.window_len == 60
