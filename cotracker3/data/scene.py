@@ -152,9 +152,9 @@ def _random_material(rng, frequency_range, device, photos: Sequence[np.ndarray])
     colors = np.stack([_random_color(rng) for _ in range(3)])
     if rng.uniform() < 0.5:  # strong contrast between the two base colours
         colors[1] = 1.0 - colors[0] * rng.uniform(0.3, 1.0)
-    photo = None
-    if len(photos) and rng.uniform() < 0.5:
-        photo = periodic_photo(photos[rng.integers(len(photos))], device)
+    # always draw the photo choice, so adding photos changes textures but never the geometry
+    use_photo, photo_pick = rng.uniform() < 0.5, int(rng.integers(2**31))
+    photo = periodic_photo(photos[photo_pick % len(photos)], device) if len(photos) and use_photo else None
     angle = rng.uniform(0, 2 * math.pi)
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     return Material(
