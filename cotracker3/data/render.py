@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .geometry import pixel_rays
-from .primitives import BOX, CYLINDER, INTERSECT, PLANE, SPHERE, T_MIN, local_normal
+from .primitives import INTERSECT, PLANE, T_MIN, bounding_radius, local_normal
 from .scene import Scene
 from .textures import albedo, surface_uv
 
@@ -86,16 +86,6 @@ def _untile(a: torch.Tensor, height: int, width: int) -> torch.Tensor:
     rest = a.shape[3:]
     a = a.view(a.shape[0], ty, tx, TILE, TILE, *rest).transpose(2, 3)
     return a.reshape(a.shape[0], ty * TILE, tx * TILE, *rest)[:, :height, :width].contiguous()
-
-
-def bounding_radius(kind: int, size) -> float:
-    if kind == BOX:
-        return float((size**2).sum() ** 0.5)
-    if kind == SPHERE:
-        return float(size[0])
-    if kind == CYLINDER:
-        return float((size[0] ** 2 + size[1] ** 2) ** 0.5)
-    return float("inf")
 
 
 def _covered_tiles(poses: Poses, i: int, radius: float, K: torch.Tensor, height: int, width: int):
