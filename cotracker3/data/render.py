@@ -90,7 +90,7 @@ def _untile(a: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 def _covered_tiles(poses: Poses, i: int, radius: float, K: torch.Tensor, height: int, width: int):
     """(frame, tile) index pairs whose pixels may see primitive i: conservative screen box of
-    its bounding sphere per frame (whole frame when the camera is inside the sphere)."""
+    its bounding sphere per frame (whole frame when the sphere reaches behind the camera)."""
     ty, tx = -(-height // TILE), -(-width // TILE)
     c = (poses.cam_R @ poses.prim_t[i][..., None])[..., 0] + poses.cam_t  # (K, 3) centre in camera
     r = radius * 1.01 + 1e-3
@@ -107,7 +107,7 @@ def _covered_tiles(poses: Poses, i: int, radius: float, K: torch.Tensor, height:
     hit_y = (tiles_y[None] + TILE - 0.5 >= py0[:, None]) & (tiles_y[None] - 0.5 <= py1[:, None])  # (K, ty)
     mask = hit_y[:, :, None] & hit_x[:, None, :]  # (K, ty, tx)
     mask &= (z_far > 0)[:, None, None]  # wholly behind the camera: nothing to see
-    mask |= (z_near <= 1e-6)[:, None, None]  # camera within the sphere: keep all tiles
+    mask |= (z_near <= 1e-6)[:, None, None]  # sphere crosses the camera plane: unbounded, keep all tiles
     frame, tile_y, tile_x = mask.nonzero(as_tuple=True)
     return frame, tile_y * tx + tile_x
 
