@@ -178,6 +178,7 @@ def test_dataset_samples_follow_the_contract():
     assert len(set(seeds)) == 4
     assert seeds == [ds[i]["seed"] for i in (0, 2, 1, 3)]
     assert torch.equal(batches[1]["trajectory"][1], ds[3]["trajectory"])
+    assert torch.equal(batches[1]["video"][1], ds[3]["video"])  # single-threaded worker == main process
     # some tracks take their query after their first visible frame (uniform query sampling)
     first = torch.stack([ds[i]["visibility"].float().argmax(0) for i in range(2)])
     queries = torch.stack([ds[i]["query_frame"] for i in range(2)])
