@@ -71,6 +71,17 @@ def intersect_cylinder(o: torch.Tensor, d: torch.Tensor, size: torch.Tensor) -> 
 INTERSECT = {PLANE: intersect_plane, BOX: intersect_box, SPHERE: intersect_sphere, CYLINDER: intersect_cylinder}
 
 
+def bounding_radius(kind: int, size) -> float:
+    """Radius of the smallest origin-centred sphere holding the primitive (inf for planes)."""
+    if kind == BOX:
+        return float((size[0] ** 2 + size[1] ** 2 + size[2] ** 2) ** 0.5)
+    if kind == SPHERE:
+        return float(size[0])
+    if kind == CYLINDER:
+        return float((size[0] ** 2 + size[1] ** 2) ** 0.5)
+    return float("inf")
+
+
 def local_normal(kind: int, p: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
     """Outward unit normal (S, 3) at local surface points p (S, 3)."""
     if kind == PLANE:

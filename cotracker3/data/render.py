@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .geometry import pixel_rays
-from .primitives import BOX, CYLINDER, INTERSECT, PLANE, SPHERE, T_MIN, local_normal
+from .primitives import INTERSECT, PLANE, T_MIN, bounding_radius, local_normal
 from .scene import Scene
 from .textures import albedo, surface_uv
 
@@ -88,19 +88,9 @@ def _untile(a: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return a.reshape(a.shape[0], ty * TILE, tx * TILE, *rest)[:, :height, :width].contiguous()
 
 
-def bounding_radius(kind: int, size) -> float:
-    if kind == BOX:
-        return float((size**2).sum() ** 0.5)
-    if kind == SPHERE:
-        return float(size[0])
-    if kind == CYLINDER:
-        return float((size[0] ** 2 + size[1] ** 2) ** 0.5)
-    return float("inf")
-
-
 def _covered_tiles(poses: Poses, i: int, radius: float, K: torch.Tensor, height: int, width: int):
     """(frame, tile) index pairs whose pixels may see primitive i: conservative screen box of
-    its bounding sphere per frame (whole frame when the camera is inside the sphere)."""
+    its bounding sphere per frame (whole frame when the sphere reaches behind the camera)."""
     ty, tx = -(-height // TILE), -(-width // TILE)
     c = (poses.cam_R @ poses.prim_t[i][..., None])[..., 0] + poses.cam_t  # (K, 3) centre in camera
     r = radius * 1.01 + 1e-3
@@ -117,7 +107,7 @@ def _covered_tiles(poses: Poses, i: int, radius: float, K: torch.Tensor, height:
     hit_y = (tiles_y[None] + TILE - 0.5 >= py0[:, None]) & (tiles_y[None] - 0.5 <= py1[:, None])  # (K, ty)
     mask = hit_y[:, :, None] & hit_x[:, None, :]  # (K, ty, tx)
     mask &= (z_far > 0)[:, None, None]  # wholly behind the camera: nothing to see
-    mask |= (z_near <= 1e-6)[:, None, None]  # camera within the sphere: keep all tiles
+    mask |= (z_near <= 1e-6)[:, None, None]  # sphere crosses the camera plane: unbounded, keep all tiles
     frame, tile_y, tile_x = mask.nonzero(as_tuple=True)
     return frame, tile_y * tx + tile_x
 

@@ -15,12 +15,14 @@ import numpy as np
 import torch
 
 from .geometry import axis_angle_to_matrix, look_at
-from .primitives import BOX, CYLINDER, PLANE, SPHERE
+from .primitives import BOX, CYLINDER, PLANE, SPHERE, bounding_radius
 from .textures import BANK_SIZE, Material, periodic_photo
 
 NOMINAL_FRAMES = 24  # motion magnitudes are drawn per 24 frames of scene time
 CAMERA_MODES = ("orbit", "sideways", "forward", "pan")
 MIN_RADIUS = 4.5  # closest the camera gets to the stage centre
+MAX_RADIUS = 8.5  # farthest: background geometry starts beyond 9, walls beyond 12
+HEIGHT_RANGE = (0.5, 5.0)  # camera height limits: above the floor, below the ceiling (>= 6)
 
 
 @dataclass
@@ -92,6 +94,9 @@ class CameraPath:
         a = self.angle0 + self.angle_rate * s
         eye = torch.stack([r * torch.cos(a), r * torch.sin(a), self.height0 + self.height_rate * s], -1)
         eye = eye + f(self.center) + s[:, None] * f(self.drift) + self.eye_shake.at(s)
+        # keep the camera inside the free space of the room, however long or fast the clip
+        r_xy = eye[:, :2].norm(dim=-1, keepdim=True)
+        eye = torch.cat([eye[:, :2] * (MAX_RADIUS / r_xy).clamp(max=1.0), eye[:, 2:].clamp(*HEIGHT_RANGE)], -1)
         target = f(self.target0) + s[:, None] * f(self.target_rate) + self.target_shake.at(s)
         return eye, target, self.roll_shake.at(s)[:, 0]
 
@@ -152,9 +157,9 @@ def _random_material(rng, frequency_range, device, photos: Sequence[np.ndarray])
     colors = np.stack([_random_color(rng) for _ in range(3)])
     if rng.uniform() < 0.5:  # strong contrast between the two base colours
         colors[1] = 1.0 - colors[0] * rng.uniform(0.3, 1.0)
-    photo = None
-    if len(photos) and rng.uniform() < 0.5:
-        photo = periodic_photo(photos[rng.integers(len(photos))], device)
+    # always draw the photo choice, so adding photos changes textures but never the geometry
+    use_photo, photo_pick = rng.uniform() < 0.5, int(rng.integers(2**31))
+    photo = periodic_photo(photos[photo_pick % len(photos)], device) if len(photos) and use_photo else None
     angle = rng.uniform(0, 2 * math.pi)
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     return Material(
@@ -249,8 +254,8 @@ def _background(rng, materials, device, photos) -> list[Primitive]:
     """Static pillars and crates around the stage: depth variation and occluders for SfM."""
     prims = []
     for _ in range(rng.integers(4, 9)):
-        kind, size, half = _random_shape(rng, (0.6, 2.0))
-        a, r = rng.uniform(0, 2 * math.pi), rng.uniform(9.5, 11.0)
+        kind, size, half = _random_shape(rng, (0.5, 1.6))
+        a, r = rng.uniform(0, 2 * math.pi), rng.uniform(9.0, 10.5) + bounding_radius(kind, size)
         materials.append(_random_material(rng, (0.25, 0.6), device, photos))
         pos = (r * math.cos(a), r * math.sin(a), half)
         prims.append(Primitive(kind, size, len(materials) - 1, 0, _static(_yaw(rng.uniform(0, 6.3)), pos)))

@@ -110,7 +110,8 @@ def generate_clip(
     device = torch.device(device)
     if isinstance(photos, (str, Path)):
         photos = load_photos(photos)
-    scene = sample_scene(seed, height, width, dynamic, device, photos or (), frame_step, camera_mode)
+    photos = [] if photos is None else list(photos)
+    scene = sample_scene(seed, height, width, dynamic, device, photos, frame_step, camera_mode)
     rng = np.random.default_rng([seed, 1])
     times = scene.frame_times(num_frames)
     K64 = intrinsics_matrix(scene.focal, height, width).to(device)
