@@ -25,7 +25,9 @@ OUTPUTS = ["images", "sparse/0/cameras.bin", "sparse/0/images.bin", "sparse/0/po
 
 @pytest.fixture(scope="module")
 def clip():
-    return generate_clip(0, num_frames=T, height=SIZE, width=SIZE, num_tracks=8, dynamic=False)
+    # An orbiting camera: pose accuracy is the point here. Short forward-moving clips are a known hard
+    # case (BENCHMARKS.md, Reconstruct) and are not what this test is about.
+    return generate_clip(0, num_frames=T, height=SIZE, width=SIZE, num_tracks=8, dynamic=False, camera_mode="orbit")
 
 
 @pytest.fixture(scope="module")
