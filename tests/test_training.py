@@ -138,3 +138,14 @@ def test_sampler_shards_and_restarts():
     assert sorted(ia + ib) == list(range(10))  # one epoch covers every item once
     late = iter(ResumableSampler(10, seed=3, rank=0, world_size=2, start=3))
     assert [next(late) for _ in range(4)] == [a.index(p) for p in range(3, 7)]
+
+
+def test_online_model_trains_over_two_windows(tmp_path):
+    conf = get_config("tiny", train={"steps": 2}, eval={"num_clips": 0}, data={"seq_len": 12})
+    t = Trainer(conf, tmp_path, kind="online", dataset=TranslatingTexture(frames=12))
+    batch = {k: v[None] for k, v in t.dataset[0].items()}
+    *_, train_data = t.model(batch["video"], batch["trajectory"].new_zeros(1, 16, 3), iters=1, is_train=True)
+    assert len(train_data[0]) == 2  # window 8, step 4 over 12 frames
+    record = t.fit()
+    assert record["step"] == 2 and np.isfinite(record["loss"])
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["kind"] == "online"

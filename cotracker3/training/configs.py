@@ -53,7 +53,7 @@ SMALL = {  # the embedded default: 3.3 M parameters, trainable on a 2-core CPU a
                        "space_depth": 2, "num_virtual_tracks": 32},
               "window_len": {"offline": 60, "online": 16}},
     "data": dict(SYNTHETIC, seq_len=8, num_tracks=48),
-    "train": dict(TRAIN_DEFAULTS, steps=500, schedule_extra_steps=0, lr=5e-4, log_every=5,
+    "train": dict(TRAIN_DEFAULTS, steps=800, schedule_extra_steps=0, lr=5e-4, log_every=5,
                   checkpoint_every=25, eval_every=100),
     "eval": dict(EVAL_DEFAULTS, num_clips=4, num_frames=16, size=(128, 128)),
 }
