@@ -276,6 +276,7 @@ class Trainer:
                 self.save_checkpoint()
             if (tc["eval_every"] and self.step % tc["eval_every"] == 0) or self.step == total or out_of_time:
                 self.evaluate()
+                t_last, steps_since = time.perf_counter(), 0  # clips/s measures training only
             if out_of_time:
                 tqdm.write(f"time limit reached at step {self.step} of {total}")
                 break
