@@ -36,3 +36,17 @@ def test_lk_and_checkpoint(tmp_path):
                 "--query-mode", "strided"])
     assert set(res["per_video"]) == {"clip0", "clip1"}
     assert 0 <= res["average"]["average_jaccard"] <= 1 and np.isfinite(res["average"]["occlusion_accuracy"])
+
+
+def test_predict_fn_accepts_tapvid_edge_queries():
+    """TAP-Vid pixels run to W at the far edge (points * W); the predictor allows W - 0.5."""
+    from cotracker3.predictor import CoTrackerPredictor
+    from cotracker3.training import model_config
+    from cotracker3.training.evaluation import cotracker_predict_fn
+
+    predictor = CoTrackerPredictor(None, **{k: v for k, v in model_config(get_config("tiny")).items() if k != "window_len"})
+    video = np.zeros((4, 32, 32, 3), np.uint8)
+    queries = np.array([[0, 32.0, 32.0], [1, 0.0, 5.0]], np.float32)
+    tracks, vis = cotracker_predict_fn(predictor, iters=1)(video, queries)
+    assert tracks.shape == (4, 2, 2) and vis.shape == (4, 2)
+    assert np.allclose(tracks[0, 0], 31.5)  # the clamped query itself at its frame

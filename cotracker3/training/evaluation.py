@@ -23,6 +23,10 @@ def cotracker_predict_fn(predictor: CoTrackerPredictor, iters: int = 6, backward
     def predict(video: np.ndarray, queries: np.ndarray):
         v = torch.from_numpy(np.ascontiguousarray(video)).permute(0, 3, 1, 2)[None].float().to(device)
         q = torch.from_numpy(queries)[None].float().to(device)
+        # TAP-Vid pixels (points * (W, H)) reach W at the far edge; the predictor accepts up to W - 0.5
+        H, W = video.shape[1:3]
+        q[..., 1] = q[..., 1].clamp(-0.5, W - 0.5)
+        q[..., 2] = q[..., 2].clamp(-0.5, H - 0.5)
         tracks, _, vis, _ = predictor(v, q, backward_tracking=backward_tracking, return_scores=True, iters=iters)
         return tracks[0].float().cpu().numpy(), vis[0].float().cpu().numpy()
 

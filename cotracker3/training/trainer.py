@@ -300,8 +300,14 @@ class Trainer:
             return None
         path = Path(self.eval_pickle) if self.eval_pickle else synthetic_eval_set(
             self.run_dir / "eval_set.pkl", ec["num_clips"], ec["seed"], ec["num_frames"], ec["size"], ec["num_tracks"])
-        with torch.random.fork_rng(devices=[]):
-            metrics = evaluate_model(self.model, ec, path)
+        try:  # a failing evaluation must not end a long run; it is logged and recorded instead
+            with torch.random.fork_rng(devices=[]):
+                metrics = evaluate_model(self.model, ec, path)
+        except Exception as e:
+            log.exception("evaluation at step %d failed", self.step)
+            self.model.train()
+            append_jsonl(self.run_dir / "eval.jsonl", {"step": self.step, "error": repr(e)})
+            return None
         append_jsonl(self.run_dir / "eval.jsonl", {"step": self.step, **metrics})
         tqdm.write(f"eval @ {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return metrics
