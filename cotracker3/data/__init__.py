@@ -1,0 +1,1 @@
+"""Training and evaluation data: the synthetic Kubric-like generator and its datasets."""

@@ -1,0 +1,95 @@
+"""Training configurations as plain dicts (hloc style): model, data, optimisation, evaluation.
+
+Optimisation defaults follow the official ``train_on_kubric.py``: AdamW (lr 5e-4, weight decay
+1e-5, eps 1e-8), OneCycleLR over ``steps + 100`` steps (pct_start 0.05, cosine annealing, no
+momentum cycling), gradient-norm clipping at 1.0, 4 refinement iterations, batch size 1 per GPU.
+"""
+from __future__ import annotations
+
+import copy
+
+TRAIN_DEFAULTS = {
+    "steps": 200_000,
+    "batch_size": 1,  # per process
+    "lr": 5e-4,
+    "weight_decay": 1e-5,
+    "eps": 1e-8,
+    "pct_start": 0.05,
+    "anneal_strategy": "cos",
+    "schedule_extra_steps": 100,  # OneCycleLR total = steps + this, as the official script
+    "clip_grad_norm": 1.0,
+    "iters": 4,
+    "amp": "bf16",  # autocast dtype on CUDA; ignored on CPU (float32)
+    "seed": 0,
+    "num_workers": 0,
+    "freeze": [],  # parameter-name components/prefixes to keep fixed, e.g. ["vis_conf_head"]
+    "loss": {  # passed to cotracker3.losses.sequence_losses, plus the terms summed into the loss
+        "terms": ["track_visible", "track_occluded", "visibility", "confidence"],
+        "gamma": 0.8,
+        "huber_delta": 6.0,
+        "conf_thresh": 12.0,
+    },
+    "log_every": 10,
+    "checkpoint_every": 500,
+    "eval_every": 2000,  # 0: never during training (always at the end when eval is configured)
+}
+
+# Dataset entries name a factory in cotracker3.training.data.DATASETS; the rest are its kwargs.
+SYNTHETIC = {"name": "synthetic", "seq_len": 24, "num_tracks": 256}
+EVAL_DEFAULTS = {"num_clips": 4, "seed": 1_000_000, "num_frames": 24, "size": (256, 256), "num_tracks": 64,
+                 "query_mode": "first", "iters": 6}
+
+FULL = {  # official CoTracker3 architecture (25.4 M parameters)
+    "model": {"kind": "offline", "args": {"model_resolution": (384, 512)},
+              "window_len": {"offline": 60, "online": 16}},
+    "data": dict(SYNTHETIC, seq_len=60, num_tracks=512),
+    "train": dict(TRAIN_DEFAULTS),
+    "eval": dict(EVAL_DEFAULTS),
+}
+
+SMALL = {  # the embedded default: 3.3 M parameters, trainable on a 2-core CPU at 128x128, 8 frames
+    "model": {"kind": "offline",
+              "args": {"model_resolution": (128, 128), "latent_dim": 32, "hidden_size": 128, "corr_hidden": 128,
+                       "space_depth": 2, "num_virtual_tracks": 32},
+              "window_len": {"offline": 60, "online": 16}},
+    "data": dict(SYNTHETIC, seq_len=8, num_tracks=48),
+    "train": dict(TRAIN_DEFAULTS, steps=800, schedule_extra_steps=0, lr=5e-4, log_every=5,
+                  checkpoint_every=25, eval_every=100),
+    "eval": dict(EVAL_DEFAULTS, num_clips=4, num_frames=16, size=(128, 128)),
+}
+
+TINY = {  # for tests: trains in seconds on a CPU
+    "model": {"kind": "offline",
+              "args": {"model_resolution": (32, 32), "latent_dim": 16, "hidden_size": 32, "corr_hidden": 32,
+                       "space_depth": 1, "num_virtual_tracks": 4, "corr_levels": 2, "corr_radius": 2},
+              "window_len": {"offline": 8, "online": 8}},
+    "data": dict(SYNTHETIC, seq_len=8, num_tracks=16),
+    "train": dict(TRAIN_DEFAULTS, steps=40, schedule_extra_steps=0, lr=2e-3, log_every=1,
+                  checkpoint_every=10, eval_every=0),
+    "eval": dict(EVAL_DEFAULTS, num_clips=1, num_frames=8, size=(32, 32), num_tracks=8, iters=4),
+}
+
+CONFIGS = {"tiny": TINY, "small": SMALL, "full": FULL}
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Recursive dict update returning a new dict (override wins; nested dicts merge)."""
+    out = copy.deepcopy(base)
+    for k, v in (override or {}).items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def get_config(name: str, **overrides) -> dict:
+    """A deep copy of a named config with nested overrides, e.g. get_config("tiny", train={"steps": 8})."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown config {name!r}; choose from {sorted(CONFIGS)}")
+    return merge(CONFIGS[name], overrides)
+
+
+def model_config(conf: dict, kind: str | None = None) -> dict:
+    """Constructor kwargs of the model (what save_weights stores and build_model rebuilds)."""
+    kind = kind or conf["model"]["kind"]
+    args = dict(conf["model"]["args"], window_len=conf["model"]["window_len"][kind])
+    args["model_resolution"] = list(args.get("model_resolution", (384, 512)))
+    return args

@@ -1,0 +1,312 @@
+"""Supervised CoTracker3 training: one process on a CPU, or many GPUs/nodes under ``torchrun``.
+
+Layout of a run directory::
+
+    RUN_DIR/config.json     the resolved config
+    RUN_DIR/checkpoint.pt   latest state (model, optimizer, scheduler, step, RNG and data states)
+    RUN_DIR/metrics.jsonl   one JSON object per logged step: step, loss, loss terms, lr, clips/s
+    RUN_DIR/eval.jsonl      one JSON object per evaluation: step and TAP-Vid metrics
+    RUN_DIR/eval_set.pkl    the synthetic TAP-Vid-layout evaluation clips
+
+Resuming restores everything a step depends on, so N steps in one go and N/2 + N/2 with a
+resume in between give identical weights. Data order is a pure function of (seed, rank,
+position), which is what makes this hold with DataLoader workers and several processes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from cotracker3.checkpoint import build_model, load_weights, read_state_dict, save_weights
+from cotracker3.losses import sequence_losses
+
+from .configs import model_config
+from .data import ResumableSampler, build_dataset, collate, make_queries, resize_batch
+from .evaluation import evaluate_model, synthetic_eval_set
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+
+
+# -- distributed -------------------------------------------------------------------------------
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world_size, device) from torchrun's environment; a plain process is rank 0 of 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+# -- files -------------------------------------------------------------------------------------
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary file, fsync, then rename: a crash never leaves a partial file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def truncate_jsonl(path: Path, last_step: int) -> None:
+    """Keep the records with step <= last_step (and drop a torn last line) before appending."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("step", -1) <= last_step:
+            keep.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(k + "\n" for k in keep))
+    os.replace(tmp, path)
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# -- model pieces ------------------------------------------------------------------------------
+
+def is_frozen(name: str, freeze) -> bool:
+    """A parameter is frozen if a freeze entry is one of its name's components or a prefix."""
+    parts = name.split(".")
+    return any(f in parts or name.startswith(f + ".") for f in freeze)
+
+
+def build_optimizer(model: torch.nn.Module, train: dict, total_steps: int):
+    """AdamW + OneCycleLR as the official script (cosine anneal, no momentum cycling)."""
+    params = [p for n, p in model.named_parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=train["lr"], weight_decay=train["weight_decay"], eps=train["eps"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, train["lr"], total_steps + max(1, train["schedule_extra_steps"]), pct_start=train["pct_start"],
+        cycle_momentum=False, anneal_strategy=train["anneal_strategy"])
+    return opt, sched
+
+
+class Trainer:
+    """Holds model, data and optimiser for one run; ``fit`` trains, checkpoints, logs, evaluates.
+
+    ``dataset`` overrides the configured one (tests, custom data); ``kind`` overrides
+    ``conf["model"]["kind"]`` ("offline" or "online").
+    """
+
+    def __init__(self, conf: dict, run_dir, kind: Optional[str] = None, dataset=None, init: Optional[str] = None,
+                 eval_pickle: Optional[str] = None):
+        self.conf = conf
+        self.kind = kind or conf["model"]["kind"]
+        self.conf["model"]["kind"] = self.kind
+        self.train_conf = conf["train"]
+        self.run_dir = Path(run_dir)
+        self.rank, self.world, self.device = setup_distributed()
+        self.main = self.rank == 0
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.model_args = model_config(conf, self.kind)
+        seed_everything(self.train_conf["seed"])
+        model = build_model(self.kind, None, **self.model_args)
+        if init:
+            state, _ = read_state_dict(init)
+            load_weights(model, state)
+        for name, p in model.named_parameters():
+            p.requires_grad_(not is_frozen(name, self.train_conf["freeze"]))
+        self.model = model.to(self.device)
+        self.ddp = None
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.resolution = tuple(self.model_args["model_resolution"])
+        self.dataset = dataset if dataset is not None else build_dataset(
+            conf["data"], self.resolution, seed=self.train_conf["seed"])
+        self.eval_pickle = eval_pickle
+        self.step = 0
+
+    # -- state -----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "config": self.conf,
+            "model_config": self.model_args,
+            "kind": self.kind,
+            "rng": rng_state(),
+            "data": {"position": self.step * self.train_conf["batch_size"]},
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.main:
+            atomic_save(self.state_dict(), self.run_dir / CHECKPOINT)
+
+    def load_checkpoint(self) -> None:
+        ckpt = torch.load(self.run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.step = ckpt["step"]
+        set_rng_state(ckpt["rng"])
+        if self.main:
+            for name in ("metrics.jsonl", "eval.jsonl"):
+                truncate_jsonl(self.run_dir / name, self.step)
+
+    # -- one step --------------------------------------------------------------------------
+
+    def loss(self, batch: dict) -> dict:
+        """Forward in train mode and the configured loss terms (their sum is ``loss``)."""
+        batch = resize_batch(batch, self.resolution)
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        queries = make_queries(batch)
+        use_amp = self.device.type == "cuda" and self.train_conf["amp"] == "bf16"
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
+        model = self.ddp or self.model
+        with amp:
+            *_, train_data = model(batch["video"], queries, iters=self.train_conf["iters"], is_train=True)
+        coords, vis, conf, valid = train_data  # losses in float32 (BCE is unsafe under autocast)
+        train_data = tuple([[x.float() for x in w] for w in part] for part in (coords, vis, conf)) + (valid,)
+        lc = self.train_conf["loss"]
+        terms = sequence_losses(
+            train_data, batch["trajectory"].float(), batch["visibility"].float(), batch["valid"].float(),
+            window_len=self.model_args["window_len"] if self.kind == "online" else None,
+            gamma=lc["gamma"], huber_delta=lc["huber_delta"], conf_thresh=lc["conf_thresh"],
+            train_occluded="track_occluded" in lc["terms"])
+        out = {k: terms[k] for k in lc["terms"]}
+        out["loss"] = sum(out.values())
+        return out
+
+    # -- loop ------------------------------------------------------------------------------
+
+    def fit(self, steps: Optional[int] = None, resume: bool = False, stop_at: Optional[int] = None,
+            max_minutes: Optional[float] = None) -> dict:
+        """Train to ``steps`` (the schedule length); ``stop_at`` / ``max_minutes`` end this call
+        early (as if interrupted; a checkpoint is written). Returns the last logged record."""
+        tc = self.train_conf
+        total = steps or tc["steps"]
+        tc["steps"] = total
+        self.optimizer, self.scheduler = build_optimizer(self.model, tc, total)
+        if resume and (self.run_dir / CHECKPOINT).is_file():
+            self.load_checkpoint()
+            log.info("resumed from step %d", self.step)
+        elif self.main:
+            for name in ("metrics.jsonl", "eval.jsonl"):
+                (self.run_dir / name).unlink(missing_ok=True)
+        if self.main:
+            (self.run_dir / "config.json").write_text(json.dumps(self.conf, indent=1, default=list))
+        end = min(total, stop_at or total)
+
+        bs = tc["batch_size"]
+        sampler = ResumableSampler(len(self.dataset), tc["seed"], self.rank, self.world, start=self.step * bs)
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=bs, sampler=sampler, num_workers=tc["num_workers"], collate_fn=collate,
+            pin_memory=self.device.type == "cuda", persistent_workers=False)
+        batches = iter(loader)
+        self.model.train()
+        bar = tqdm(total=end, initial=self.step, disable=not self.main, desc="train", dynamic_ncols=True)
+        record, t_last, steps_since = {}, time.perf_counter(), 0
+        deadline = time.perf_counter() + 60 * max_minutes if max_minutes else None
+        while self.step < end:
+            batch = next(batches)
+            out = self.loss(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], tc["clip_grad_norm"])
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            steps_since += 1
+            if self.step % tc["log_every"] == 0 or self.step == end:
+                now = time.perf_counter()
+                record = {"step": self.step, **{k: float(v.detach()) for k, v in out.items()},
+                          "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0],
+                          "clips_per_s": steps_since * bs * self.world / (now - t_last)}
+                t_last, steps_since = now, 0
+                if self.main:
+                    append_jsonl(self.run_dir / "metrics.jsonl", record)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", clips_s=f"{record['clips_per_s']:.2f}")
+            bar.update(1)
+            out_of_time = deadline is not None and self._agree(time.perf_counter() > deadline)
+            if self.step % tc["checkpoint_every"] == 0 or self.step == end or out_of_time:
+                self.save_checkpoint()
+            if (tc["eval_every"] and self.step % tc["eval_every"] == 0) or self.step == total or out_of_time:
+                self.evaluate()
+                t_last, steps_since = time.perf_counter(), 0  # clips/s measures training only
+            if out_of_time:
+                tqdm.write(f"time limit reached at step {self.step} of {total}")
+                break
+        bar.close()
+        if self.world > 1:
+            dist.barrier()
+        return record
+
+    def _agree(self, flag: bool) -> bool:
+        """Rank 0's decision for every rank (so all processes stop at the same step)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.broadcast(t, 0)
+        return bool(t.item())
+
+    def evaluate(self) -> Optional[dict]:
+        """TAP-Vid metrics on the synthetic eval set (rank 0; skipped if eval is not configured)."""
+        ec = self.conf.get("eval")
+        if not self.main or not ec or not ec.get("num_clips"):
+            return None
+        path = Path(self.eval_pickle) if self.eval_pickle else synthetic_eval_set(
+            self.run_dir / "eval_set.pkl", ec["num_clips"], ec["seed"], ec["num_frames"], ec["size"], ec["num_tracks"])
+        with torch.random.fork_rng(devices=[]):
+            metrics = evaluate_model(self.model, ec, path)
+        append_jsonl(self.run_dir / "eval.jsonl", {"step": self.step, **metrics})
+        tqdm.write(f"eval @ {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        return metrics
+
+    def export(self, path, half: bool = True) -> None:
+        """Final weights as safetensors with the constructor config (what build_model reads)."""
+        if self.main:
+            save_weights(self.model, path, self.model_args, half=half)

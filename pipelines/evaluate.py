@@ -1,0 +1,119 @@
+"""Evaluate a tracker on TAP-Vid-layout data or on BADJA's bear; print and write JSON metrics.
+
+    python -m pipelines.evaluate --checkpoint default --data synthetic -o metrics.json
+    python -m pipelines.evaluate --checkpoint lk --data tapvid_davis.pkl --query-mode strided
+    python -m pipelines.evaluate --checkpoint runs/small/w.safetensors --badja
+
+``--checkpoint``: a weights file, ``default`` (official weights if cached, else the embedded
+small ones), or ``lk`` (pyramidal Lucas-Kanade, OpenCV, chained frame to frame: a baseline).
+``--data synthetic`` writes (once) and reads a synthetic TAP-Vid-layout set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from cotracker3.evaluation import evaluate_keypoints, evaluate_tracker, load_badja_npz, tapvid_samples
+from cotracker3.predictor import CoTrackerPredictor
+from cotracker3.training.evaluation import cotracker_predict_fn, synthetic_eval_set
+
+BADJA_VIDEO = "/work/shared/data/cotracker_videos/bear.mp4"
+BADJA_KEYPOINTS = "/work/shared/data/badja_bear_davis/bear/keypoints_480p.npz"
+SYNTHETIC_DIR = Path("runs/eval")
+
+
+def lk_predict_fn(win: int = 21, levels: int = 3):
+    """Pyramidal LK from each query frame forwards and backwards; a track dies (invisible from
+    then on, position frozen) when LK fails or it leaves the image."""
+
+    def predict(video: np.ndarray, queries: np.ndarray):
+        T, H, W = video.shape[:3]
+        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in video]
+        N = len(queries)
+        tracks, vis = np.zeros((T, N, 2), np.float32), np.zeros((T, N), bool)
+        for t0 in np.unique(queries[:, 0].astype(int)):
+            idx = np.flatnonzero(queries[:, 0].astype(int) == t0)
+            start = queries[idx, 1:].astype(np.float32)
+            tracks[t0, idx], vis[t0, idx] = start, True
+            for d in (1, -1):
+                cur, alive, t = start.copy(), np.ones(len(idx), bool), t0
+                while 0 <= t + d < T:
+                    nxt, st, _ = cv2.calcOpticalFlowPyrLK(gray[t], gray[t + d], cur[:, None], None,
+                                                          winSize=(win, win), maxLevel=levels)
+                    nxt = nxt[:, 0]
+                    inside = (nxt[:, 0] >= -0.5) & (nxt[:, 0] <= W - 0.5) & (nxt[:, 1] >= -0.5) & (nxt[:, 1] <= H - 0.5)
+                    alive &= st[:, 0].astype(bool) & inside
+                    cur = np.where(alive[:, None], nxt, cur)
+                    t += d
+                    tracks[t, idx], vis[t, idx] = cur, alive
+        return tracks, vis
+
+    return predict
+
+
+def make_predict_fn(checkpoint: str, iters: int, query_mode: str):
+    if checkpoint == "lk":
+        return lk_predict_fn(), "OpenCV pyramidal Lucas-Kanade (21x21, 3 levels), chained frame to frame"
+    predictor = CoTrackerPredictor(checkpoint=checkpoint).eval()
+    if torch.cuda.is_available():
+        predictor = predictor.cuda()
+    return cotracker_predict_fn(predictor, iters=iters), predictor.checkpoint_source
+
+
+def read_video(path: str) -> np.ndarray:
+    import av
+
+    with av.open(path) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default="default", help="weights path, 'default' or 'lk'")
+    p.add_argument("--data", default="synthetic", help="TAP-Vid pickle (or Kinetics shard folder) or 'synthetic'")
+    p.add_argument("--query-mode", choices=["first", "strided"], default="first")
+    p.add_argument("--badja", action="store_true", help="BADJA bear keypoints instead of --data")
+    p.add_argument("--num-clips", type=int, default=10, help="synthetic set size")
+    p.add_argument("--seed", type=int, default=1_000_000, help="synthetic set seed")
+    p.add_argument("--iters", type=int, default=6)
+    p.add_argument("--threads", type=int)
+    p.add_argument("-o", "--output", help="write the metrics JSON here")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    predict, source = make_predict_fn(args.checkpoint, args.iters, args.query_mode)
+    t0 = time.perf_counter()
+    if args.badja:
+        metrics = evaluate_keypoints(predict, read_video(BADJA_VIDEO), load_badja_npz(BADJA_KEYPOINTS))
+        result = {"data": f"BADJA bear ({BADJA_VIDEO})", "average": metrics}
+    else:
+        data = args.data
+        if data == "synthetic":
+            data = str(synthetic_eval_set(SYNTHETIC_DIR / f"synthetic_{args.num_clips}_{args.seed}.pkl",
+                                          args.num_clips, args.seed, 24, (256, 256), 256))
+        result = evaluate_tracker(predict, tapvid_samples(data, args.query_mode))
+        result["data"] = data
+        result["query_mode"] = args.query_mode
+    result.update(tracker=source, seconds=round(time.perf_counter() - t0, 1))
+    avg = result["average"]
+    print(f"{source}\n{result['data']}")
+    for k in ("average_jaccard", "average_pts_within_thresh", "occlusion_accuracy"):
+        if k in avg:
+            print(f"  {k:28s} {100 * avg[k]:6.2f}")
+    for k, v in avg.items():
+        if k.startswith("pck") or k == "mean_error_px":
+            print(f"  {k:28s} {v:8.3f}")
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
