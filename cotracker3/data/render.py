@@ -139,12 +139,11 @@ def render(scene: Scene, poses: Poses, K: torch.Tensor, height: int, width: int,
         size = torch.as_tensor(p.size, dtype=torch.float32, device=device)
         M, o = _to_local(poses, i)
         if p.kind == PLANE:  # full frames; only the local z component decides the hit
-            dz = (d_cam.view(-1, 3) @ M[:, :, 2].t()).t().view(nf, NT, TT)
-            t = -o[:, 2, None, None] / dz
-            t.masked_fill_(~(t > T_MIN), float("inf"))
-            closer = t < best
-            best = torch.where(closer, t, best)
-            prim.masked_fill_(closer, i)
+            dz = (M[:, :, 2] @ d_cam.view(-1, 3).t()).view(nf, NT, TT)
+            t = (-o[:, 2, None, None]) / dz
+            t = torch.where(t > T_MIN, t, float("inf"))
+            prim.masked_fill_(t < best, i)
+            best = torch.minimum(best, t)
             continue
         frame, tile = _covered_tiles(poses, i, bounding_radius(p.kind, p.size), Kf, height, width)
         if frame.numel() == 0:
@@ -182,7 +181,8 @@ def _shade(scene: Scene, poses: Poses, K: torch.Tensor, depth: torch.Tensor, pri
     x_world = (poses.eye[:, None, :] + depth.view(nf, -1, 1) * d_world.view(nf, -1, 3)).view(-1, 3)
     flat = prim_map.reshape(-1)
     color = torch.empty(flat.shape[0], 3, device=device)
-    order = torch.argsort(flat, stable=True)
+    # uint8 keys sort ~3x faster than int64; a scene has far fewer than 255 primitives
+    order = torch.argsort(flat.to(torch.uint8) if len(scene.primitives) < 255 else flat, stable=True)
     counts = torch.bincount(flat, minlength=len(scene.primitives)).tolist()
     light = torch.as_tensor(scene.light_dir, dtype=torch.float32, device=device)
     start = 0
@@ -196,11 +196,17 @@ def _shade(scene: Scene, poses: Poses, K: torch.Tensor, depth: torch.Tensor, pri
         R, t = poses.prim_R[i], poses.prim_t[i]
         pts = _rotate_rows(x_world[idx] - (t[:1] if static else t[frame]), R, frame, static)  # local hits
         size = torch.as_tensor(p.size, dtype=torch.float32, device=device)
-        n = local_normal(p.kind, pts, size)
-        facing = (n * _rotate_rows(d_world[idx], R, frame, static)).sum(-1) > 0
-        n = torch.where(facing[:, None], -n, n)  # face the camera (planes are two-sided)
         light_local = light @ R[0] if static else (light @ R)[frame]
-        shading = scene.ambient + (1.0 - scene.ambient) * (n * light_local).sum(-1).clamp_min(0.0)
+        amb = scene.ambient
+        if p.kind == PLANE and static:  # two-sided plane: normal +-z, whichever faces the camera
+            dz = d_world[idx] @ R[0, :, 2]
+            lit = amb + (1.0 - amb) * light_local[2].abs()
+            shading = torch.where((dz < 0) == (light_local[2] > 0), lit, amb)
+        else:
+            n = local_normal(p.kind, pts, size)
+            facing = (n * _rotate_rows(d_world[idx], R, frame, static)).sum(-1) > 0
+            n = torch.where(facing[:, None], -n, n)
+            shading = amb + (1.0 - amb) * (n * light_local).sum(-1).clamp_min(0.0)
         color[idx] = albedo(scene.materials[p.material], surface_uv(p.kind, pts, size)) * shading[..., None]
     return color.view(nf, height, width, 3)
 

@@ -69,6 +69,14 @@ class Material:
     photo: Optional[torch.Tensor] = None  # (3, S+1, S+1) float 0..1 periodic photo tile
 
 
+_BOX_UV_AXES = torch.tensor([[1, 2], [0, 2], [0, 1]])
+
+
+def box_face_axis(p: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """Axis (S,) of the box face each local surface point p (S, 3) lies on."""
+    return (p.abs() / size).argmax(-1)
+
+
 def surface_uv(kind: int, p: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
     """Local points p (S, 3) on a primitive -> 2D surface coordinates (S, 2) in world units.
 
@@ -78,11 +86,10 @@ def surface_uv(kind: int, p: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
     if kind == PLANE:
         return p[:, :2]
     if kind == BOX:
-        axis = (p.abs() / size).argmax(-1)
-        uv = torch.stack([p[:, [1, 2]], p[:, [0, 2]], p[:, [0, 1]]], 0)  # (3, S, 2)
-        uv = uv.gather(0, axis.view(1, -1, 1).expand(1, -1, 2))[0]
-        face = axis * 2 + (p.gather(-1, axis[:, None])[:, 0] > 0).long()
-        return uv + 7.3 * face[:, None].float()
+        axis = box_face_axis(p, size)
+        uv = p.gather(1, _BOX_UV_AXES.to(p.device)[axis])  # the face's two in-plane axes
+        face = axis * 2 + (p.gather(1, axis[:, None])[:, 0] > 0)
+        return uv + 7.3 * face[:, None]
     if kind == SPHERE:
         r = size[0]
         return torch.stack([torch.atan2(p[:, 1], p[:, 0]) * r, torch.asin((p[:, 2] / r).clamp(-1, 1)) * r], -1)
@@ -102,25 +109,31 @@ def _wrapped_lookup(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
 
 
 def albedo(material: Material, uv: torch.Tensor) -> torch.Tensor:
-    """Surface colour in [0, 1] at surface coordinates uv (S, 2) -> (S, 3)."""
-    q = uv @ material.uv_transform.t() + material.offset
+    """Surface colour in [0, 1] at surface coordinates uv (S, 2) -> (S, 3).
+
+    Written as few whole-tensor ops as possible (fused multiply-adds, lerp): on CPU this
+    runs over every pixel of every frame and is memory bound.
+    """
+    q = torch.addmm(material.offset, uv, material.uv_transform.t())
     noise = _wrapped_lookup(noise_bank(str(uv.device))[material.bank_index], q)  # (S, 3)
     k = material.sharpness
-    f = 0.5 + 0.5 * torch.tanh(k * (noise[:, 0] - 0.5) * 2.0) / math.tanh(k)
+    # contrast curve 0.5 + 0.5 tanh(k (2 n - 1)) / tanh(k), keeps [0, 1] -> [0, 1]
+    f = torch.tanh(noise[:, 0] * (2 * k) - k).mul_(0.5 / math.tanh(k)).add_(0.5)
     if material.stripe_weight > 0:
-        phase = 2 * math.pi * material.stripe_frequency * q[:, 0] + 4.0 * noise[:, 1]
-        f = f + material.stripe_weight * (0.5 + 0.5 * torch.tanh(4.0 * torch.sin(phase)) - f)
+        phase = q[:, 0] * (2 * math.pi * material.stripe_frequency) + 4.0 * noise[:, 1]
+        stripes = torch.tanh(4.0 * torch.sin(phase)).mul_(0.5).add_(0.5)
+        f = torch.lerp(f, stripes, material.stripe_weight)
     if material.checker_weight > 0:
         w = material.checker_frequency * 2 * math.pi
-        checks = torch.sin(w * q[:, 0]) * torch.sin(w * q[:, 1])
-        f = f + material.checker_weight * (0.5 + 0.5 * torch.tanh(8.0 * checks) - f)
+        checks = torch.tanh(8.0 * torch.sin(w * q[:, 0]) * torch.sin(w * q[:, 1])).mul_(0.5).add_(0.5)
+        f = torch.lerp(f, checks, material.checker_weight)
     c0, c1, c2 = material.colors
-    color = c0 + (c1 - c0) * f[:, None]
-    accent = ((noise[:, 2:3] - 0.62) * 6.0).clamp(0.0, 1.0)  # sparse blobs of the accent colour
-    color = color + (c2 - color) * accent
+    color = torch.addmm(c0, f[:, None], (c1 - c0)[None])  # c0 + f (c1 - c0): a convex mix, stays in [0, 1]
+    accent = noise[:, 2:3].sub(0.62).mul_(6.0).clamp_(0.0, 1.0)  # sparse blobs of the accent colour
+    color = torch.lerp(color, c2.expand_as(color), accent)
     if material.photo is not None:
-        color = 0.2 * color + 0.8 * _wrapped_lookup(material.photo, q * 0.5)
-    return color.clamp(0.0, 1.0)
+        color = torch.lerp(color, _wrapped_lookup(material.photo, q * 0.5), 0.8)
+    return color
 
 
 def periodic_photo(photo: np.ndarray, device) -> torch.Tensor:
