@@ -5,19 +5,11 @@ import pytest
 from sfm_tracks.geometric_filter import REJECTED, UNVERIFIABLE, VERIFIED
 from sfm_tracks.pseudo_labels import TooFewQueries, choose_teacher, geometric_states, label_video, sample_queries, DEFAULT_CONF
 from sfm_tracks.testing import DRIFT, GOOD, JUMP, MOVING, synthetic_scene
-from tests.synthetic import TranslationProvider, translating_video
+from tests.synthetic import TranslationProvider, textured_video
 
 V = (1.0, 0.5)
 T, H, W = 32, 96, 128
 DRIFT_FRAME = 15
-
-
-def textured_video(**kw):
-    """translating_video with its contrast stretched so SIFT finds keypoints; the time stamp is kept."""
-    f = translating_video(stamp=True, **kw)
-    g = np.clip((f.astype(np.float32) - f.mean()) * 6 + 128, 0, 255).astype(np.uint8)
-    g[:, 0, 0, 0] = f[:, 0, 0, 0]
-    return g
 
 
 class DriftTeacher(TranslationProvider):
