@@ -12,7 +12,7 @@ import logging
 
 import torch
 
-from cotracker3.checkpoint import resolve_checkpoint
+from cotracker3.checkpoint import CheckpointError, resolve_checkpoint
 from cotracker3.training import CONFIGS, Trainer, get_config
 from cotracker3.training.configs import STAGES
 
@@ -49,7 +49,10 @@ def main(argv=None):
         init = init or "default"  # the paper fine-tunes a synthetic-trained model, never from scratch
     conf = get_config(args.config, args.stage, **overrides)
     if init == "default":
-        init = str(resolve_checkpoint(args.model or conf["model"]["kind"], "default")[0])
+        try:
+            init = str(resolve_checkpoint(args.model or conf["model"]["kind"], "default")[0])
+        except CheckpointError as e:
+            p.error(f"{e} (or pass --init WEIGHTS)")
     trainer = Trainer(conf, args.output, kind=args.model, init=init, eval_pickle=args.eval_data)
     trainer.fit(steps=args.steps, resume=args.resume, max_minutes=args.max_minutes)
     if args.export:
