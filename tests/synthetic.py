@@ -49,3 +49,11 @@ class TranslationProvider(TrackProvider):
         xy = queries[None, :, 1:] + (g[:, None, None] - gq[None, :, None]) * self.velocity
         vis = (xy[..., 0] >= 0) & (xy[..., 1] >= 0) & (xy[..., 0] <= W - 1) & (xy[..., 1] <= H - 1)
         return Tracks(xy=xy, visible=vis, image_size=(H, W), confidence=np.ones(vis.shape, np.float32))
+
+
+def textured_video(**kw):
+    """translating_video(stamp=True) with its contrast stretched so SIFT finds keypoints (stamp kept)."""
+    f = translating_video(stamp=True, **kw)
+    g = np.clip((f.astype(np.float32) - f.mean()) * 6 + 128, 0, 255).astype(np.uint8)
+    g[:, 0, 0, 0] = f[:, 0, 0, 0]
+    return g

@@ -71,6 +71,18 @@ TINY = {  # for tests: trains in seconds on a CPU
 
 CONFIGS = {"tiny": TINY, "small": SMALL, "full": FULL}
 
+# Stage "pseudo": fine-tuning on pseudo-labelled real videos, as the official train_on_real_data.py
+# (README command): AdamW lr 5e-5, weight decay 1e-5, OneCycleLR over steps + 100 with no warm-up
+# (pct_start 0, cosine), gradient clipping at 10, 15k steps, the visibility/confidence head frozen and
+# only the visible-track loss (labels have no trustworthy occlusion). Model and clip sizes stay the
+# base config's. data.labels: a relabel OUTDIR.
+PSEUDO = {
+    "data": {"name": "pseudo", "labels": None, "samples_per_video": 100, "synthetic_fraction": 0.0},
+    "train": {"steps": 15_000, "lr": 5e-5, "weight_decay": 1e-5, "pct_start": 0.0, "schedule_extra_steps": 100,
+              "clip_grad_norm": 10.0, "freeze": ["vis_conf_head"], "loss": {"terms": ["track_visible"]}},
+}
+STAGES = {"synthetic": {}, "pseudo": PSEUDO}
+
 
 def merge(base: dict, override: dict) -> dict:
     """Recursive dict update returning a new dict (override wins; nested dicts merge)."""
@@ -80,11 +92,17 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
-def get_config(name: str, **overrides) -> dict:
-    """A deep copy of a named config with nested overrides, e.g. get_config("tiny", train={"steps": 8})."""
+def get_config(name: str, stage: str = "synthetic", **overrides) -> dict:
+    """A deep copy of a named config for a training stage with nested overrides,
+    e.g. get_config("tiny", train={"steps": 8}) or get_config("small", "pseudo", data={"labels": "labels/"})."""
     if name not in CONFIGS:
         raise ValueError(f"unknown config {name!r}; choose from {sorted(CONFIGS)}")
-    return merge(CONFIGS[name], overrides)
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose from {sorted(STAGES)}")
+    base = CONFIGS[name]
+    if stage == "pseudo":  # seq_len / num_tracks stay the base config's; the synthetic-only keys go
+        base = dict(base, data={k: v for k, v in base["data"].items() if k in ("seq_len", "num_tracks")})
+    return merge(merge(base, STAGES[stage]), overrides)
 
 
 def model_config(conf: dict, kind: str | None = None) -> dict:

@@ -29,6 +29,15 @@ def _synthetic(seq_len: int, num_tracks: int, crop_size, seed: int, **kw):
 register_dataset("synthetic", _synthetic)
 
 
+def _pseudo(**kw):
+    from cotracker3.data.pseudo_labels import pseudo_dataset
+
+    return pseudo_dataset(**kw)
+
+
+register_dataset("pseudo", _pseudo)
+
+
 def build_dataset(data_conf: dict, crop_size, seed: int):
     """Instantiate the configured dataset; clips are rendered at the model resolution."""
     conf = dict(data_conf)
