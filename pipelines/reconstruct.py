@@ -29,7 +29,7 @@ from sfm_tracks.pipeline import TRACKERS, make_provider, run  # noqa: E402
 
 logger = logging.getLogger("reconstruct")
 
-DEMO = {"seed": 1, "num_frames": 24, "size": 256}
+DEMO = {"seed": 0, "num_frames": 24, "size": 256, "camera_mode": "orbit"}  # orbit: parallax for self-calibration
 
 
 def positive_int(text: str) -> int:
@@ -86,7 +86,8 @@ def demo_scene():
     """A static synthetic room with a moving camera: frames, names and the true cameras."""
     from cotracker3.data.synthetic import generate_clip
 
-    clip = generate_clip(DEMO["seed"], num_frames=DEMO["num_frames"], height=DEMO["size"], width=DEMO["size"], num_tracks=8, dynamic=False)
+    clip = generate_clip(DEMO["seed"], num_frames=DEMO["num_frames"], height=DEMO["size"], width=DEMO["size"], num_tracks=8, dynamic=False,
+                         camera_mode=DEMO["camera_mode"])
     names = [f"frame_{t:06d}.png" for t in range(DEMO["num_frames"])]
     return clip["video"], names, clip["cam_from_world"].astype(np.float64), clip["intrinsics"]
 
@@ -106,10 +107,22 @@ def pose_accuracy(rec, names: list, gt: np.ndarray) -> dict:
 
 
 def pick_demo_tracker(args):
-    """The requested tracker, or Lucas-Kanade with a note when no CoTracker3 weights are found."""
+    """The best tracker available: CoTracker3 with official or explicit weights, else Lucas-Kanade.
+
+    The small weights shipped in cotracker3/weights track worse than Lucas-Kanade (their model card),
+    so the demo does not use them unless asked with --checkpoint.
+    """
     if args.tracker == "lk":
         return None
+    from cotracker3.checkpoint import EMBEDDED_DIR, resolve_checkpoint
+
     try:
+        path, source = resolve_checkpoint("online" if args.tracker.endswith("online") else "offline", args.checkpoint or "default")
+        if args.checkpoint in (None, "default") and path.parent == EMBEDDED_DIR:
+            print(f"note: only {source} found; they track worse than Lucas-Kanade (cotracker3/weights/MODEL_CARD.md), "
+                  "so the demo uses --tracker lk (put the official scaled_offline.pth in the torch hub cache for CoTracker3)")
+            args.tracker = "lk"
+            return None
         return make_provider(args.tracker, args.checkpoint, args.device)
     except CheckpointError as e:
         print(f"note: {e}; the demo falls back to the Lucas-Kanade tracker (--tracker lk)")

@@ -183,3 +183,14 @@ def test_cotracker_route_with_explicit_checkpoint(clip, image_dir, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("error: ") and "track" in err[-1]
     _no_model(out)
+
+
+def test_demo_runs_and_matches_its_ground_truth(tmp_path, capsys, monkeypatch):
+    """The README's main command: the demo picks the best tracker it has and recovers the true cameras."""
+    monkeypatch.setenv("SFM_TRACKS_NO_DOWNLOAD", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no official weights: the small ones are skipped
+    assert main(["--demo", "-o", str(tmp_path / "demo"), "-q", "--no-video"]) == 0
+    out = capsys.readouterr().out
+    assert "demo uses --tracker lk" in out and "24/24 registered" in out
+    rot = float(out.split("rotation error after alignment mean ")[1].split(" deg")[0])
+    assert rot < 0.5
