@@ -19,12 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pycolmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sfm_tracks import Tracks, geometric_filter, reconstruct  # noqa: E402
+from sfm_tracks import LucasKanadeProvider, Tracks, geometric_filter, read_frames, reconstruct, select_queries  # noqa: E402
 from sfm_tracks.metrics import poses_by_frame, relative_pose_errors  # noqa: E402
 from sfm_tracks.testing import GOOD, MOVING, synthetic_scene  # noqa: E402
 
@@ -108,49 +107,14 @@ def bench_colmap_sift(image_dir: Path, matcher: str, ref: dict | None = None, ma
     return (res, rec) if return_model else res
 
 
-def lk_tracks(image_dir: Path, max_corners: int = 1500, fb_px: float = 1.0) -> Tracks:
-    """Classical tracks: Shi-Tomasi corners + pyramidal Lucas-Kanade with a forward-backward check,
-    re-seeding corners where tracks were lost. Occluded/lost points stay invisible afterwards."""
-    names = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in (".jpg", ".png"))
-    grey = [cv2.imread(str(image_dir / n), cv2.IMREAD_GRAYSCALE) for n in names]
-    H, W = grey[0].shape
-    T = len(grey)
-    lk = dict(winSize=(21, 21), maxLevel=4, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
-    xy_all, alive = [], []  # per track: (T, 2) array
-    active = np.zeros((0,), int)
-
-    def seed(t, img):
-        mask = np.full(img.shape, 255, np.uint8)
-        for n in active:
-            cv2.circle(mask, tuple(int(v) for v in xy_all[n][t]), 8, 0, -1)
-        need = max_corners - len(active)
-        if need < max_corners // 5:
-            return []
-        pts = cv2.goodFeaturesToTrack(img, need, 0.01, 8, mask=mask)
-        new = []
-        for p in ([] if pts is None else pts.reshape(-1, 2)):
-            xy = np.full((T, 2), np.nan)
-            xy[t] = p
-            xy_all.append(xy)
-            new.append(len(xy_all) - 1)
-        return new
-
-    active = np.array(seed(0, grey[0]), int)
-    for t in range(1, T):
-        if len(active):
-            p0 = np.array([xy_all[n][t - 1] for n in active], np.float32)
-            p1, st, _ = cv2.calcOpticalFlowPyrLK(grey[t - 1], grey[t], p0, None, **lk)
-            pb, stb, _ = cv2.calcOpticalFlowPyrLK(grey[t], grey[t - 1], p1, None, **lk)
-            ok = (st[:, 0] == 1) & (stb[:, 0] == 1) & (np.linalg.norm(pb - p0, axis=1) < fb_px)
-            ok &= (p1[:, 0] >= 0) & (p1[:, 0] <= W - 1) & (p1[:, 1] >= 0) & (p1[:, 1] <= H - 1)
-            for n, q in zip(active[ok], p1[ok]):
-                xy_all[n][t] = q
-            active = active[ok]
-        active = np.concatenate([active, np.array(seed(t, grey[t]), int)]).astype(int)
-    xy = np.stack(xy_all, 1)
-    visible = np.isfinite(xy).all(-1)
-    keep = visible.sum(0) >= 3
-    return Tracks(xy=xy[:, keep], visible=visible[:, keep], image_size=(H, W), image_names=names)
+def lk_tracks(image_dir: Path) -> Tracks:
+    """Classical tracks from the project's own Lucas-Kanade provider (SIFT + grid queries on spread frames)."""
+    frames, names = read_frames(image_dir)
+    tracks = LucasKanadeProvider()(frames, select_queries(frames))
+    keep = tracks.visible.sum(0) >= 3
+    out = tracks.select(tracks=keep)
+    out.image_names = names
+    return out
 
 
 def bench_lk_route(image_dir: Path, ref: dict | None) -> dict:

@@ -25,7 +25,8 @@ import numpy as np  # noqa: E402
 
 from cotracker3 import CheckpointError  # noqa: E402
 from sfm_tracks import ReconstructionError, VideoError  # noqa: E402
-from sfm_tracks.pipeline import TRACKERS, make_provider, run  # noqa: E402
+from sfm_tracks.pipeline import run  # noqa: E402
+from sfm_tracks.providers import TRACKERS, make_provider  # noqa: E402
 
 logger = logging.getLogger("reconstruct")
 

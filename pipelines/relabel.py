@@ -22,7 +22,8 @@ from typing import Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from sfm_tracks.pseudo_labels import DEFAULT_CONF, TEACHER_NAMES, TooFewQueries, label_stats, label_video, make_teacher
+from sfm_tracks.providers import TRACKERS as TEACHER_NAMES, make_provider as make_teacher
+from sfm_tracks.pseudo_labels import DEFAULT_CONF, TooFewQueries, label_stats, label_video
 from sfm_tracks.video import VideoError, iter_frames, resize_max_side
 
 log = logging.getLogger("relabel")

@@ -6,7 +6,6 @@ observations get a placeholder keypoint that no match ever refers to.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pycolmap

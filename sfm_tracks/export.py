@@ -23,15 +23,15 @@ from .tracks import Tracks
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0])
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Swap a finished temp directory into place (old one moved aside first, then removed)."""
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Swap a finished temp directory into place (an existing one is moved aside first, then removed)."""
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         final.rename(old)
     tmp.rename(final)
     if old is not None:
-        shutil.rmtree(old)
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
 
 
 def write_model(rec: pycolmap.Reconstruction, model_dir, text: bool = False) -> Path:
@@ -43,7 +43,7 @@ def write_model(rec: pycolmap.Reconstruction, model_dir, text: bool = False) -> 
         rec.write_binary(str(tmp))
         if text:
             rec.write_text(str(tmp))
-        _replace_dir(tmp, model_dir)
+        replace_dir(tmp, model_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -12,7 +12,6 @@ import contextlib
 import copy
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -25,10 +24,10 @@ import pycolmap
 from tqdm import tqdm
 
 from .cameras import CameraSpec
-from .export import export
+from .export import export, replace_dir
 from .filters import apply_filters, cycle_consistency, low_confidence, stuck_at_border, too_short
 from .mapping import reconstruct
-from .providers import LucasKanadeProvider, TrackProvider
+from .providers import TrackProvider, make_provider
 from .queries import select_queries, spread_frames
 from .tracks import Tracks
 from .video import IMAGE_EXTENSIONS, VideoError, draw_tracks, iter_frames, list_images, resize_max_side, write_video
@@ -36,7 +35,6 @@ from .windowed import window_bounds, windowed
 
 logger = logging.getLogger(__name__)
 
-TRACKERS = ("cotracker3", "cotracker3-online", "lk")
 
 DEFAULT_CONF = {
     "input": {"max_frames": None, "stride": 1, "max_side": 1024},
@@ -153,19 +151,6 @@ def load_masks(mask_dir, names: list, in_size: tuple, size: tuple, work: Path) -
 
 
 # ---------------------------------------------------------------------------------------------- tracking
-
-def make_provider(name: str, checkpoint: Optional[str] = "default", device: str = "cpu") -> TrackProvider:
-    """A TrackProvider by name; CoTracker3 raises cotracker3.CheckpointError when no weights are found."""
-    if name == "lk":
-        return LucasKanadeProvider()
-    if name == "cotracker3":
-        from .cotracker import CoTrackerProvider
-        return CoTrackerProvider(checkpoint=checkpoint, device=device)
-    if name == "cotracker3-online":
-        from .cotracker import CoTrackerOnlineProvider
-        return CoTrackerOnlineProvider(checkpoint=checkpoint, device=device)
-    raise ValueError(f"tracker must be one of {TRACKERS}, got {name!r}")
-
 
 def checkpoint_source(provider: TrackProvider) -> str:
     return getattr(provider, "checkpoint_source", "none (classical tracker, no weights)")
@@ -313,17 +298,6 @@ def _prepare_outdir(out_dir: Path, overwrite: bool) -> None:
         raise InputError(f"output folder {out_dir} exists and is not empty (pass --overwrite to replace it)")
 
 
-def _publish(staging: Path, out_dir: Path) -> None:
-    """Rename the finished staging folder to OUTDIR (an old OUTDIR is moved aside first, then removed)."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(old)
-    staging.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-
-
 # ---------------------------------------------------------------------------------------------- run
 
 def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: Optional[TrackProvider] = None,
@@ -383,7 +357,7 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
         }
         (staging / "report.json").write_text(json.dumps(report, indent=1, default=str))
         del frames, masks  # release the memmaps before the work folder goes
-        _publish(staging, out_dir)
+        replace_dir(staging, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report["model"] = rec

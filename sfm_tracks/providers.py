@@ -140,3 +140,19 @@ def run_chunked(provider: TrackProvider, frames: np.ndarray, queries: np.ndarray
         confidence=conf,
         query_frame=queries[:, 0].astype(np.int64),
     )
+
+
+TRACKERS = ("cotracker3", "cotracker3-online", "lk")
+
+
+def make_provider(name: str, checkpoint: Optional[str] = "default", device: str = "cpu") -> TrackProvider:
+    """A TrackProvider by CLI name; CoTracker3 raises cotracker3.CheckpointError when no weights are found."""
+    if name == "lk":
+        return LucasKanadeProvider()
+    if name == "cotracker3":
+        from .cotracker import CoTrackerProvider
+        return CoTrackerProvider(checkpoint=checkpoint, device=device)
+    if name == "cotracker3-online":
+        from .cotracker import CoTrackerOnlineProvider
+        return CoTrackerOnlineProvider(checkpoint=checkpoint, device=device)
+    raise ValueError(f"tracker must be one of {TRACKERS}, got {name!r}")

@@ -23,7 +23,7 @@ from .errors import ReconstructionError
 from .filters import cycle_consistency
 from .geometric_filter import UNVERIFIABLE, geometric_filter
 from .mapping import reconstruct
-from .providers import LucasKanadeProvider, TrackProvider
+from .providers import TrackProvider
 from .queries import sift_points
 from .tracks import Tracks
 
@@ -43,7 +43,6 @@ DEFAULT_CONF = {
     "seed": 0,
 }
 
-TEACHER_NAMES = ("lk", "cotracker3", "cotracker3-online")
 
 # What a label file holds: name -> (dtype kind, shape in terms of T frames, N tracks).
 LABEL_KEYS = {
@@ -57,19 +56,6 @@ LABEL_KEYS = {
 
 class TooFewQueries(ValueError):
     """SIFT found too few keypoints in the query frames (textureless, dark or tiny video)."""
-
-
-def make_teacher(name: str, checkpoint: Optional[str] = "default", device: str = "cpu") -> TrackProvider:
-    """A TrackProvider by CLI name; CoTracker3 raises cotracker3.CheckpointError when no weights exist."""
-    if name == "lk":
-        return LucasKanadeProvider()
-    if name == "cotracker3":
-        from .cotracker import CoTrackerProvider
-        return CoTrackerProvider(checkpoint=checkpoint, device=device)
-    if name == "cotracker3-online":
-        from .cotracker import CoTrackerOnlineProvider
-        return CoTrackerOnlineProvider(checkpoint=checkpoint, device=device)
-    raise ValueError(f"unknown teacher {name!r}; choose from {TEACHER_NAMES}")
 
 
 def video_rng(name: str, seed: int, purpose: str) -> np.random.Generator:

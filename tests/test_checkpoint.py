@@ -1,5 +1,4 @@
 """Checkpoint loading: formats, wrappers, prefixes, window-length change, wrong models, resolution order."""
-from pathlib import Path
 
 import pytest
 import torch
