@@ -8,6 +8,7 @@ W - 1 instead; that differs by at most half a pixel.)
 """
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def write_tapvid_eval_set(
         data[f"synthetic_{k:03d}"] = {"video": clip["video"], "points": points, "occluded": occluded}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")  # atomic: readers never see half a file
+    with open(tmp, "wb") as f:
         pickle.dump(data, f, protocol=4)
+    tmp.replace(path)
     return data
