@@ -25,7 +25,7 @@ import numpy as np
 import pycolmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_sfm import DEFAULT_DATA, bench_colmap_sift, reference_poses  # noqa: E402
+from bench_sfm import DEFAULT_DATA, _table, bench_colmap_sift, reference_poses  # noqa: E402
 from cotracker3 import CheckpointError, resolve_checkpoint  # noqa: E402
 from sfm_tracks.metrics import aligned_pose_errors, relative_pose_errors  # noqa: E402
 from sfm_tracks.pipeline import run  # noqa: E402
@@ -97,10 +97,6 @@ def bench_input(label: str, source: Path, keys_of, ref: dict, trackers: list, wo
     return rows
 
 
-def _fmt(v):
-    return f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -124,10 +120,7 @@ def main(argv=None):
     keys = ["frames", "registered", "time_s", "time_split", "reproj_px", "points", "track_len", "rel_rot_median_deg",
             "rot_median_deg", "center_rel_median_pct", "error"]
     keys = [k for k in keys if any(k in r for r in rows)]
-    print("\n| case | " + " | ".join(keys) + " |")
-    print("|---" * (len(keys) + 1) + "|")
-    for r in rows:
-        print(f"| {r['case']} | " + " | ".join(_fmt(r.get(k, "")) for k in keys) + " |")
+    _table(rows, keys)
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}; "
           f"pycolmap {pycolmap.__version__}; trackers: {trackers}")
     if args.json:
