@@ -16,6 +16,11 @@ from .providers import TrackProvider
 from .tracks import Tracks
 
 
+def _inside(xy: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """(..., 2) positions within the image: a point the model places outside the frame is not visible."""
+    return (xy[..., 0] >= -0.5) & (xy[..., 0] <= W - 0.5) & (xy[..., 1] >= -0.5) & (xy[..., 1] <= H - 0.5)
+
+
 def _to_video(frames: np.ndarray, device) -> torch.Tensor:
     """(T, H, W, 3) uint8 -> (1, T, 3, H, W) float32 in [0, 255]."""
     return torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2)[None].float()
@@ -24,8 +29,8 @@ def _to_video(frames: np.ndarray, device) -> torch.Tensor:
 class CoTrackerProvider(TrackProvider):
     """Offline CoTracker3. `checkpoint`: "default" (best weights found, see cotracker3.checkpoint), a path, or None.
 
-    visible = vis > `vis_threshold` (0.9, the official predictor's); confidence = the model's confidence
-    that the point lies within 12 px of the truth.
+    visible = vis > `vis_threshold` (0.9, the official predictor's) and inside the image; confidence = the
+    model's confidence that the point lies within 12 px of the truth.
     """
 
     name = "cotracker3"
@@ -47,7 +52,7 @@ class CoTrackerProvider(TrackProvider):
         q = torch.from_numpy(queries).to(self.device)[None]
         xy, _, vis, conf = self.predictor(_to_video(frames, self.device), queries=q, backward_tracking=True,
                                           return_scores=True, iters=self.iters)
-        visible = vis[0] > self.vis_threshold
+        visible = (vis[0] > self.vis_threshold) & _inside(xy[0], H, W)
         n = np.arange(len(queries))
         visible[queries[:, 0].astype(np.int64), n] = True  # the query itself is seen
         return Tracks(xy=xy[0].cpu().numpy(), visible=visible.cpu().numpy(), image_size=(H, W), confidence=conf[0].cpu().numpy())
@@ -97,6 +102,6 @@ class CoTrackerOnlineProvider(TrackProvider):
         n = np.arange(len(queries))
         qt = queries[:, 0].astype(np.int64)
         xy[qt, n] = q[0, :, 1:]
-        visible = vis * conf > self.vis_threshold
+        visible = (vis * conf > self.vis_threshold) & _inside(xy, H, W)
         visible[qt, n] = True
         return Tracks(xy=xy.cpu().numpy(), visible=visible.cpu().numpy(), image_size=(H, W), confidence=conf.cpu().numpy())

@@ -46,3 +46,17 @@ def test_online_provider_streams_both_directions():
     np.testing.assert_allclose(tracks.xy[6:, 1], fwd[6:, 1], atol=1e-4)
     # Frames before a late query are not the forward stream's placeholder (the query position itself).
     assert np.abs(tracks.xy[:5, 2] - fwd[:5, 2]).max() > 1e-3
+
+
+def test_positions_outside_the_image_are_not_visible():
+    """Random weights drift points off the frame; such positions must not count as observations
+    (the cycle filter re-queries visible positions, and the predictor rejects out-of-image queries)."""
+    torch.manual_seed(0)
+    prov = CoTrackerProvider(checkpoint=None, window_len=8, iters=2, vis_threshold=0.0, **SMALL)
+    frames = translating_video(T=12, H=48, W=64)
+    q = np.array([[0, 1.0, 1.0], [0, 62.5, 46.5], [6, 0.0, 47.0]], np.float32)
+    tracks = prov(frames, q)
+    x, y = tracks.xy[..., 0], tracks.xy[..., 1]
+    outside = (x < -0.5) | (x > 63.5) | (y < -0.5) | (y > 47.5)
+    assert outside.any() and not (tracks.visible & outside).any()
+    assert tracks.visible[[0, 0, 6], [0, 1, 2]].all()
