@@ -15,62 +15,38 @@ import json
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from cotracker3.evaluation import evaluate_keypoints, evaluate_tracker, load_badja_npz, tapvid_samples
 from cotracker3.predictor import CoTrackerPredictor
 from cotracker3.training.evaluation import cotracker_predict_fn, synthetic_eval_set
+from sfm_tracks import LucasKanadeProvider, read_frames
 
-BADJA_VIDEO = "/work/shared/data/cotracker_videos/bear.mp4"
-BADJA_KEYPOINTS = "/work/shared/data/badja_bear_davis/bear/keypoints_480p.npz"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the team's data, beside the repository
+BADJA_VIDEO = SHARED_DATA / "cotracker_videos" / "bear.mp4"
+BADJA_KEYPOINTS = SHARED_DATA / "badja_bear_davis" / "bear" / "keypoints_480p.npz"
 SYNTHETIC_DIR = Path("runs/eval")
 
 
-def lk_predict_fn(win: int = 21, levels: int = 3):
-    """Pyramidal LK from each query frame forwards and backwards; a track dies (invisible from
-    then on, position frozen) when LK fails or it leaves the image."""
+def lk_predict_fn():
+    """The project's Lucas-Kanade provider (the same tracker relabel.py uses as a teacher) as a predict fn."""
+    provider = LucasKanadeProvider()
 
     def predict(video: np.ndarray, queries: np.ndarray):
-        T, H, W = video.shape[:3]
-        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in video]
-        N = len(queries)
-        tracks, vis = np.zeros((T, N, 2), np.float32), np.zeros((T, N), bool)
-        for t0 in np.unique(queries[:, 0].astype(int)):
-            idx = np.flatnonzero(queries[:, 0].astype(int) == t0)
-            start = queries[idx, 1:].astype(np.float32)
-            tracks[t0, idx], vis[t0, idx] = start, True
-            for d in (1, -1):
-                cur, alive, t = start.copy(), np.ones(len(idx), bool), t0
-                while 0 <= t + d < T:
-                    nxt, st, _ = cv2.calcOpticalFlowPyrLK(gray[t], gray[t + d], cur[:, None], None,
-                                                          winSize=(win, win), maxLevel=levels)
-                    nxt = nxt[:, 0]
-                    inside = (nxt[:, 0] >= -0.5) & (nxt[:, 0] <= W - 0.5) & (nxt[:, 1] >= -0.5) & (nxt[:, 1] <= H - 0.5)
-                    alive &= st[:, 0].astype(bool) & inside
-                    cur = np.where(alive[:, None], nxt, cur)
-                    t += d
-                    tracks[t, idx], vis[t, idx] = cur, alive
-        return tracks, vis
+        tracks = provider(video, queries)
+        return tracks.xy, tracks.visible
 
     return predict
 
 
 def make_predict_fn(checkpoint: str, iters: int, query_mode: str):
     if checkpoint == "lk":
-        return lk_predict_fn(), "OpenCV pyramidal Lucas-Kanade (21x21, 3 levels), chained frame to frame"
+        return lk_predict_fn(), "sfm_tracks LucasKanadeProvider (pyramidal LK, 21x21, 3 levels, forward-backward step check)"
     predictor = CoTrackerPredictor(checkpoint=checkpoint).eval()
     if torch.cuda.is_available():
         predictor = predictor.cuda()
     return cotracker_predict_fn(predictor, iters=iters), predictor.checkpoint_source
-
-
-def read_video(path: str) -> np.ndarray:
-    import av
-
-    with av.open(path) as c:
-        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
 
 
 def main(argv=None):
@@ -90,7 +66,7 @@ def main(argv=None):
     predict, source = make_predict_fn(args.checkpoint, args.iters, args.query_mode)
     t0 = time.perf_counter()
     if args.badja:
-        metrics = evaluate_keypoints(predict, read_video(BADJA_VIDEO), load_badja_npz(BADJA_KEYPOINTS))
+        metrics = evaluate_keypoints(predict, read_frames(BADJA_VIDEO)[0], load_badja_npz(BADJA_KEYPOINTS))
         result = {"data": f"BADJA bear ({BADJA_VIDEO})", "average": metrics}
     else:
         data = args.data
