@@ -60,6 +60,14 @@ class _PredictorBase(torch.nn.Module):
         self.model = model.eval()
         self.interp_shape = model.model_resolution
 
+    @classmethod
+    def from_model(cls, model):
+        """Wrap an existing model (e.g. one being trained) without rebuilding or reloading it."""
+        predictor = cls.__new__(cls)
+        torch.nn.Module.__init__(predictor)
+        predictor._setup(model)
+        return predictor
+
     @property
     def checkpoint_source(self) -> str:
         return getattr(self.model, "checkpoint_source", "random initialisation (no checkpoint)")
@@ -190,7 +198,10 @@ class CoTrackerOnlinePredictor(_PredictorBase):
     def __init__(self, checkpoint: Optional[str] = None, window_len: Optional[int] = None, **model_config):
         super().__init__()
         self._setup(build_model("online", checkpoint, window_len=window_len, **model_config))
-        self.step = self.model.window_len // 2
+
+    def _setup(self, model) -> None:
+        super()._setup(model)
+        self.step = model.window_len // 2
         self.queries = None
 
     @torch.no_grad()

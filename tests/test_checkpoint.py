@@ -112,3 +112,12 @@ def test_predictors_keep_the_stored_window_unless_told(tmp_path):
     assert CoTrackerOnlinePredictor(checkpoint=str(tmp_path / "on.safetensors")).step == 4
     assert CoTrackerOnlinePredictor(checkpoint=str(tmp_path / "on.safetensors"), window_len=12).step == 6
     assert CoTrackerOnlinePredictor().model.window_len == 16 and CoTrackerPredictor().model.window_len == 60
+
+
+def test_from_model_wraps_without_copying():
+    from cotracker3 import CoTrackerOnlinePredictor
+
+    model = _model(CoTrackerThreeOnline, window_len=8)
+    pred = CoTrackerOnlinePredictor.from_model(model)
+    assert pred.model is model and pred.step == 4 and pred.queries is None
+    assert CoTrackerPredictor.from_model(_model(window_len=8)).interp_shape == SMALL["model_resolution"]

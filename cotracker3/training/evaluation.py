@@ -47,9 +47,7 @@ def synthetic_eval_set(path: Path, num_clips: int, seed: int, num_frames: int, s
 def evaluate_model(model, eval_conf: dict, pickle_path: Path) -> dict:
     """TAP-Vid average metrics of a (training) model on the eval pickle; restores train mode."""
     was_training = model.training
-    predictor = CoTrackerPredictor.__new__(CoTrackerPredictor)  # wrap the live model, no rebuild
-    torch.nn.Module.__init__(predictor)
-    predictor._setup(model)
+    predictor = CoTrackerPredictor.from_model(model)  # the live model, no rebuild
     samples = tapvid_samples(str(pickle_path), eval_conf["query_mode"], resize_to=None)
     result = evaluate_tracker(cotracker_predict_fn(predictor, eval_conf["iters"]), samples)
     model.train(was_training)
