@@ -1,13 +1,15 @@
-"""End-to-end `pipelines/reconstruct.py` on real data, side by side with the classical COLMAP pipeline.
+"""`pipelines/reconstruct.py` with its defaults on every static real set, beside classical COLMAP, in one run.
 
-For each input the pipeline runs once per tracker that has weights (Lucas-Kanade always; CoTracker3 when
-`resolve_checkpoint` finds weights), then pycolmap SIFT + sequential matching + incremental mapping
-(bench_sfm's route) runs on exactly the frames the pipeline used (its OUTDIR/images). Poses are compared with
-a reference: apple -> the shared pycolmap model (reference_colmap/apple, 640 px frames `<index:05d>.png`),
-ngp_fox -> instant-ngp's transforms.json (OpenGL axes). Both references are COLMAP results, not ground truth.
-Data licences are research / non-commercial (CC BY-NC 4.0, NVIDIA non-commercial): results only.
+For each set the default command runs once (`python pipelines/reconstruct.py INPUT -o OUT -q`, wall time of
+the whole process), then the classical pycolmap pipeline (SIFT on CPU, sequential matching for videos,
+exhaustive for photo sets, incremental mapping, COLMAP's default options) runs on exactly the frames the
+command used (OUT/images, at the model's resolution). Both models are compared with the shared reference
+model of the set (`reference_colmap/`: a classical pycolmap model of the original images, not ground truth;
+cake has none because COLMAP fails on it). Data licences are research / non-commercial: results only.
 
-    python benchmarks/bench_reconstruct.py [--data DIR] [--max-side 640] [--json FILE]
+    python benchmarks/bench_reconstruct.py [--data DIR] [--sets apple,cat,...] [--json FILE] [-- EXTRA ARGS]
+
+Extra arguments after `--` go to every reconstruct.py call (e.g. `-- --tracker lk --matches off`).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,105 +27,127 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_sfm import DEFAULT_DATA, _table, bench_colmap_sift, reference_poses  # noqa: E402
-from cotracker3 import CheckpointError, resolve_checkpoint  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench_sfm import DEFAULT_DATA, _table, bench_colmap_sift  # noqa: E402
 from sfm_tracks.metrics import aligned_pose_errors, relative_pose_errors  # noqa: E402
-from sfm_tracks.pipeline import run  # noqa: E402
 
 logger = logging.getLogger("bench_reconstruct")
 
 
-def available_trackers() -> list:
-    out = ["lk"]
-    for name, kind in (("cotracker3", "offline"),):
-        try:
-            resolve_checkpoint(kind, "default", allow_download=False)
-            out.append(name)
-        except CheckpointError:
-            logger.info("no %s weights: %s not benchmarked", kind, name)
-    return out
+def _video_key(name: str) -> str:
+    """frame_000042.png (our video frame names) -> 00042.png (the reference models' names)."""
+    return f"{int(Path(name).stem.split('_')[-1]):05d}.png"
 
 
-def colmap_reference(model_dir: Path) -> dict:
-    """{frame index: (3, 4) cam_from_world} from a model whose images are named `<index>.png`."""
+# name -> (input relative to the data folder, reference model folder or None, kind)
+SETS = {
+    "apple": ("cotracker_videos/apple.mp4", "cotracker_videos/reference_colmap/apple", "video"),
+    "cat": ("cotracker_videos/cat.mp4", "cotracker_videos/reference_colmap/cat", "video"),
+    "ngp_fox": ("ngp_fox/images", "ngp_fox/reference_colmap", "images"),
+    "kitchen": ("vggsfm_examples/kitchen/images", "vggsfm_examples/kitchen/reference_colmap", "images"),
+    "statue": ("vggsfm_examples/statue/images", "vggsfm_examples/statue/reference_colmap", "images"),
+    "british_museum": ("vggsfm_examples/british_museum/images", "vggsfm_examples/british_museum/reference_colmap", "images"),
+    "cake": ("vggsfm_examples/cake/images", None, "images"),
+}
+
+
+def reference(model_dir) -> dict:
+    """{image name: (3, 4) cam_from_world} of a reference model; {} when there is none."""
+    if model_dir is None or not (Path(model_dir) / "images.bin").exists():
+        return {}
     rec = pycolmap.Reconstruction(str(model_dir))
-    return {int(Path(im.name).stem): im.cam_from_world().matrix() for im in rec.images.values() if im.has_pose}
+    return {im.name: im.cam_from_world().matrix() for im in rec.images.values() if im.has_pose}
 
 
-def pose_metrics(rec: pycolmap.Reconstruction, keys: list, names: list, ref: dict) -> dict:
-    """Errors of `rec` (images `names`) against reference poses `ref[key]`, over frames in both."""
+def pose_agreement(rec, names: list, keys: list, ref: dict) -> dict:
+    """Median rotation errors (pairwise relative, and after Sim(3) alignment) and camera-centre error in % of
+    the path size, over the frames the reference has; frames the model lacks count as missing, not as errors."""
+    if rec is None or not ref:
+        return {}
     by_name = {im.name: im.cam_from_world().matrix() for im in rec.images.values() if im.has_pose}
-    pairs = [(by_name.get(n, np.full((3, 4), np.nan)), ref[k]) for k, n in zip(keys, names) if k in ref]
+    pairs = [(by_name.get(n, np.full((3, 4), np.nan)), ref[k]) for n, k in zip(names, keys) if k in ref]
     est, gt = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     if np.isfinite(est).all((1, 2)).sum() < 3:
         return {}
-    rel = relative_pose_errors(est, gt)
-    ab = aligned_pose_errors(est, gt)
-    return {"rel_rot_median_deg": float(np.median(rel["rotation_deg"])), "rot_median_deg": float(np.median(ab["rotation_deg"])),
-            "center_rel_median_pct": 100 * float(np.median(ab["center_rel"]))}
+    rel, ab = relative_pose_errors(est, gt), aligned_pose_errors(est, gt)
+    return {"rel_rot_med_deg": float(np.median(rel["rotation_deg"])), "rot_med_deg": float(np.median(ab["rotation_deg"])),
+            "centre_med_pct": 100 * float(np.median(ab["center_rel"]))}
 
 
-def bench_input(label: str, source: Path, keys_of, ref: dict, trackers: list, work: Path, max_side: int, stride: int) -> list:
-    """Pipeline per tracker, then SIFT on the same frames; `keys_of(names)` maps image names to reference keys."""
-    rows, images = [], None
-    for tracker in trackers:
-        out = work / f"{label}_{tracker}"
-        t0 = time.time()
-        try:
-            rep = run(source, out, {"input": {"max_side": max_side, "stride": stride}, "tracker": {"name": tracker}}, overwrite=True)
-        except ValueError as e:
-            rows.append({"case": f"{label}: pipeline ({tracker})", "error": " ".join(str(e).split())})
-            continue
-        rec = rep["model"]
-        names = sorted(p.name for p in (out / "images").iterdir())
-        images = out / "images"
-        split = ", ".join(f"{k} {v:.0f}" for k, v in rep["timings_s"].items() if v >= 0.5)
-        rows.append({"case": f"{label}: pipeline ({tracker})", "frames": rep["frames_total"],
-                     "registered": f"{rep['frames_registered']}/{rep['frames_total']}", "points": rep["points3d"],
-                     "reproj_px": rep["mean_reprojection_error_px"], "track_len": rep["mean_track_length"],
-                     "time_s": time.time() - t0, "time_split": split, **pose_metrics(rec, keys_of(names), names, ref)})
+def how(report: dict) -> str:
+    """Which tracker ran and what the feature matches did, as the report says."""
+    m = report.get("matches")
+    m = m.get("decision", m.get("mode")) if isinstance(m, dict) else m
+    return f"{report['tracker']}; matches {m or 'n/a'}; mapper {report.get('mapper', 'incremental')}"
+
+
+def run_default(source: Path, out: Path, extra: list) -> tuple:
+    """The default command as a user runs it -> (report or None, wall s, error line or None)."""
+    cmd = [sys.executable, str(ROOT / "pipelines" / "reconstruct.py"), str(source), "-o", str(out), "-q", *extra]
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SFM_TRACKS_NO_DOWNLOAD": "1"})
+    wall = time.time() - t0
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        return None, wall, lines[-1] if lines else f"exit {proc.returncode}"
+    return json.loads((out / "report.json").read_text()), wall, None
+
+
+def bench_set(label: str, data: Path, work: Path, extra: list) -> list:
+    rel_input, rel_ref, kind = SETS[label]
+    ref = reference(data / rel_ref if rel_ref else None)
+    key = _video_key if kind == "video" else (lambda n: n)
+    out = work / label
+    report, wall, err = run_default(data / rel_input, out, extra)
+    rows = []
+    if err:
+        rows.append({"case": f"{label}: reconstruct.py", "error": err, "time_s": wall})
         logger.info("%s", rows[-1])
-    if images is not None:
-        names = sorted(p.name for p in images.iterdir())
-        t0 = time.time()
-        res, rec = bench_colmap_sift(images, "sequential", return_model=True)
-        row = {"case": f"{label}: COLMAP SIFT sequential", "frames": len(names), "registered": res["registered"],
-               "points": res.get("points", 0), "reproj_px": res.get("reproj_px", float("nan")),
-               "time_s": time.time() - t0, "time_split": res["time_split"]}
-        if rec is not None:
-            row.update(track_len=float(rec.compute_mean_track_length()), **pose_metrics(rec, keys_of(names), names, ref))
-        rows.append(row)
-        logger.info("%s", rows[-1])
+        return rows
+    rec = pycolmap.Reconstruction(str(out / "sparse" / "0"))
+    names = sorted(p.name for p in (out / "images").iterdir())
+    keys = [key(n) for n in names]
+    rows.append({"case": f"{label}: reconstruct.py", "frames": len(names),
+                 "registered": f"{report['frames_registered']}/{report['frames_total']}", "points": report["points3d"],
+                 "reproj_px": report["mean_reprojection_error_px"], "time_s": wall,
+                 "how": how(report),
+                 **pose_agreement(rec, names, keys, ref)})
+    logger.info("%s", rows[-1])
+    res, crec = bench_colmap_sift(out / "images", "sequential" if kind == "video" else "exhaustive", max_features=None, return_model=True)
+    rows.append({"case": f"{label}: COLMAP SIFT {'sequential' if kind == 'video' else 'exhaustive'}", "frames": len(names),
+                 "registered": res["registered"], "points": res.get("points", 0), "reproj_px": res.get("reproj_px", float("nan")),
+                 "time_s": res["time_s"], "how": res["time_split"], **pose_agreement(crec, names, keys, ref)})
+    rows[-2]["time_ratio"] = rows[-2]["time_s"] / max(rows[-1]["time_s"], 1e-9)
+    logger.info("%s", rows[-1])
     return rows
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--max-side", type=int, default=640)
-    ap.add_argument("--stride", type=int, default=1, help="use every K-th frame / image")
+    ap.add_argument("--sets", default=",".join(SETS), help=f"comma-separated subset of {','.join(SETS)}")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    os.environ.setdefault("SFM_TRACKS_NO_DOWNLOAD", "1")
     data = args.data.resolve()
-    trackers = available_trackers()
+    labels = [s for s in args.sets.split(",") if s]
+    unknown = [s for s in labels if s not in SETS]
+    if unknown:
+        ap.error(f"unknown sets {unknown}; known: {sorted(SETS)}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_reconstruct_") as work:
-        apple = data / "cotracker_videos" / "apple.mp4"
-        ref = colmap_reference(data / "cotracker_videos" / "reference_colmap" / "apple")
-        rows += bench_input("apple.mp4", apple, lambda names: [int(n[len("frame_"):-4]) for n in names], ref, trackers,
-                            Path(work), args.max_side, args.stride)
-        fox = data / "ngp_fox"
-        rows += bench_input("ngp_fox", fox / "images", lambda names: names, reference_poses(fox / "transforms.json"), trackers,
-                            Path(work), args.max_side, args.stride)
-    keys = ["frames", "registered", "time_s", "time_split", "reproj_px", "points", "track_len", "rel_rot_median_deg",
-            "rot_median_deg", "center_rel_median_pct", "error"]
-    keys = [k for k in keys if any(k in r for r in rows)]
-    _table(rows, keys)
+        for label in labels:
+            rows += bench_set(label, data, Path(work), extra)
+    keys = ["frames", "registered", "rel_rot_med_deg", "rot_med_deg", "centre_med_pct", "points", "reproj_px", "time_s",
+            "time_ratio", "how", "error"]
+    _table(rows, [k for k in keys if any(k in r for r in rows)])
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}; "
-          f"pycolmap {pycolmap.__version__}; trackers: {trackers}")
+          f"pycolmap {pycolmap.__version__}; extra reconstruct.py args: {extra or 'none (defaults)'}; "
+          f"time_ratio = reconstruct.py wall time / COLMAP SIFT time in the same run")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=float))
 

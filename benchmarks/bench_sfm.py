@@ -67,7 +67,7 @@ def _pose_errors(rec: pycolmap.Reconstruction, names: list, ref: dict) -> dict:
     return {"rot_median_deg": float(np.median(e["rotation_deg"])), "tdir_median_deg": float(np.median(e["translation_deg"]))}
 
 
-def bench_colmap_sift(image_dir: Path, matcher: str, ref: dict | None = None, max_features: int = 4096, return_model: bool = False):
+def bench_colmap_sift(image_dir: Path, matcher: str, ref: dict | None = None, max_features: int | None = 4096, return_model: bool = False):
     """Classical pycolmap pipeline: SIFT (CPU), sequential or exhaustive matching, incremental mapping.
 
     Returns the result dict, or (dict, largest model or None) with `return_model`."""
@@ -76,7 +76,8 @@ def bench_colmap_sift(image_dir: Path, matcher: str, ref: dict | None = None, ma
         db = os.path.join(work, "database.db")
         t0 = time.time()
         eo = pycolmap.FeatureExtractionOptions()
-        eo.sift.max_num_features = max_features
+        if max_features:  # None: COLMAP's default
+            eo.sift.max_num_features = max_features
         eo.num_threads = -1
         ro = pycolmap.ImageReaderOptions(camera_model="SIMPLE_RADIAL")
         pycolmap.extract_features(db, str(image_dir), image_names=names, camera_mode=pycolmap.CameraMode.SINGLE,
