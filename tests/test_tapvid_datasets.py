@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cotracker3.evaluation.datasets import (TapVidFormatError, make_sample, sample_queries_strided, save_tapvid_npz,
+from cotracker3.evaluation.datasets import (EvalDataError, make_sample, sample_queries_strided, save_tapvid_npz,
                                             tapvid_samples)
 from cotracker3.evaluation.runner import evaluate_tracker
 
@@ -103,14 +103,14 @@ class _Planted:
 def test_pickles_only_when_allowed_and_only_arrays(tmp_path):
     path = tmp_path / "set.pkl"
     path.write_bytes(pickle.dumps({"bear": _entry()}))
-    with pytest.raises(TapVidFormatError, match="is a pickle, which can run code when read: it is read only when named explicitly"):
+    with pytest.raises(EvalDataError, match="is a pickle, which can run code when read: it is read only when named explicitly"):
         list(tapvid_samples(str(path)))
     for protocol in (2, 3, 4, 5):  # what any numpy/python writes: admitted by the restricted unpickler
         path.write_bytes(pickle.dumps({"bear": _entry(), "jpeg": _entry(jpeg=True)}, protocol=protocol))
         assert len(list(tapvid_samples(str(path), allow_pickle=True, resize_to=None))) == 2
     marker = tmp_path / "pwned"
     path.write_bytes(pickle.dumps({"bear": {**_entry(), "video": _Planted(marker)}}))
-    with pytest.raises(TapVidFormatError, match=r"refusing to load (posix|os)\.system"):
+    with pytest.raises(EvalDataError, match=r"refusing to load (posix|os)\.system"):
         list(tapvid_samples(str(path), allow_pickle=True))
     assert not marker.exists()
 
@@ -149,8 +149,18 @@ def test_bad_tapvid_files_name_the_problem(tmp_path):
     for name, (content, message) in cases.items():
         if content is not None:
             (tmp_path / name).write_bytes(content)
-        with pytest.raises(TapVidFormatError, match=message):
+        with pytest.raises(EvalDataError, match=message):
             list(tapvid_samples(str(tmp_path / name), allow_pickle=True))
     (tmp_path / "shards").mkdir()
-    with pytest.raises(TapVidFormatError, match="no .pkl files in"):
+    with pytest.raises(EvalDataError, match="no .pkl files in"):
         list(tapvid_samples(str(tmp_path / "shards"), allow_pickle=True))
+
+
+def test_synthetic_eval_set_as_npz(tmp_path):
+    from cotracker3.data.tapvid_eval import write_tapvid_eval_set
+
+    data = write_tapvid_eval_set(tmp_path / "s.npz", num_clips=2, seed=5, num_frames=4, height=32, width=32, num_tracks=8)
+    assert [p.name for p in tmp_path.iterdir()] == ["s.npz"]
+    samples = list(tapvid_samples(str(tmp_path / "s.npz"), resize_to=None))  # no pickle, no permission needed
+    assert [s.name for s in samples] == sorted(data)
+    np.testing.assert_array_equal(samples[1].video, data["synthetic_001"]["video"])

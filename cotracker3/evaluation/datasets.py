@@ -46,8 +46,9 @@ PICKLE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"
     for mod, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))}
 
 
-class TapVidFormatError(ValueError):
-    """A TAP-Vid file that cannot be read: missing, refused (pickle not allowed), corrupt or wrong layout."""
+class EvalDataError(ValueError):
+    """An evaluation data file (TAP-Vid, BADJA) that cannot be read: missing, refused (pickle not
+    allowed), corrupt or of the wrong layout. The message names the file and the problem."""
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
@@ -62,15 +63,15 @@ def read_tapvid_pickle(path: str | Path, allow_pickle: bool = False):
     """The object in a TAP-Vid pickle, via an unpickler that admits only containers, bytes and numpy
     arrays. ``allow_pickle`` must be True: the caller vouches that the user named this file."""
     if not allow_pickle:
-        raise TapVidFormatError(f"{path} is a pickle, which can run code when read: it is read only when "
+        raise EvalDataError(f"{path} is a pickle, which can run code when read: it is read only when "
                                 "named explicitly (allow_pickle=True; evaluate.py --data FILE)")
     try:
         with open(path, "rb") as fh:
             return _ArraysOnlyUnpickler(fh).load()
     except FileNotFoundError:
-        raise TapVidFormatError(f"no such file: {path}") from None
+        raise EvalDataError(f"no such file: {path}") from None
     except Exception as e:  # truncated, not a pickle, hostile globals, ...
-        raise TapVidFormatError(f"cannot read TAP-Vid pickle {path}: {type(e).__name__}: {e}") from None
+        raise EvalDataError(f"cannot read TAP-Vid pickle {path}: {type(e).__name__}: {e}") from None
 
 
 def save_tapvid_npz(data: dict, path: str | Path) -> None:
@@ -97,9 +98,9 @@ def read_tapvid_npz(path: str | Path) -> dict:
                     raise ValueError(f"unexpected array {key!r}")
                 data.setdefault(name, {})[field] = z[key]
     except FileNotFoundError:
-        raise TapVidFormatError(f"no such file: {path}") from None
+        raise EvalDataError(f"no such file: {path}") from None
     except Exception as e:
-        raise TapVidFormatError(f"cannot read TAP-Vid .npz {path}: {type(e).__name__}: {e}") from None
+        raise EvalDataError(f"cannot read TAP-Vid .npz {path}: {type(e).__name__}: {e}") from None
     return data
 
 
@@ -178,15 +179,15 @@ def load_tapvid_entries(path: str, allow_pickle: bool = False) -> list[tuple[str
     """(name, entry) pairs from a ``.npz`` (``save_tapvid_npz``), a pickle file, or every ``*.pkl``
     shard in a directory (Kinetics). Pickles need ``allow_pickle=True`` (see the module docstring).
     Dict keys (DAVIS video names) are kept; list items are named ``{file stem}_{index}``.
-    Raises TapVidFormatError naming the file and the problem."""
+    Raises EvalDataError naming the file and the problem."""
     path = str(path)
     if not os.path.exists(path):
-        raise TapVidFormatError(f"no such file or folder: {path}")
+        raise EvalDataError(f"no such file or folder: {path}")
     if path.endswith(".npz"):
         return list(read_tapvid_npz(path).items())
     files = sorted(glob.glob(os.path.join(path, "*.pkl"))) if os.path.isdir(path) else [path]
     if not files:
-        raise TapVidFormatError(f"no .pkl files in {path}")
+        raise EvalDataError(f"no .pkl files in {path}")
     entries = []
     for f in files:
         data = read_tapvid_pickle(f, allow_pickle)
@@ -197,25 +198,25 @@ def load_tapvid_entries(path: str, allow_pickle: bool = False) -> list[tuple[str
         elif isinstance(data, (list, tuple)):  # Kinetics / RGB-Stacking lists
             items = [(f"{stem}_{i}", v) for i, v in enumerate(data)]
         else:
-            raise TapVidFormatError(f"{f} holds a {type(data).__name__}, not a dict or list of TAP-Vid entries")
+            raise EvalDataError(f"{f} holds a {type(data).__name__}, not a dict or list of TAP-Vid entries")
         for name, entry in items:
             missing = [k for k in ENTRY_KEYS if not isinstance(entry, dict) or k not in entry]
             if missing:
-                raise TapVidFormatError(f"{f}: entry {name!r} lacks {', '.join(missing)}")
+                raise EvalDataError(f"{f}: entry {name!r} lacks {', '.join(missing)}")
         entries += items
     return entries
 
 
 def check_entry(name: str, video: np.ndarray, points: np.ndarray, occluded: np.ndarray) -> None:
-    """TapVidFormatError unless video (T, H, W, 3), points (N, T, 2) finite and occluded (N, T) agree."""
+    """EvalDataError unless video (T, H, W, 3), points (N, T, 2) finite and occluded (N, T) agree."""
     T = len(video)
     if video.ndim != 4 or video.shape[-1] != 3 or T < 1:
-        raise TapVidFormatError(f"{name}: video has shape {video.shape}, expected (T, H, W, 3)")
+        raise EvalDataError(f"{name}: video has shape {video.shape}, expected (T, H, W, 3)")
     if points.ndim != 3 or points.shape[1:] != (T, 2) or occluded.shape != points.shape[:2]:
-        raise TapVidFormatError(f"{name}: points {points.shape} / occluded {occluded.shape} do not fit "
+        raise EvalDataError(f"{name}: points {points.shape} / occluded {occluded.shape} do not fit "
                                 f"a {T}-frame video (expected (N, {T}, 2) / (N, {T}))")
     if not np.isfinite(points[~occluded]).all():
-        raise TapVidFormatError(f"{name}: visible points must be finite")
+        raise EvalDataError(f"{name}: visible points must be finite")
 
 
 def make_sample(name: str, entry: dict, query_mode: str = "first",
@@ -224,7 +225,7 @@ def make_sample(name: str, entry: dict, query_mode: str = "first",
     try:
         video = decode_frames(entry["video"])
     except ValueError as e:
-        raise TapVidFormatError(f"{name}: {e}") from None
+        raise EvalDataError(f"{name}: {e}") from None
     check_entry(name, video, np.asarray(entry["points"]), np.asarray(entry["occluded"], bool))
     if resize_to is not None:
         video = resize_video(video, resize_to)
