@@ -76,6 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def check_inputs(args) -> None:
     """UsageError for data that is not there or an output that cannot be written, before any work."""
+    if args.badja and args.data != "synthetic":
+        raise UsageError(f"--badja and --data {args.data} are alternatives: give one")
     needed = [BADJA_VIDEO, BADJA_KEYPOINTS] if args.badja else [] if args.data == "synthetic" else [Path(args.data)]
     for path in needed:
         if not path.exists():

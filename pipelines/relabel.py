@@ -80,18 +80,7 @@ def collect_inputs(inputs: Sequence[str], named: bool = True) -> list[Path]:
     Paths named on the command line (`named`) must exist (UsageError); a missing or broken video
     listed in a .txt is left to the run, which records it as failed. Raises UsageError when nothing
     is found or two videos share a stem (they would share OUTDIR/<stem>.npz)."""
-    out = set()
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out.update(q.resolve() for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS)
-        elif p.suffix.lower() == ".txt":
-            out.update(collect_inputs(read_list(p), named=False))
-        else:
-            if named:
-                check_named_file(p)
-            out.add(p.resolve())
-    paths = sorted(out, key=str)
+    paths = sorted(_gather(inputs, named, ()), key=str)
     if named and not paths:
         raise UsageError(f"no videos ({', '.join(sorted(VIDEO_EXTENSIONS))}) found in {', '.join(map(str, inputs))}")
     stems: dict = {}
@@ -102,6 +91,24 @@ def collect_inputs(inputs: Sequence[str], named: bool = True) -> list[Path]:
         raise UsageError(f"videos with the same file stem would write the same OUTDIR/<stem>.npz: {' and '.join(clash[0])}"
                          + (f" (and {len(clash) - 1} more such groups)" if len(clash) > 1 else ""))
     return paths
+
+
+def _gather(inputs: Sequence[str], named: bool, open_lists: tuple) -> set:
+    """Absolute video paths; `open_lists` are the .txt lists being read (a list may not include itself)."""
+    out = set()
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out.update(q.resolve() for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS)
+        elif p.suffix.lower() == ".txt":
+            if p.resolve() in open_lists:
+                raise UsageError(f"list file {p} includes itself (via {' -> '.join(map(str, open_lists))})")
+            out |= _gather(read_list(p), False, open_lists + (p.resolve(),))
+        else:
+            if named:
+                check_named_file(p)
+            out.add(p.resolve())
+    return out
 
 
 def parse_shard(shard: Optional[str]) -> tuple[int, int]:
@@ -351,7 +358,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-frames", type=positive_int, default=DEFAULTS["max_frames"], help="(at least 2 are tracked)")
     p.add_argument("--max-side", type=nonnegative_int, default=DEFAULTS["max_side"], help="track at this size (px); 0 = original")
-    p.add_argument("--seed", type=int, default=DEFAULT_CONF["seed"])
+    p.add_argument("--seed", type=nonnegative_int, default=DEFAULT_CONF["seed"])
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     names = [n.strip() for n in args.teachers.split(",") if n.strip()]

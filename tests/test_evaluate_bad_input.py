@@ -80,6 +80,7 @@ def test_refused_before_reading_data(tmp_path, data, capsys, monkeypatch):
         "negative clips": (["--num-clips=-2"], "argument --num-clips: expected an integer >= 1"),
         "threads not a number": (["--threads", "two"], "argument --threads: expected an integer >= 1, got 'two'"),
         "query mode": (["--query-mode", "diagonal"], "argument --query-mode: invalid choice"),
+        "badja and data": (["--badja"], "--badja and --data"),
     }
     for name, (extra, expect) in cases.items():
         argv = ["--checkpoint", "lk", "--data", data, "-o", out, *extra]

@@ -71,6 +71,7 @@ def test_refused_before_anything_is_written(tmp_path, clip, capsys, no_decoding)
         "zero queries": ([clip, "-o", out, "--num-queries", "0"], "argument --num-queries: expected an integer >= 1"),
         "one frame": ([clip, "-o", out, "--max-frames", "1"], "at least 2 frames"),
         "nan threshold": ([clip, "-o", out, "--cycle-threshold", "nan"], "expected a finite number > 0"),
+        "negative seed": ([clip, "-o", out, "--seed=-1"], "argument --seed: expected an integer >= 0"),
         "unknown option": ([clip, "-o", out, "--frames", "3"], "unrecognized arguments: --frames 3"),
     }
     for name, (argv, expect) in cases.items():
@@ -85,6 +86,8 @@ def test_bad_files_named_on_the_command_line(tmp_path, clip, capsys, no_decoding
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.md").write_text("no videos here")
     (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00\x81 not text")
+    (tmp_path / "loop.txt").write_text("inner.txt\n")
+    (tmp_path / "inner.txt").write_text(f"{clip}\nloop.txt\n")
     for stem_dir in ("a", "b"):
         (tmp_path / stem_dir).mkdir()
         (tmp_path / stem_dir / "x.mp4").write_bytes(clip.read_bytes())
@@ -95,6 +98,7 @@ def test_bad_files_named_on_the_command_line(tmp_path, clip, capsys, no_decoding
         "empty list": ([tmp_path / "empty.txt"], "empty file (0 bytes)"),
         "folder without videos": ([tmp_path / "notes"], "no videos"),
         "list that is not text": ([tmp_path / "binary.txt"], f"cannot read list file {tmp_path / 'binary.txt'}"),
+        "list including itself": ([tmp_path / "loop.txt"], f"list file {tmp_path / 'loop.txt'} includes itself"),
         "same stem": ([tmp_path / "a", tmp_path / "b"],
                       f"same file stem would write the same OUTDIR/<stem>.npz: {tmp_path / 'a' / 'x.mp4'} and {tmp_path / 'b' / 'x.mp4'}"),
     }

@@ -144,6 +144,8 @@ def test_bad_tapvid_files_name_the_problem(tmp_path):
         "gray.pkl": (pickle.dumps({"bear": {**_entry(), "video": np.zeros((T, H, W), np.uint8)}}), r"video has shape \(12, 40, 60\)"),
         "nan.pkl": (pickle.dumps({"bear": nan}), "visible points must be finite"),
         "badjpeg.pkl": (pickle.dumps([{**_entry(), "video": [b"not a jpeg"] * T}]), "could not decode a video frame"),
+        "float.pkl": (pickle.dumps({"bear": {**_entry(), "video": _entry()["video"] / 255.0}}), "video must be uint8 RGB .*float64"),
+        "hidden.pkl": (pickle.dumps({"bear": {**_entry(), "occluded": np.ones((N, T), bool)}}), "bear: no point is visible"),
         "broken.npz": (b"PK\x03\x04 not really", "cannot read TAP-Vid .npz"),
     }
     for name, (content, message) in cases.items():

@@ -140,7 +140,11 @@ def decode_frames(frames) -> np.ndarray:
                 raise ValueError("could not decode a video frame")
             out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         return np.stack(out)
-    return np.asarray(frames, dtype=np.uint8)
+    video = np.asarray(frames)
+    # only integers already in 0..255 convert exactly; a float video (often 0..1) is refused, not rounded
+    if video.dtype.kind not in "ui" or (video.size and (video.min() < 0 or video.max() > 255)):
+        raise ValueError(f"video must be uint8 RGB (0..255), got {video.dtype} values")
+    return video.astype(np.uint8)
 
 
 def resize_video(video: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -244,6 +248,8 @@ def make_sample(name: str, entry: dict, query_mode: str = "first",
         q, points, occluded = sample_queries_strided(occluded, points)
     else:
         raise ValueError(f"unknown query mode {query_mode!r}")
+    if len(q) == 0:
+        raise EvalDataError(f"{name}: no point is visible on a query frame ({query_mode} mode), nothing to track")
     return TapVidSample(name, video, q, points.transpose(1, 0, 2).astype(np.float32),
                         ~occluded.T, query_mode)
 
