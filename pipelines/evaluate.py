@@ -87,6 +87,8 @@ def check_inputs(args) -> None:
         return
     if out.is_dir():
         raise UsageError(f"-o {out} is a folder; name the JSON file to write")
+    if any(out.resolve() == p.resolve() for p in needed):
+        raise UsageError(f"-o {out} is the input data; writing the metrics there would destroy it")
     parent = out.absolute().parent
     while not parent.exists():
         parent = parent.parent

@@ -237,13 +237,28 @@ def load_video(path: Path, max_frames: Optional[int], max_side: Optional[int]) -
     return frames, original, frames.shape[1:3]
 
 
+def check_replaceable(out: Path, video: Path) -> None:
+    """An existing OUTDIR/<stem>.npz is replaced only when it is this video's labels (a run killed
+    between the .npz and its manifest line); anything else is not ours to overwrite (FileExistsError)."""
+    if not out.exists():
+        return
+    try:
+        with np.load(out, allow_pickle=False) as z:
+            ours = "video_path" in z.files and str(z["video_path"]) == str(video)
+    except Exception:
+        ours = False
+    if not ours:
+        raise FileExistsError(f"{out} exists and is not this video's labels; not overwritten")
+
+
 def label_file(path: Path, outdir: Path, teachers, conf: dict) -> dict:
     """Label one video and write OUTDIR/<stem>.npz; returns its manifest record (without the path)."""
     t0 = time.time()
+    out = outdir / f"{path.stem}.npz"
+    check_replaceable(out, path)
     frames, original, size = load_video(path, conf["max_frames"], conf["max_side"])
     labels = label_video(frames, teachers, path.stem, conf)
     scale = np.array([size[1] / original[1], size[0] / original[0]], np.float32)  # (sx, sy)
-    out = outdir / f"{path.stem}.npz"
     write_npz(out, {
         "queries": labels.queries.astype(np.float32),
         "tracks": labels.tracks.astype(np.float32),

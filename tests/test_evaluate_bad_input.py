@@ -81,6 +81,7 @@ def test_refused_before_reading_data(tmp_path, data, capsys, monkeypatch):
         "threads not a number": (["--threads", "two"], "argument --threads: expected an integer >= 1, got 'two'"),
         "query mode": (["--query-mode", "diagonal"], "argument --query-mode: invalid choice"),
         "badja and data": (["--badja"], "--badja and --data"),
+        "-o is the data": (["-o", data], "is the input data; writing the metrics there would destroy it"),
     }
     for name, (extra, expect) in cases.items():
         argv = ["--checkpoint", "lk", "--data", data, "-o", out, *extra]

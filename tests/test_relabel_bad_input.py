@@ -124,6 +124,16 @@ def test_every_video_failing_is_an_error(tmp_path, capsys):
     assert (out / "mine.txt").read_text() == "a user's file"
 
 
+def test_a_foreign_npz_is_not_overwritten(tmp_path, clip, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    np.savez(out / "clip.npz", mine=np.arange(3))
+    before = (out / "clip.npz").read_bytes()
+    line = refused(capsys, [clip, "-o", out, *FAST], only_line=False)
+    assert "exists and is not this video's labels; not overwritten" in line
+    assert (out / "clip.npz").read_bytes() == before
+
+
 def test_some_videos_failing_is_not(tmp_path, clip, capsys):
     lst = tmp_path / "list.txt"
     lst.write_text(f"{clip}\nmissing.mp4\n")
