@@ -120,7 +120,9 @@ def parse_shard(shard: Optional[str]) -> tuple[int, int]:
         else:
             i, n = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     except ValueError:
-        raise UsageError(f"{source}: expected I/N, two integers with 0 <= I < N") from None
+        raise UsageError(f"{source}: expected I/N, two integers with 0 <= I < N" if shard else
+                         f"RANK={os.environ.get('RANK')!r} / WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}: "
+                         "expected integers with 0 <= RANK < WORLD_SIZE") from None
     if not 0 <= i < n:
         raise UsageError(f"{source}: shard {i}/{n} does not exist, need 0 <= I < N")
     return i, n

@@ -80,6 +80,15 @@ def test_refused_before_anything_is_written(tmp_path, clip, capsys, no_decoding)
         assert tree(tmp_path) == before, name  # nothing created, nothing changed
 
 
+def test_bad_torchrun_environment(tmp_path, clip, capsys, monkeypatch, no_decoding):
+    monkeypatch.setenv("RANK", "x")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert "RANK='x' / WORLD_SIZE='2': expected integers" in refused(capsys, [clip, "-o", tmp_path / "out"])
+    monkeypatch.setenv("RANK", "2")
+    assert "RANK/WORLD_SIZE: shard 2/2 does not exist" in refused(capsys, [clip, "-o", tmp_path / "out"])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_files_named_on_the_command_line(tmp_path, clip, capsys, no_decoding):
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "empty.txt").write_text("")
