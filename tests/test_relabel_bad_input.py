@@ -12,7 +12,7 @@ from sfm_tracks.video import write_video
 from tests.synthetic import textured_video
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--num-queries", "24", "--max-frames", "8", "--max-side", "64", "--no-geometric-filter"]
+FAST = ["--teachers", "lk", "--num-queries", "24", "--max-frames", "8", "--max-side", "64", "--no-geometric-filter"]
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +159,11 @@ def test_a_stopped_run_removes_only_the_folders_it_created(tmp_path, clip, monke
 
     monkeypatch.setattr(relabel, "label_or_failure", stop)
     with pytest.raises(Killed):
-        relabel.run([str(clip)], tmp_path / "a" / "b")
+        relabel.run([str(clip)], tmp_path / "a" / "b", teacher_names=("lk",))
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "kept").mkdir()
     with pytest.raises(Killed):
-        relabel.run([str(clip)], tmp_path / "kept" / "new")
+        relabel.run([str(clip)], tmp_path / "kept" / "new", teacher_names=("lk",))
     assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []
 
 
