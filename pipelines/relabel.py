@@ -4,7 +4,8 @@ INPUT: video files, folders of videos, or .txt files listing them (one per line,
 .txt). Writes OUTDIR/<video stem>.npz per video and appends one line per video to
 OUTDIR/manifest.jsonl *after* its .npz is on disk (temp file, fsync, rename), so a killed run
 restarted with the same command neither loses nor duplicates anything: videos already in the
-manifest (done, skipped or failed) are not redone; a half-written .npz is simply rewritten.
+manifest (done, skipped or failed) are not redone; a half-written .npz is simply rewritten. An
+OUTDIR/<stem>.npz that is not that video's labels is never overwritten (the video is recorded as failed).
 
 Scale-out: ``--shard I/N`` (or torchrun's RANK / WORLD_SIZE) takes every N-th of the sorted inputs.
 Coordinates are stored in the tracked frame size (``frame_size``; ``scale`` = tracked / original).
