@@ -4,10 +4,17 @@ INPUT: video files, folders of videos, or .txt files listing them (one per line,
 .txt). Writes OUTDIR/<video stem>.npz per video and appends one line per video to
 OUTDIR/manifest.jsonl *after* its .npz is on disk (temp file, fsync, rename), so a killed run
 restarted with the same command neither loses nor duplicates anything: videos already in the
-manifest (done, skipped or failed) are not redone; a half-written .npz is simply rewritten.
+manifest (done, skipped or failed) are not redone; a half-written .npz is simply rewritten. An
+OUTDIR/<stem>.npz that is not that video's labels is never overwritten (the video is recorded as failed).
 
 Scale-out: ``--shard I/N`` (or torchrun's RANK / WORLD_SIZE) takes every N-th of the sorted inputs.
 Coordinates are stored in the tracked frame size (``frame_size``; ``scale`` = tracked / original).
+
+Bad input (a missing or empty path named on the command line, an unreadable list, two videos with one
+stem, a bad shard, an OUTDIR that cannot be a folder, weights that cannot be loaded) is refused with one
+line ``error: ...`` and exit status 2 before any video is decoded or anything is written. A video
+found in a folder or list that cannot be decoded is recorded as failed and the run goes on; when
+every video of a run fails, the run ends with exit status 2 as well.
 """
 from __future__ import annotations
 
@@ -15,19 +22,25 @@ import argparse
 import json
 import logging
 import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
-from tqdm import tqdm
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
-from sfm_tracks.providers import TRACKERS as TEACHER_NAMES, make_provider as make_teacher
-from sfm_tracks.pseudo_labels import DEFAULT_CONF, TooFewQueries, label_stats, label_video
-from sfm_tracks.video import VideoError, iter_frames, resize_max_side
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from cotracker3 import CheckpointError  # noqa: E402
+from pipelines.cli import ArgumentParser, UsageError, fail, nonnegative_int, positive_float, positive_int  # noqa: E402
+from pipelines.relabel_inputs import collect_inputs, parse_shard, shard_inputs  # noqa: E402
+from sfm_tracks.providers import TRACKERS as TEACHER_NAMES, make_provider as make_teacher  # noqa: E402
+from sfm_tracks.pseudo_labels import DEFAULT_CONF, TooFewQueries, label_stats, label_video  # noqa: E402
+from sfm_tracks.video import VideoError, iter_frames, resize_max_side  # noqa: E402
 
 log = logging.getLogger("relabel")
-VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 MANIFEST = "manifest.jsonl"
 FINISHED = ("done", "skipped", "failed")
 
@@ -37,49 +50,48 @@ DEFAULTS = {  # pipeline settings on top of sfm_tracks.pseudo_labels.DEFAULT_CON
 }
 
 
-# -- inputs and shards -------------------------------------------------------------------------
-
-def collect_inputs(inputs: Sequence[str]) -> list[Path]:
-    """Sorted, de-duplicated absolute video paths from files, folders and .txt lists.
-
-    Raises ValueError when two videos share a stem (they would share OUTDIR/<stem>.npz)."""
-    out = set()
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out.update(q.resolve() for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS)
-        elif p.suffix.lower() == ".txt":
-            lines = [ln.strip() for ln in p.read_text().splitlines()]
-            out.update(collect_inputs([str(p.parent / ln) for ln in lines if ln and not ln.startswith("#")]))
-        else:
-            out.add(p.resolve())  # missing files are reported as failed videos, not here
-    paths = sorted(out, key=str)
-    stems: dict = {}
-    for p in paths:
-        stems.setdefault(p.stem, []).append(str(p))
-    clash = {s: v for s, v in stems.items() if len(v) > 1}
-    if clash:
-        raise ValueError(f"videos with the same stem would overwrite each other's labels: {clash}")
-    return paths
-
-
-def parse_shard(shard: Optional[str]) -> tuple[int, int]:
-    """(index, count) from "I/N", else from torchrun's RANK / WORLD_SIZE, else (0, 1)."""
-    if shard:
-        i, n = (int(x) for x in shard.split("/"))
-    else:
-        i, n = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if not 0 <= i < n:
-        raise ValueError(f"shard {i}/{n}: need 0 <= I < N")
-    return i, n
-
-
-def shard_inputs(paths: Sequence[Path], index: int, count: int) -> list[Path]:
-    """Round-robin over the sorted paths: the shards partition the inputs."""
-    return sorted(paths, key=str)[index::count]
-
-
 # -- files -------------------------------------------------------------------------------------
+
+def missing_folders(outdir: Path) -> list[Path]:
+    """The folders to create for OUTDIR, outermost last; UsageError when OUTDIR or an ancestor is a file."""
+    if outdir.exists() and not outdir.is_dir():
+        raise UsageError(f"output {outdir} exists and is not a folder")
+    missing = []
+    p = outdir.absolute()
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    if not p.is_dir():
+        raise UsageError(f"cannot create output folder {outdir}: {p} is not a folder")
+    return missing
+
+
+def prepare_outdir(outdir: Path) -> list[Path]:
+    """Make OUTDIR (and missing parents) and check it takes files; returns the folders this call created.
+
+    UsageError when OUTDIR or a parent is a file, or OUTDIR cannot be written; nothing is left behind then."""
+    missing = missing_folders(outdir)
+    created = []
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            created.append(d)
+        with tempfile.TemporaryFile(dir=outdir, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        remove_empty(created)
+        raise UsageError(f"cannot write to output folder {outdir}: {e.strerror or e}") from None
+    return created
+
+
+def remove_empty(folders: Sequence[Path]) -> None:
+    """Remove the given folders, deepest first, as long as they are empty (a run's own, unused ones)."""
+    for d in sorted(folders, key=lambda q: len(q.parts), reverse=True):
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(str(path), os.O_RDONLY)
@@ -92,20 +104,28 @@ def _fsync_dir(path: Path) -> None:
 def write_npz(path: Path, arrays: dict) -> None:
     """np.savez to a temp file, fsync, rename, fsync the folder: the .npz is complete or absent."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 
 def read_manifest(path: Path) -> dict:
     """{video path: last record}; torn or garbled lines (a kill mid-write) are ignored."""
     records = {}
-    if not path.is_file():
+    if not path.exists():
         return records
-    for line in path.read_text(errors="replace").splitlines():
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        raise UsageError(f"cannot read the manifest {path}: {e.strerror or e}") from None
+    for line in text.splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
@@ -142,13 +162,28 @@ def load_video(path: Path, max_frames: Optional[int], max_side: Optional[int]) -
     return frames, original, frames.shape[1:3]
 
 
+def check_replaceable(out: Path, video: Path) -> None:
+    """An existing OUTDIR/<stem>.npz is replaced only when it is this video's labels (a run killed
+    between the .npz and its manifest line); anything else is not ours to overwrite (FileExistsError)."""
+    if not out.exists():
+        return
+    try:
+        with np.load(out, allow_pickle=False) as z:
+            ours = "video_path" in z.files and str(z["video_path"]) == str(video)
+    except Exception:
+        ours = False
+    if not ours:
+        raise FileExistsError(f"{out} exists and is not this video's labels; not overwritten")
+
+
 def label_file(path: Path, outdir: Path, teachers, conf: dict) -> dict:
     """Label one video and write OUTDIR/<stem>.npz; returns its manifest record (without the path)."""
     t0 = time.time()
+    out = outdir / f"{path.stem}.npz"
+    check_replaceable(out, path)
     frames, original, size = load_video(path, conf["max_frames"], conf["max_side"])
     labels = label_video(frames, teachers, path.stem, conf)
     scale = np.array([size[1] / original[1], size[0] / original[0]], np.float32)  # (sx, sy)
-    out = outdir / f"{path.stem}.npz"
     write_npz(out, {
         "queries": labels.queries.astype(np.float32),
         "tracks": labels.tracks.astype(np.float32),
@@ -172,32 +207,50 @@ def label_file(path: Path, outdir: Path, teachers, conf: dict) -> dict:
 
 def run(inputs: Sequence[str], outdir, conf: Optional[dict] = None, teachers=None, teacher_names=("lk",),
         checkpoint: str = "default", device: str = "cpu", shard: Optional[str] = None) -> dict:
-    """Label this shard's videos not yet in the manifest; returns the summary dict."""
+    """Label this shard's videos not yet in the manifest; returns the summary dict.
+
+    Inputs, shard, teachers (their weights) and OUTDIR are checked before any video is decoded or
+    anything is written (UsageError / cotracker3.CheckpointError); per-video problems are recorded
+    in the manifest and counted in the summary (``first_failure`` names the first)."""
     conf = {**DEFAULT_CONF, **DEFAULTS, **(conf or {})}
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     index, count = parse_shard(shard)
     paths = shard_inputs(collect_inputs(inputs), index, count)
+    missing_folders(outdir)  # before the teachers' weights are loaded
     manifest = outdir / MANIFEST
     finished = {v for v, r in read_manifest(manifest).items() if r.get("status") in FINISHED}
     todo = [p for p in paths if str(p) not in finished]
     summary = {"shard": f"{index}/{count}", "inputs": len(paths), "already_in_manifest": len(paths) - len(todo),
-               "done": 0, "skipped": 0, "failed": 0, "labels": label_stats(*(np.zeros((0, 0), t) for t in (bool, bool, np.int8)))}
-    if todo and teachers is None:  # build once, up front: a missing checkpoint fails the run, not every video
+               "done": 0, "skipped": 0, "failed": 0, "first_failure": None,
+               "labels": label_stats(*(np.zeros((0, 0), t) for t in (bool, bool, np.int8)))}
+    if teachers is None:  # built once, up front: a missing checkpoint fails the run, not every video
+        if not teacher_names:
+            raise UsageError(f"no teachers given; choose from {','.join(TEACHER_NAMES)}")
         teachers = [(n, make_teacher(n, checkpoint, device)) for n in teacher_names]
-    for path in tqdm(todo, desc=f"relabel {index}/{count}", dynamic_ncols=True):
-        try:
-            record = label_file(path, outdir, teachers, conf)
-        except TooFewQueries as e:
-            record = {"status": "skipped", "reason": str(e)}
-        except Exception as e:  # one bad video must not end the run
-            log.warning("%s failed: %s", path, e)
-            record = {"status": "failed", "reason": f"{type(e).__name__}: {e}"}
-        append_manifest(manifest, {"video": str(path), **record})
-        summary[record["status"]] += 1
-        for k, v in record.get("stats", {}).items():
-            summary["labels"][k] += v
+    created = prepare_outdir(outdir)
+    try:
+        for path in tqdm(todo, desc=f"relabel {index}/{count}", dynamic_ncols=True):
+            record = label_or_failure(path, outdir, teachers, conf)
+            append_manifest(manifest, {"video": str(path), **record})
+            summary[record["status"]] += 1
+            if record["status"] == "failed" and summary["first_failure"] is None:
+                summary["first_failure"] = f"{path}: {record['reason']}"
+            for k, v in record.get("stats", {}).items():
+                summary["labels"][k] += v
+    finally:
+        remove_empty(created)  # only if the run stopped before writing anything
     return summary
+
+
+def label_or_failure(path: Path, outdir: Path, teachers, conf: dict) -> dict:
+    """label_file's record, or a skipped/failed record: one bad video must not end the run."""
+    try:
+        return label_file(path, outdir, teachers, conf)
+    except TooFewQueries as e:
+        return {"status": "skipped", "reason": str(e)}
+    except Exception as e:
+        log.warning("%s failed: %s", path, e)
+        return {"status": "failed", "reason": f"{type(e).__name__}: {e}"}
 
 
 def format_summary(s: dict) -> str:
@@ -209,34 +262,63 @@ def format_summary(s: dict) -> str:
             f"by the 3D filter -> {lab['kept']} kept")
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def all_failed(summary: dict) -> Optional[str]:
+    """The error line's text when this run tried videos and every one failed, else None."""
+    if summary["failed"] == 0 or summary["done"] or summary["skipped"]:
+        return None
+    n = summary["failed"]
+    return (f"{'the only video' if n == 1 else f'all {n} videos'} of this run failed ({summary['first_failure']}); "
+            "they are recorded as failed in the manifest and not retried while their lines are there")
+
+
+def check_device(device: str, teacher_names: Sequence[str]) -> None:
+    """UsageError for a device torch does not know, or CUDA asked for where there is none."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {device!r}: not a torch device (cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and any(n != "lk" for n in teacher_names) and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device available to torch")
+
+
+def main(argv=None) -> int:
+    """The CLI; returns the exit status (0 done, 2 bad input or every video failed)."""
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="video files, folders of videos, or .txt lists")
     p.add_argument("-o", "--output", required=True, help="OUTDIR for <stem>.npz and manifest.jsonl")
     p.add_argument("--teachers", default="lk", help=f"comma-separated subset of {','.join(TEACHER_NAMES)}")
     p.add_argument("--checkpoint", default="default", help="CoTracker3 teachers' weights (default: best found)")
-    p.add_argument("--num-queries", type=int, default=DEFAULT_CONF["num_queries"])
-    p.add_argument("--cycle-threshold", type=float, default=DEFAULT_CONF["cycle_threshold"], help="px")
+    p.add_argument("--num-queries", type=positive_int, default=DEFAULT_CONF["num_queries"])
+    p.add_argument("--cycle-threshold", type=positive_float, default=DEFAULT_CONF["cycle_threshold"], help="px")
     p.add_argument("--no-geometric-filter", action="store_true", help="skip the 3D filter (geo_state all 0)")
     p.add_argument("--shard", help="I/N: label every N-th input starting at I (default: RANK/WORLD_SIZE)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--max-frames", type=int, default=DEFAULTS["max_frames"])
-    p.add_argument("--max-side", type=int, default=DEFAULTS["max_side"], help="track at this size (px); 0 = original")
-    p.add_argument("--seed", type=int, default=DEFAULT_CONF["seed"])
+    p.add_argument("--max-frames", type=positive_int, default=DEFAULTS["max_frames"], help="(at least 2 are tracked)")
+    p.add_argument("--max-side", type=nonnegative_int, default=DEFAULTS["max_side"], help="track at this size (px); 0 = original")
+    p.add_argument("--seed", type=nonnegative_int, default=DEFAULT_CONF["seed"])
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     names = [n.strip() for n in args.teachers.split(",") if n.strip()]
     bad = set(names) - set(TEACHER_NAMES)
-    if bad:
-        p.error(f"unknown teachers {sorted(bad)}; choose from {TEACHER_NAMES}")
+    if bad or not names:
+        return fail(f"--teachers {args.teachers!r}: choose one or more of {','.join(TEACHER_NAMES)}")
+    if args.max_frames < 2:
+        return fail(f"--max-frames {args.max_frames}: at least 2 frames are needed to track")
     conf = {"num_queries": args.num_queries, "cycle_threshold": args.cycle_threshold,
             "geometric_filter": not args.no_geometric_filter, "max_frames": args.max_frames,
             "max_side": args.max_side or None, "seed": args.seed}
-    summary = run(args.inputs, args.output, conf, teacher_names=names, checkpoint=args.checkpoint,
-                  device=args.device, shard=args.shard)
+    try:
+        check_device(args.device, names)
+        summary = run(args.inputs, args.output, conf, teacher_names=names, checkpoint=args.checkpoint,
+                      device=args.device, shard=args.shard)
+    except (UsageError, CheckpointError, OSError) as e:
+        return fail(e)
     print(format_summary(summary))
-    return summary
+    problem = all_failed(summary)
+    return fail(problem) if problem else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,8 +7,7 @@ import pytest
 from cotracker3.evaluation.badja import (KeypointAnnotations, bbox_proxy_areas, evaluate_keypoints,
                                          keypoint_pck, keypoint_queries, load_badja_npz)
 
-# The team's shared data sits beside the repository (CI lays it there too).
-BEAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "badja_bear_davis" / "bear" / "keypoints_480p.npz"
+BEAR = Path("badja_bear_davis") / "bear" / "keypoints_480p.npz"  # inside the team's shared data (tests/conftest.py)
 
 
 def _ann():
@@ -68,8 +67,9 @@ def test_evaluate_keypoints_with_oracle():
     assert out["pck@5px"] == 1.0 and out["pck@0.2sqrt(bbox)_proxy"] == 1.0
 
 
-def test_bear_file_layout():
-    ann = load_badja_npz(BEAR)
+@pytest.mark.shared_data
+def test_bear_file_layout(shared_data):
+    ann = load_badja_npz(shared_data / BEAR)
     assert ann.xy.shape == (17, 37, 2) and ann.image_size_wh == (854, 480)
     q, joints = keypoint_queries(ann)
     assert len(joints) >= 15 and np.all(np.isin(q[:, 0], ann.frame_index))

@@ -40,7 +40,8 @@ def write_tapvid_eval_set(
     device: str = "cpu",
 ) -> dict:
     """Render `num_clips` clips (seeds seed, seed+1, ...; every `static_every`-th a static-scene
-    clip) and pickle {name: {"video", "points", "occluded"}} to `path`.  Returns the dict."""
+    clip) and store {name: {"video", "points", "occluded"}} at `path`: as .npz (no pickle, see
+    cotracker3.evaluation.datasets) when `path` ends in .npz, else pickled.  Returns the dict."""
     data = {}
     for k in range(num_clips):
         dynamic = not (static_every and k % static_every == static_every - 1)
@@ -49,6 +50,11 @@ def write_tapvid_eval_set(
         data[f"synthetic_{k:03d}"] = {"video": clip["video"], "points": points, "occluded": occluded}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".npz":
+        from cotracker3.evaluation.datasets import save_tapvid_npz
+
+        save_tapvid_npz(data, path)
+        return data
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")  # atomic: readers never see half a file
     with open(tmp, "wb") as f:
         pickle.dump(data, f, protocol=4)

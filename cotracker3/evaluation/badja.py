@@ -19,6 +19,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .datasets import EvalDataError
+
 PIXEL_THRESHOLDS = (5.0, 10.0, 20.0)
 ALPHA = 0.2
 
@@ -41,12 +43,21 @@ class KeypointAnnotations:
 
 
 def load_badja_npz(path: str) -> KeypointAnnotations:
-    """Read a converted BADJA file (``keypoints_480p.npz``: frame_index, xy, visible, joint_id)."""
-    d = np.load(path)
-    wh = tuple(int(v) for v in d["image_size_wh"]) if "image_size_wh" in d.files else None
-    visible = d["visible"].astype(bool) & np.isfinite(d["xy"]).all(-1)
-    return KeypointAnnotations(d["frame_index"].astype(np.int64), d["xy"].astype(np.float64), visible,
-                               d["joint_id"].astype(np.int64), wh)
+    """Read a converted BADJA file (``keypoints_480p.npz``: frame_index (F,), xy (F, J, 2),
+    visible (F, J), joint_id (J,)); EvalDataError naming the file and the problem otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            wh = tuple(int(v) for v in d["image_size_wh"]) if "image_size_wh" in d.files else None
+            frame_index, xy = d["frame_index"].astype(np.int64), d["xy"].astype(np.float64)
+            visible, joint_id = d["visible"].astype(bool), d["joint_id"].astype(np.int64)
+    except FileNotFoundError:
+        raise EvalDataError(f"no such file: {path}") from None
+    except Exception as e:  # not an npz, truncated, missing arrays, object arrays
+        raise EvalDataError(f"cannot read BADJA keypoints {path}: {type(e).__name__}: {e}") from None
+    F, J = len(frame_index), len(joint_id)
+    if xy.shape != (F, J, 2) or visible.shape != (F, J):
+        raise EvalDataError(f"{path}: xy {xy.shape} / visible {visible.shape} do not fit {F} frames x {J} joints")
+    return KeypointAnnotations(frame_index, xy, visible & np.isfinite(xy).all(-1), joint_id, wh)
 
 
 def keypoint_queries(ann: KeypointAnnotations) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,11 @@
 """TAP-Vid pickle readers producing evaluation samples with tapnet's query sampling.
 
+Pickles can run code when read, and TAP-Vid is released only as pickles: this is the one reader in
+the project that unpickles, and it does so only for a file its caller vouches for
+(``allow_pickle=True``; ``pipelines/evaluate.py`` passes it only for a file named with ``--data``).
+Even then, a restricted unpickler admits nothing but containers, bytes and numpy arrays. The same
+layout stored as ``.npz`` (``save_tapvid_npz``; keys ``<name>/video|points|occluded``) needs no pickle.
+
 Pickle layouts (as released by DeepMind):
 - DAVIS (``tapvid_davis.pkl``): dict video_name -> entry
 - Kinetics (``*_of_0010.pkl`` shards): list of entries (a dict is taken by its values)
@@ -24,12 +30,78 @@ import glob
 import os
 import pickle
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
 
 QUERY_STRIDE = 5
+ENTRY_KEYS = ("video", "points", "occluded")
+
+# The only globals a TAP-Vid pickle needs (numpy arrays, dtypes and scalars under numpy 1.x and 2.x
+# module names; `_codecs.encode` rebuilds bytes in protocol <= 2 pickles).
+PICKLE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("collections", "OrderedDict")} | {
+    (f"numpy.{core}.{mod}", name) for core in ("core", "_core")
+    for mod, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))}
+
+
+class EvalDataError(ValueError):
+    """An evaluation data file (TAP-Vid, BADJA) that cannot be read: missing, refused (pickle not
+    allowed), corrupt or of the wrong layout. The message names the file and the problem."""
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a TAP-Vid pickle holds only "
+                                         "dicts, lists, bytes and numpy arrays")
+        return super().find_class(module, name)
+
+
+def read_tapvid_pickle(path: str | Path, allow_pickle: bool = False):
+    """The object in a TAP-Vid pickle, via an unpickler that admits only containers, bytes and numpy
+    arrays. ``allow_pickle`` must be True: the caller vouches that the user named this file."""
+    if not allow_pickle:
+        raise EvalDataError(f"{path} is a pickle, which can run code when read: it is read only when "
+                                "named explicitly (allow_pickle=True; evaluate.py --data FILE)")
+    try:
+        with open(path, "rb") as fh:
+            return _ArraysOnlyUnpickler(fh).load()
+    except FileNotFoundError:
+        raise EvalDataError(f"no such file: {path}") from None
+    except Exception as e:  # truncated, not a pickle, hostile globals, ...
+        raise EvalDataError(f"cannot read TAP-Vid pickle {path}: {type(e).__name__}: {e}") from None
+
+
+def save_tapvid_npz(data: dict, path: str | Path) -> None:
+    """Store {name: entry} (video (T, H, W, 3) uint8 array, points, occluded) as .npz, atomically."""
+    path = Path(path)
+    arrays = {f"{name}/{k}": np.asarray(entry[k]) for name, entry in data.items() for k in ENTRY_KEYS}
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}.npz")
+    try:
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_tapvid_npz(path: str | Path) -> dict:
+    """{name: entry} from a ``save_tapvid_npz`` file (no pickle involved)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data: dict = {}
+            for key in z.files:
+                name, _, field = key.rpartition("/")
+                if field not in ENTRY_KEYS:
+                    raise ValueError(f"unexpected array {key!r}")
+                data.setdefault(name, {})[field] = z[key]
+    except FileNotFoundError:
+        raise EvalDataError(f"no such file: {path}") from None
+    except Exception as e:
+        raise EvalDataError(f"cannot read TAP-Vid .npz {path}: {type(e).__name__}: {e}") from None
+    return data
 
 
 @dataclass
@@ -68,7 +140,11 @@ def decode_frames(frames) -> np.ndarray:
                 raise ValueError("could not decode a video frame")
             out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         return np.stack(out)
-    return np.asarray(frames, dtype=np.uint8)
+    video = np.asarray(frames)
+    # only integers already in 0..255 convert exactly; a float video (often 0..1) is refused, not rounded
+    if video.dtype.kind not in "ui" or (video.size and (video.min() < 0 or video.max() > 255)):
+        raise ValueError(f"video must be uint8 RGB (0..255), got {video.dtype} values")
+    return video.astype(np.uint8)
 
 
 def resize_video(video: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -103,30 +179,58 @@ def sample_queries_strided(occluded: np.ndarray, points: np.ndarray, stride: int
     return (np.concatenate(queries).astype(np.float32), np.concatenate(pts), np.concatenate(occs))
 
 
-def load_tapvid_entries(path: str) -> list[tuple[str, dict]]:
-    """(name, entry) pairs from a pickle file, or from every ``*.pkl`` shard in a directory
-    (Kinetics). Dict keys (DAVIS video names) are kept; list items are named
-    ``{file stem}_{index}``."""
+def load_tapvid_entries(path: str, allow_pickle: bool = False) -> list[tuple[str, dict]]:
+    """(name, entry) pairs from a ``.npz`` (``save_tapvid_npz``), a pickle file, or every ``*.pkl``
+    shard in a directory (Kinetics). Pickles need ``allow_pickle=True`` (see the module docstring).
+    Dict keys (DAVIS video names) are kept; list items are named ``{file stem}_{index}``.
+    Raises EvalDataError naming the file and the problem."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise EvalDataError(f"no such file or folder: {path}")
+    if path.endswith(".npz"):
+        return list(read_tapvid_npz(path).items())
     files = sorted(glob.glob(os.path.join(path, "*.pkl"))) if os.path.isdir(path) else [path]
     if not files:
-        raise FileNotFoundError(f"no .pkl files in {path}")
+        raise EvalDataError(f"no .pkl files in {path}")
     entries = []
     for f in files:
-        with open(f, "rb") as fh:
-            data = pickle.load(fh)
+        data = read_tapvid_pickle(f, allow_pickle)
         stem = os.path.splitext(os.path.basename(f))[0]
         prefix = f"{stem}/" if len(files) > 1 else ""
         if isinstance(data, dict):  # DAVIS (or a dict-valued Kinetics shard): keep the keys
-            entries += [(f"{prefix}{k}", v) for k, v in data.items()]
-        else:  # Kinetics / RGB-Stacking lists
-            entries += [(f"{stem}_{i}", v) for i, v in enumerate(data)]
+            items = [(f"{prefix}{k}", v) for k, v in data.items()]
+        elif isinstance(data, (list, tuple)):  # Kinetics / RGB-Stacking lists
+            items = [(f"{stem}_{i}", v) for i, v in enumerate(data)]
+        else:
+            raise EvalDataError(f"{f} holds a {type(data).__name__}, not a dict or list of TAP-Vid entries")
+        for name, entry in items:
+            missing = [k for k in ENTRY_KEYS if not isinstance(entry, dict) or k not in entry]
+            if missing:
+                raise EvalDataError(f"{f}: entry {name!r} lacks {', '.join(missing)}")
+        entries += items
     return entries
+
+
+def check_entry(name: str, video: np.ndarray, points: np.ndarray, occluded: np.ndarray) -> None:
+    """EvalDataError unless video (T, H, W, 3), points (N, T, 2) finite and occluded (N, T) agree."""
+    T = len(video)
+    if video.ndim != 4 or video.shape[-1] != 3 or T < 1:
+        raise EvalDataError(f"{name}: video has shape {video.shape}, expected (T, H, W, 3)")
+    if points.ndim != 3 or points.shape[1:] != (T, 2) or occluded.shape != points.shape[:2]:
+        raise EvalDataError(f"{name}: points {points.shape} / occluded {occluded.shape} do not fit "
+                                f"a {T}-frame video (expected (N, {T}, 2) / (N, {T}))")
+    if not np.isfinite(points[~occluded]).all():
+        raise EvalDataError(f"{name}: visible points must be finite")
 
 
 def make_sample(name: str, entry: dict, query_mode: str = "first",
                 resize_to: tuple[int, int] | None = (256, 256), point_scale: str = "tapnet") -> TapVidSample:
     """Turn one pickle entry into a :class:`TapVidSample` (entry is not modified)."""
-    video = decode_frames(entry["video"])
+    try:
+        video = decode_frames(entry["video"])
+    except ValueError as e:
+        raise EvalDataError(f"{name}: {e}") from None
+    check_entry(name, video, np.asarray(entry["points"]), np.asarray(entry["occluded"], bool))
     if resize_to is not None:
         video = resize_video(video, resize_to)
     H, W = video.shape[1:3]
@@ -144,13 +248,17 @@ def make_sample(name: str, entry: dict, query_mode: str = "first",
         q, points, occluded = sample_queries_strided(occluded, points)
     else:
         raise ValueError(f"unknown query mode {query_mode!r}")
+    if len(q) == 0:
+        raise EvalDataError(f"{name}: no point is visible on a query frame ({query_mode} mode), nothing to track")
     return TapVidSample(name, video, q, points.transpose(1, 0, 2).astype(np.float32),
                         ~occluded.T, query_mode)
 
 
 def tapvid_samples(path: str, query_mode: str = "first", resize_to: tuple[int, int] | None = (256, 256),
-                   point_scale: str = "tapnet", names: Sequence[str] | None = None) -> Iterator[TapVidSample]:
-    """Iterate the samples of a TAP-Vid pickle (or Kinetics shard directory), decoded lazily."""
-    for name, entry in load_tapvid_entries(path):
+                   point_scale: str = "tapnet", names: Sequence[str] | None = None,
+                   allow_pickle: bool = False) -> Iterator[TapVidSample]:
+    """Iterate the samples of a TAP-Vid .npz, pickle (``allow_pickle=True`` only for a file the user
+    named) or Kinetics shard directory, decoded lazily."""
+    for name, entry in load_tapvid_entries(path, allow_pickle):
         if names is None or name in names:
             yield make_sample(name, entry, query_mode, resize_to, point_scale)

@@ -48,7 +48,8 @@ def evaluate_model(model, eval_conf: dict, pickle_path: Path) -> dict:
     """TAP-Vid average metrics of a (training) model on the eval pickle; restores train mode."""
     was_training = model.training
     predictor = CoTrackerPredictor.from_model(model)  # the live model, no rebuild
-    samples = tapvid_samples(str(pickle_path), eval_conf["query_mode"], resize_to=None)
+    # the trainer's own eval set or the file named with --eval-data: the user vouches for it
+    samples = tapvid_samples(str(pickle_path), eval_conf["query_mode"], resize_to=None, allow_pickle=True)
     result = evaluate_tracker(cotracker_predict_fn(predictor, eval_conf["iters"]), samples)
     model.train(was_training)
     return result["average"]
