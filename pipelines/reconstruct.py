@@ -161,7 +161,7 @@ def main(argv=None) -> int:
         else:
             source = args.input
         report = run(source, out_dir, config(args), mask_dir=args.mask_dir, provider=provider, overwrite=args.overwrite)
-    except (VideoError, CheckpointError, ReconstructionError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+    except (VideoError, CheckpointError, ReconstructionError, OSError) as e:  # OSError: unreadable input, full or read-only disk
         msg = " ".join(str(e).split())  # one line, whatever the source message looks like
         print(f"error: {msg}", file=sys.stderr)
         return 2
