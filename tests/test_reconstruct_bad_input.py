@@ -187,11 +187,11 @@ def test_checkpoint_is_checked_before_frames_are_decoded(tmp_path, capsys, monke
         raise AssertionError("frames decoded before the checkpoint was checked")
 
     monkeypatch.setattr("sfm_tracks.pipeline.load_frames", no_decoding)
-    bad = tmp_path / "empty.pth"
+    bad = tmp_path / "weights.pth"
     bad.write_bytes(b"")
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\0" * 100)
-    _fails([str(video), "-o", str(tmp_path / "out"), "--tracker", "cotracker3", "--checkpoint", str(bad), "-q"], capsys, "empty")
+    _fails([str(video), "-o", str(tmp_path / "out"), "--tracker", "cotracker3", "--checkpoint", str(bad), "-q"], capsys, "is empty (0 bytes)")
     assert not (tmp_path / "out").exists() and not _leftovers(tmp_path)
 
 
