@@ -32,7 +32,8 @@ from .outdir import InputError, anonymous_memmap, check_overlap, check_replaceab
 from .providers import TrackProvider, make_provider
 from .queries import select_queries, sift_points, spread_frames
 from .tracks import Tracks
-from .video import IMAGE_EXTENSIONS, VideoError, draw_tracks, iter_frames, list_images, resize_max_side, write_video
+from .video import (IMAGE_EXTENSIONS, VideoError, draw_tracks, iter_frames, list_images, pick_tracks, resize_max_side,
+                    track_colors, write_video)
 from .windowed import window_bounds, windowed
 
 logger = logging.getLogger(__name__)
@@ -294,15 +295,20 @@ def write_images(folder: Path, frames, names: list) -> None:
         buf.tofile(str(folder / name))
 
 
-def write_tracks_video(path: Path, frames, tracks: Tracks, fps: float, chunk: int = 32, tail: int = 8) -> None:
-    """tracks.mp4, drawn and encoded a chunk of frames at a time (bounded memory)."""
+def write_tracks_video(path: Path, frames, tracks: Tracks, fps: float, chunk: int = 32, tail: int = 8,
+                       max_tracks: int = 150, min_long_side: int = 512) -> None:
+    """tracks.mp4: a spread-out subset of at most `max_tracks` tracks, one colour each, with `tail`-frame
+    fading tails, on frames enlarged to `min_long_side`; drawn and encoded a chunk at a time (bounded memory)."""
     T = len(frames)
+    keep = pick_tracks(tracks, max_tracks)
+    shown = tracks.select(tracks=keep)
+    colors = track_colors(tracks.num_tracks)[keep]  # colour by track id: stable whatever the subset
 
     def drawn():
         for s in tqdm(range(0, T, chunk), desc="tracks.mp4", unit="chunk", leave=False):
             a, e = max(0, s - tail), min(T, s + chunk)
-            sub = tracks.select(frames=np.arange(a, e))
-            yield from draw_tracks(np.asarray(frames[a:e]), sub, tail=tail)[s - a:]
+            sub = shown.select(frames=np.arange(a, e))
+            yield from draw_tracks(np.asarray(frames[a:e]), sub, tail=tail, colors=colors, min_long_side=min_long_side)[s - a:]
 
     write_video(path, drawn(), fps=fps)
 
