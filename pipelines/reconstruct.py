@@ -10,7 +10,8 @@ Masks (--mask-dir): one per frame, named like the frame (`frame_000000.png` for 
 (`<image name>.png`), at the input size; nonzero pixels are kept (COLMAP's convention), zero pixels get no
 queries and observations landing on them are dropped. --intrinsics are in input-image pixels with COLMAP's
 convention (principal point measured from the image corner) and are kept fixed.
-Bad input exits with status 2 and one line `error: ...`; nothing is written to OUTDIR then.
+Bad input exits with status 2 and one line `error: ...`; nothing is written to OUTDIR then. OUTDIR must not
+be, contain or lie inside an input (sfm_tracks/outdir.py says what may be written, replaced and cleaned up).
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--cycle", type=int, default=0, metavar="N", help="forward-backward cycle check with N anchors per side (0: off)")
     ap.add_argument("--points-per-frame", type=positive_int, default=512, help="at most N queries per query frame")
     ap.add_argument("--window", type=positive_int, default=48, help="frames per tracker call (long videos are tracked in windows)")
-    ap.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTDIR")
+    ap.add_argument("--overwrite", action="store_true", help="replace OUTDIR when it holds a previous result of ours (never any other folder)")
     ap.add_argument("--no-video", action="store_true", help="skip tracks.mp4")
     ap.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
     return ap.parse_args(argv)

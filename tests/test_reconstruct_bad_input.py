@@ -159,6 +159,16 @@ def test_stale_work_folders_are_removed_only_when_ours_and_dead(tmp_path):
             (folder / MARKER).write_text(json.dumps({"pid": pid, "host": socket.gethostname()}))
     assert remove_stale(out) == [stale]
     assert not stale.exists() and alive.exists() and unmarked.exists() and other.exists()
+    # A swap killed between its two renames: the previous result (ours) goes back in place.
+    old = tmp_path / f".out.old-{dead.pid}"
+    old.mkdir()
+    (old / "report.json").write_text(json.dumps({k: 1 for k in ["frames_total", "frames_registered", "points3d", "tracker", "config"]}))
+    remove_stale(out)
+    assert (out / "report.json").is_file() and not old.exists()
+    foreign_old = tmp_path / f".out.old-{dead.pid}x"
+    foreign_old.mkdir()
+    remove_stale(out)
+    assert foreign_old.exists()
 
 
 def test_a_killed_run_leaves_no_frames_and_the_next_run_cleans_up(clip, tmp_path):
