@@ -55,7 +55,7 @@ def _as_inputs(video, queries=None, segm_mask=None, grid_size: int = 0, grid_que
     if video.dtype == torch.bool or video.is_complex():
         raise ValueError(f"video must be uint8 or float with values in 0..255, got dtype {video.dtype}")
     _check_video(video)
-    if video.is_floating_point() and video.numel() and float(video.max()) <= 1.0 and float(video.min()) >= 0.0:
+    if video.is_floating_point() and video.numel() and 0.0 < float(video.max()) <= 1.0 and float(video.min()) >= 0.0:
         warnings.warn("video values all lie in [0, 1], but CoTracker expects 0..255: multiply by 255 "
                       "(or ignore this for a nearly black video)", UserWarning, stacklevel=3)
     if isinstance(grid_size, bool) or not isinstance(grid_size, (int, np.integer)) or grid_size < 0:

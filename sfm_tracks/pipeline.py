@@ -23,7 +23,7 @@ import numpy as np
 import pycolmap
 from tqdm import tqdm
 
-from .cameras import CameraSpec
+from .cameras import MODELS, CameraSpec
 from .errors import ReconstructionError
 from .export import export, replace_dir
 from .filters import apply_filters, cycle_consistency, low_confidence, stuck_at_border, too_short
@@ -56,6 +56,20 @@ DEFAULT_CONF = {
     "mapping": {"mapper": "incremental"},
     "output": {"video": True, "fps": 10.0},
 }
+
+
+MIN_SIDE = 32  # px per side at tracking resolution: below it queries and LK windows do not fit
+
+
+def check_conf(conf: dict) -> None:
+    """Refuse settings that would fail deep inside a step (InputError naming the CLI option)."""
+    tc, fc = conf["tracker"], conf["filters"]
+    if tc["window"] < 2:
+        raise InputError(f"--window must be >= 2 frames, got {tc['window']}")
+    if fc["cycle_anchors"] < 0:
+        raise InputError(f"--cycle must be >= 0 (0: off), got {fc['cycle_anchors']}")
+    if (conf["input"]["max_side"] or MIN_SIDE) < MIN_SIDE:
+        raise InputError(f"--max-side must be >= {MIN_SIDE} px, got {conf['input']['max_side']}")
 
 
 def merge_conf(base: dict, override: Optional[dict]) -> dict:
@@ -261,6 +275,8 @@ def camera_spec(conf: dict, in_size: tuple, size: tuple) -> CameraSpec:
     """CameraSpec for the tracking resolution; user intrinsics (fx, fy, cx, cy or f, cx, cy, in input
     pixels, COLMAP convention) are scaled to it and kept fixed, distortion starts at 0."""
     model, K = conf["model"], conf["intrinsics"]
+    if model not in MODELS:
+        raise InputError(f"camera model {model!r} not supported; use one of {', '.join(MODELS)}")
     if K is None:
         return CameraSpec(model=model)
     K = [float(v) for v in K]
@@ -330,9 +346,12 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
     overwrite: replace OUTDIR when it holds a previous result of ours (never anything else, see `outdir`).
     """
     conf = merge_conf(DEFAULT_CONF, conf)
+    check_conf(conf)
+    conf["tracker"]["overlap"] = min(conf["tracker"]["overlap"], conf["tracker"]["window"] // 2)  # short windows
     out_dir = Path(out_dir).absolute()
     tc = conf["tracker"]
     explicit_ckpt = tc["checkpoint"] if provider is None and tc["checkpoint"] not in (None, "default") else None
+    explicit_ckpt = explicit_ckpt if explicit_ckpt and Path(explicit_ckpt).is_file() else None
     check_overlap(out_dir, {"input": None if isinstance(source, tuple) else source, "mask folder": mask_dir, "checkpoint": explicit_ckpt})
     check_replaceable(out_dir, overwrite)
     timer = Timer()
@@ -354,6 +373,9 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         frames, names, in_size = load_frames(source, work, ic["max_frames"], ic["stride"], ic["max_side"], min_frames,
                                              f" (a track must be seen in >= {fc['min_length']} frames)")
     size = frames.shape[1:3]
+    if min(size) < MIN_SIDE:
+        raise InputError(f"frames are {size[1]}x{size[0]} px at tracking resolution (input {in_size[1]}x{in_size[0]}, "
+                         f"--max-side {ic['max_side']}); need >= {MIN_SIDE} px on each side")
     spec = camera_spec(conf["camera"], in_size, size)
     masks = None
     if mask_dir is not None:
@@ -363,6 +385,9 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
     check_texture(frames, qf)
     with timer("queries"):
         queries = query_points(frames, conf["queries"], masks)
+    if len(queries) == 0:
+        raise InputError("no query points: the masks exclude every pixel of the query frames" if masks is not None
+                         else f"no query points fit in {size[1]}x{size[0]} px frames")
     logger.info("%d queries on %d frames of %dx%d", len(queries), len(frames), size[1], size[0])
     with timer("track"):
         raw = track(provider, frames, queries, tc)

@@ -226,3 +226,24 @@ def test_subprocess_prints_one_line_without_traceback(clip, tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [f"error: output folder {images} is the input {images}; choose another -o"]
     assert len(list(images.iterdir())) == 4
+
+
+def test_bad_options_are_one_line(clip, tmp_path, capsys):
+    images = _image_dir(tmp_path / "images", clip)
+    black = tmp_path / "black_masks"
+    black.mkdir()
+    for t in range(T):
+        cv2.imwrite(str(black / f"{t:03d}.png"), np.zeros((SIZE, SIZE), np.uint8))
+    cases = [
+        (["--max-side", "8"], "--max-side must be >= 32 px"),
+        (["--window", "1"], "--window must be >= 2"),
+        (["--cycle", "-2"], "--cycle must be >= 0"),
+        (["--camera-model", "FISHEYE"], "camera model 'FISHEYE' not supported"),
+        (["--tracker", "cotracker3", "--checkpoint", str(tmp_path)], "checkpoint not found"),
+        (["--mask-dir", str(black)], "no query points: the masks exclude every pixel"),
+    ]
+    for extra, needle in cases:
+        _fails([str(images), "-o", str(tmp_path / "out")] + FAST + extra, capsys, needle)
+    tiny = _image_dir(tmp_path / "tiny", [cv2.resize(f, (24, 24)) for f in clip])
+    _fails([str(tiny), "-o", str(tmp_path / "out")] + FAST, capsys, "need >= 32 px on each side")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["black_masks", "images", "tiny"]
