@@ -30,10 +30,9 @@ from .filters import apply_filters, cycle_consistency, low_confidence, stuck_at_
 from .mapping import reconstruct
 from .outdir import InputError, anonymous_memmap, check_overlap, check_replaceable, staging
 from .providers import TrackProvider, make_provider
-from .queries import select_queries, sift_points, spread_frames
+from .queries import explain_no_tracks, flat_frames, select_queries, spread_frames
 from .tracks import Tracks
-from .video import (IMAGE_EXTENSIONS, VideoError, draw_tracks, iter_frames, list_images, pick_tracks, resize_max_side,
-                    track_colors, write_video)
+from .video import IMAGE_EXTENSIONS, VideoError, iter_frames, list_images, resize_max_side, write_tracks_video
 from .windowed import window_bounds, windowed
 
 logger = logging.getLogger(__name__)
@@ -205,25 +204,6 @@ def query_frames(num_frames: int, conf: dict) -> np.ndarray:
     return spread_frames(num_frames, max(conf["min_query_frames"], int(np.ceil(num_frames / conf["query_every"]))))
 
 
-def check_texture(frames, qf: np.ndarray) -> None:
-    """Refuse input whose query frames are all one flat colour: nothing there can be tracked."""
-    spread = [float(np.asarray(frames[t]).std()) for t in qf]
-    if max(spread) < 1.0:
-        raise InputError(f"no trackable texture: query frames {list(map(int, qf))} are each a single flat colour "
-                         f"(pixel standard deviation <= {max(spread):.2f})")
-
-
-def explain_no_tracks(frames, qf: np.ndarray, stats: dict, min_length: int) -> str:
-    """Why filtering left no track, in terms of the input: no texture, or the tracker lost every point."""
-    keypoints = sum(len(sift_points(np.asarray(frames[t]), 64)) for t in qf)
-    if keypoints == 0:
-        return (f"no trackable texture: SIFT found no keypoints in query frames {list(map(int, qf))} and none of the "
-                f"{stats['tracks_in']} grid queries was followed for >= {min_length} frames")
-    rejected = ", ".join(f"{k} {v}" for k, v in stats.items() if k not in ("tracks_in", "tracks_out"))
-    return (f"no track was followed for >= {min_length} frames: all {stats['tracks_in']} tracks were lost or filtered "
-            f"(rejected observations: {rejected}); the frames may change too much between neighbours")
-
-
 def query_points(frames, conf: dict, masks=None) -> np.ndarray:
     """SIFT + grid queries on the frames of `query_frames`."""
     out = []
@@ -311,24 +291,6 @@ def write_images(folder: Path, frames, names: list) -> None:
         buf.tofile(str(folder / name))
 
 
-def write_tracks_video(path: Path, frames, tracks: Tracks, fps: float, chunk: int = 32, tail: int = 8,
-                       max_tracks: int = 150, min_long_side: int = 512) -> None:
-    """tracks.mp4: a spread-out subset of at most `max_tracks` tracks, one colour each, with `tail`-frame
-    fading tails, on frames enlarged to `min_long_side`; drawn and encoded a chunk at a time (bounded memory)."""
-    T = len(frames)
-    keep = pick_tracks(tracks, max_tracks)
-    shown = tracks.select(tracks=keep)
-    colors = track_colors(tracks.num_tracks)[keep]  # colour by track id: stable whatever the subset
-
-    def drawn():
-        for s in tqdm(range(0, T, chunk), desc="tracks.mp4", unit="chunk", leave=False):
-            a, e = max(0, s - tail), min(T, s + chunk)
-            sub = shown.select(frames=np.arange(a, e))
-            yield from draw_tracks(np.asarray(frames[a:e]), sub, tail=tail, colors=colors, min_long_side=min_long_side)[s - a:]
-
-    write_video(path, drawn(), fps=fps)
-
-
 def model_stats(rec: pycolmap.Reconstruction, num_frames: int) -> dict:
     return {"frames_total": num_frames, "frames_registered": rec.num_reg_images(), "points3d": rec.num_points3D(),
             "mean_reprojection_error_px": round(float(rec.compute_mean_reprojection_error()), 4),
@@ -382,7 +344,9 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         with timer("masks"):
             masks = load_masks(mask_dir, names, in_size, size, work)
     qf = query_frames(len(frames), conf["queries"])
-    check_texture(frames, qf)
+    problem = flat_frames(frames, qf)
+    if problem:
+        raise InputError(problem)
     with timer("queries"):
         queries = query_points(frames, conf["queries"], masks)
     if len(queries) == 0:

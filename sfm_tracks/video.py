@@ -14,6 +14,7 @@ from typing import Iterator, Optional, Sequence
 import av
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -277,3 +278,21 @@ def draw_tracks(frames: np.ndarray, tracks, tail: int = 8, radius: int = 3, colo
             cv2.circle(img, tuple(fixed[t, n]), (r + 1) << shift, (0, 0, 0), -1, cv2.LINE_AA, shift)
             cv2.circle(img, tuple(fixed[t, n]), r << shift, colors[n], -1, cv2.LINE_AA, shift)
     return out
+
+
+def write_tracks_video(path: Path, frames, tracks, fps: float, chunk: int = 32, tail: int = 8,
+                       max_tracks: int = 150, min_long_side: int = 512) -> None:
+    """tracks.mp4: a spread-out subset of at most `max_tracks` tracks, one colour each, with `tail`-frame
+    fading tails, on frames enlarged to `min_long_side`; drawn and encoded a chunk at a time (bounded memory)."""
+    T = len(frames)
+    keep = pick_tracks(tracks, max_tracks)
+    shown = tracks.select(tracks=keep)
+    colors = track_colors(tracks.num_tracks)[keep]  # colour by track id: stable whatever the subset
+
+    def drawn():
+        for s in tqdm(range(0, T, chunk), desc="tracks.mp4", unit="chunk", leave=False):
+            a, e = max(0, s - tail), min(T, s + chunk)
+            sub = shown.select(frames=np.arange(a, e))
+            yield from draw_tracks(np.asarray(frames[a:e]), sub, tail=tail, colors=colors, min_long_side=min_long_side)[s - a:]
+
+    write_video(path, drawn(), fps=fps)

@@ -183,7 +183,7 @@ def test_draw_tracks_upscales_fades_and_rings_occluded_points():
 
 def test_tracks_video_is_enlarged_and_drawn_in_chunks(tmp_path):
     """The pipeline's tracks.mp4: small frames enlarged to 512 px; chunking does not change a frame."""
-    from sfm_tracks.pipeline import write_tracks_video
+    from sfm_tracks.video import write_tracks_video
 
     T, H, W = 12, 64, 128
     rng = np.random.default_rng(1)
