@@ -166,6 +166,9 @@ def main(argv=None) -> int:
         msg = " ".join(str(e).split())  # one line, whatever the source message looks like
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the work folder and the parents made for -o are already gone (outdir.staging)
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        return 130
     print(summary(report, out_dir))
     if demo:
         acc = pose_accuracy(report["model"], names, gt)

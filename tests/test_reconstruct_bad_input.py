@@ -247,3 +247,16 @@ def test_bad_options_are_one_line(clip, tmp_path, capsys):
     tiny = _image_dir(tmp_path / "tiny", [cv2.resize(f, (24, 24)) for f in clip])
     _fails([str(tiny), "-o", str(tmp_path / "out")] + FAST, capsys, "need >= 32 px on each side")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["black_masks", "images", "tiny"]
+
+
+def test_ctrl_c_leaves_nothing(clip, tmp_path, capsys, monkeypatch):
+    images = _image_dir(tmp_path / "images", clip)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sfm_tracks.pipeline.reconstruct", interrupted)
+    out = tmp_path / "new" / "out"
+    assert main([str(images), "-o", str(out)] + FAST) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: interrupted; nothing was written"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
