@@ -3,13 +3,19 @@
 Accepts the official `scaled_offline.pth` / `scaled_online.pth` unchanged, our own `.safetensors`
 files (which carry the model config in their metadata), flat state dicts and `{"model": ...}` /
 `{"state_dict": ...}` wrappers, with or without a DistributedDataParallel `module.` prefix.
+`.pth` files are read with `torch.load(weights_only=True)`: a file that holds anything beyond tensors and
+plain containers is refused, never unpickled, so a planted checkpoint cannot run code.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
+import pickle
+import re
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
@@ -30,23 +36,68 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be found, read, or does not fit the model."""
 
 
+def _reason(e: BaseException) -> str:
+    """The first informative line of an exception (some, like EOFError, carry no text at all)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0].split(". ")[0].rstrip(".") if lines else type(e).__name__
+
+
+def _refused_object(e: BaseException) -> str:
+    """What torch's weights-only unpickler refused, without its advice to switch the protection off."""
+    m = re.search(r"(Unsupported [^\n]*|unsupported GLOBAL \S+)", str(e))
+    return m.group(1).rstrip(".") if m else "a Python object"
+
+
+def _load_pth(path: Path):
+    """torch.load(weights_only=True) with messages that say what is wrong with the file."""
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():  # e.g. pickle-protocol notes: the error below says what matters
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        what = _refused_object(e)
+        if "GLOBAL" in what:
+            raise CheckpointError(f"checkpoint {path} holds pickled objects other than tensors ({what}); refusing to "
+                                  "unpickle it, since that could run code: save a plain state dict or .safetensors") from e
+        raise CheckpointError(f"cannot read checkpoint {path} ({size} bytes): corrupt or not a plain PyTorch state dict ({what}); "
+                              "objects other than tensors are never unpickled, since that could run code") from e
+    except Exception as e:  # EOFError, zip errors, ...
+        raise CheckpointError(f"cannot read checkpoint {path} ({size} bytes): truncated or not a PyTorch checkpoint "
+                              f"({_reason(e)})") from e
+
+
+def _read_safetensors(path: Path) -> Tuple[dict, dict]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+            meta = f.metadata() or {}
+    except Exception as e:  # header errors, truncation, ...
+        raise CheckpointError(f"cannot read checkpoint {path} ({path.stat().st_size} bytes): truncated or not a "
+                              f"safetensors file ({_reason(e)})") from e
+    try:
+        config = json.loads(meta.get("config", "{}"))
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {path}: its metadata 'config' is not valid JSON ({_reason(e)})") from e
+    if not isinstance(config, dict):
+        raise CheckpointError(f"checkpoint {path}: its metadata 'config' must be a JSON object, got {type(config).__name__}")
+    return state, config
+
+
 def read_state_dict(path: Union[str, Path]) -> Tuple[dict, dict]:
     """Read a checkpoint file -> (state_dict, config). `config` is {} unless the file stores one."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     config = {}
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                state = {k: f.get_tensor(k) for k in f.keys()}
-                config = json.loads((f.metadata() or {}).get("config", "{}"))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unreadable, truncated, pickled objects, ...
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    if path.suffix == ".safetensors":
+        state, config = _read_safetensors(path)
+    else:
+        state = _load_pth(path)
     if isinstance(state, dict) and "config" in state and isinstance(state["config"], dict):
         config = state["config"]
     for key in ("model", "state_dict"):
@@ -123,6 +174,19 @@ def resolve_checkpoint(kind: str, checkpoint: Optional[str] = "default", allow_d
     )
 
 
+def model_config_keys(cls) -> set:
+    """Constructor keywords of a model class, following **kwargs up to the base classes."""
+    keys = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is torch.nn.Module:
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        keys |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return keys
+
+
 def build_model(kind: str, checkpoint: Optional[str] = None, window_len: Optional[int] = None, **config) -> CoTrackerThreeBase:
     """Construct the offline/online model; load `checkpoint` (None: random init, 'default': resolve)."""
     cls = MODEL_CLASSES[kind]
@@ -132,10 +196,19 @@ def build_model(kind: str, checkpoint: Optional[str] = None, window_len: Optiona
         return cls(**config)
     path, source = resolve_checkpoint(kind, checkpoint)
     state, stored = read_state_dict(path)
+    known = model_config_keys(cls)
+    unknown = sorted(set(stored) - known)
+    if unknown:
+        raise CheckpointError(f"checkpoint {path} stores unknown model config key(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(sorted(known))}")
     config = {**stored, **config}
     if window_len is not None:
         config["window_len"] = window_len
-    model = load_weights(cls(**config), state)
+    try:
+        model = cls(**config)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {path}: the model rejects its config {stored}: {_reason(e)}") from e
+    model = load_weights(model, state)
     model.checkpoint_source = source
     log.info("loaded %s", source)
     return model

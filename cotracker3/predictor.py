@@ -5,11 +5,18 @@ grid, run backward tracking for queries after frame 0, overwrite each track at i
 with the query itself, and rescale to the input resolution, exactly as the official classes do.
 Beyond the official API: `return_scores=True` also returns float visibility and confidence, and
 `corr_chunk_size` / `fmaps_chunk_size` bound memory with unchanged outputs.
+
+Inputs are checked before the model sees them (`_as_inputs`): numpy arrays and lists are converted to
+tensors, wrong shapes, dtypes, NaN and out-of-range values raise ValueError naming the problem. A float
+video whose values all lie in [0, 1] is accepted with a UserWarning (the model expects 0..255; a legit
+but nearly black 0..255 video would look the same, so it is not refused).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -26,6 +33,47 @@ def get_points_on_a_grid(size: int, extent: Tuple[int, int], device=None) -> tor
     xs = torch.linspace(margin, W - margin, size, device=device)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([gx, gy], dim=-1).reshape(1, -1, 2)
+
+
+def _as_tensor(x, what: str, shape: str, device=None) -> torch.Tensor:
+    """A tensor from a tensor, numpy array or nested list; ValueError naming `shape` otherwise."""
+    if isinstance(x, torch.Tensor):
+        return x if device is None else x.to(device)
+    try:
+        arr = np.asarray(x)
+        if arr.dtype == object:
+            raise ValueError("ragged or mixed contents")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} must be a tensor or array {shape}, got {type(x).__name__} ({e})") from None
+    return t if device is None else t.to(device)
+
+
+def _as_inputs(video, queries=None, segm_mask=None, grid_size: int = 0, grid_query_frame: int = 0):
+    """Validate and convert the public call's inputs -> (video, queries, segm_mask) tensors on video's device."""
+    video = _as_tensor(video, "video", "(B, T, 3, H, W)")
+    if video.dtype == torch.bool or video.is_complex():
+        raise ValueError(f"video must be uint8 or float with values in 0..255, got dtype {video.dtype}")
+    _check_video(video)
+    if video.is_floating_point() and video.numel() and 0.0 < float(video.max()) <= 1.0 and float(video.min()) >= 0.0:
+        warnings.warn("video values all lie in [0, 1], but CoTracker expects 0..255: multiply by 255 "
+                      "(or ignore this for a nearly black video)", UserWarning, stacklevel=3)
+    if isinstance(grid_size, bool) or not isinstance(grid_size, (int, np.integer)) or grid_size < 0:
+        raise ValueError(f"grid_size must be an integer >= 0 (0: no grid), got {grid_size!r}")
+    if isinstance(grid_query_frame, bool) or not isinstance(grid_query_frame, (int, np.integer)):
+        raise ValueError(f"grid_query_frame must be an integer frame index, got {grid_query_frame!r}")
+    if queries is not None:
+        queries = _as_tensor(queries, "queries", "(B, N, 3) of (t, x, y)", video.device)
+        if queries.ndim == 2 and queries.shape[-1] == 3:
+            raise ValueError(f"queries must be (B, N, 3) of (t, x, y), got {tuple(queries.shape)}: add the batch dimension (queries[None])")
+        if queries.dtype == torch.bool or queries.is_complex():
+            raise ValueError(f"queries must be numbers (t, x, y), got dtype {queries.dtype}")
+        queries = queries.float()
+    if segm_mask is not None:
+        segm_mask = _as_tensor(segm_mask, "segm_mask", "(1, 1, H, W)", video.device)
+        if segm_mask.ndim != 4 or segm_mask.shape[:2] != (1, 1):
+            raise ValueError(f"segm_mask must be (1, 1, H, W), got {tuple(segm_mask.shape)}")
+    return video, queries, segm_mask
 
 
 def _check_video(video: torch.Tensor, min_frames: int = 1) -> None:
@@ -121,9 +169,10 @@ class CoTrackerPredictor(_PredictorBase):
         """video (B, T, 3, H, W) in [0, 255]; queries (B, N, 3) (t, x, y) input pixels, or a grid / dense grid.
 
         Returns tracks (B, T, N, 2) input pixels and visibility (B, T, N) bool (vis > 0.9); with
-        `return_scores`, also visibility and confidence probabilities (B, T, N).
+        `return_scores`, also visibility and confidence probabilities (B, T, N). grid_size 0 without queries
+        tracks a dense grid (the official API); a negative grid_size is an error.
         """
-        _check_video(video)
+        video, queries, segm_mask = _as_inputs(video, queries, segm_mask, grid_size, grid_query_frame)
         B, T, _, H, W = video.shape
         if not 0 <= grid_query_frame < T:
             raise ValueError(f"grid_query_frame must lie in [0, {T - 1}], got {grid_query_frame}")
@@ -213,7 +262,7 @@ class CoTrackerOnlinePredictor(_PredictorBase):
         Later calls: `video_chunk` (B, <=2*step, 3, H, W) = frames [k*step, k*step + 2*step); returns tracks
         (B, frames so far, N, 2) and visibility (vis * conf > 0.6), plus probabilities with `return_scores`.
         """
-        _check_video(video_chunk)
+        video_chunk, queries, segm_mask = _as_inputs(video_chunk, queries, segm_mask, grid_size, grid_query_frame)
         B, T, _, H, W = video_chunk.shape
         device = video_chunk.device
         if is_first_step:

@@ -10,7 +10,8 @@ Masks (--mask-dir): one per frame, named like the frame (`frame_000000.png` for 
 (`<image name>.png`), at the input size; nonzero pixels are kept (COLMAP's convention), zero pixels get no
 queries and observations landing on them are dropped. --intrinsics are in input-image pixels with COLMAP's
 convention (principal point measured from the image corner) and are kept fixed.
-Bad input exits with status 2 and one line `error: ...`; nothing is written to OUTDIR then.
+Bad input exits with status 2 and one line `error: ...`; nothing is written to OUTDIR then. OUTDIR must not
+be, contain or lie inside an input (sfm_tracks/outdir.py says what may be written, replaced and cleaned up).
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--cycle", type=int, default=0, metavar="N", help="forward-backward cycle check with N anchors per side (0: off)")
     ap.add_argument("--points-per-frame", type=positive_int, default=512, help="at most N queries per query frame")
     ap.add_argument("--window", type=positive_int, default=48, help="frames per tracker call (long videos are tracked in windows)")
-    ap.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTDIR")
+    ap.add_argument("--overwrite", action="store_true", help="replace OUTDIR when it holds a previous result of ours (never any other folder)")
     ap.add_argument("--no-video", action="store_true", help="skip tracks.mp4")
     ap.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
     return ap.parse_args(argv)
@@ -161,10 +162,13 @@ def main(argv=None) -> int:
         else:
             source = args.input
         report = run(source, out_dir, config(args), mask_dir=args.mask_dir, provider=provider, overwrite=args.overwrite)
-    except (VideoError, CheckpointError, ReconstructionError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+    except (VideoError, CheckpointError, ReconstructionError, OSError) as e:  # OSError: unreadable input, full or read-only disk
         msg = " ".join(str(e).split())  # one line, whatever the source message looks like
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the work folder and the parents made for -o are already gone (outdir.staging)
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        return 130
     print(summary(report, out_dir))
     if demo:
         acc = pose_accuracy(report["model"], names, gt)

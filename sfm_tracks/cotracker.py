@@ -21,6 +21,17 @@ def _inside(xy: torch.Tensor, H: int, W: int) -> torch.Tensor:
     return (xy[..., 0] >= -0.5) & (xy[..., 0] <= W - 0.5) & (xy[..., 1] >= -0.5) & (xy[..., 1] <= H - 0.5)
 
 
+def _device(device) -> torch.device:
+    """torch.device, refusing one this machine does not have (torch would fail later, less clearly)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be like 'cpu' or 'cuda', got {device!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA device available to torch")
+    return dev
+
+
 def _to_video(frames: np.ndarray, device) -> torch.Tensor:
     """(T, H, W, 3) uint8 -> (1, T, 3, H, W) float32 in [0, 255]."""
     return torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2)[None].float()
@@ -37,7 +48,7 @@ class CoTrackerProvider(TrackProvider):
 
     def __init__(self, checkpoint: Optional[str] = "default", device: str = "cpu", iters: int = 6,
                  vis_threshold: float = 0.9, corr_chunk_size: Optional[int] = 256, **model_config):
-        self.device = torch.device(device)
+        self.device = _device(device)
         self.predictor = CoTrackerPredictor(checkpoint=checkpoint, **model_config).to(self.device)
         self.predictor.set_chunking(corr_chunk_size)
         self.iters = iters
@@ -65,7 +76,7 @@ class CoTrackerOnlineProvider(TrackProvider):
 
     def __init__(self, checkpoint: Optional[str] = "default", device: str = "cpu", iters: int = 6, vis_threshold: float = 0.6,
                  **model_config):
-        self.device = torch.device(device)
+        self.device = _device(device)
         self.predictor = CoTrackerOnlinePredictor(checkpoint=checkpoint, **model_config).to(self.device)
         self.iters = iters
         self.vis_threshold = vis_threshold

@@ -1,14 +1,15 @@
 """Write a reconstruction for other tools: COLMAP model, coloured PLY, nerfstudio transforms.json, tracks .npz.
 
 Every file is written to a temporary name next to its target and renamed into place, so a crash never
-leaves a half-written model that a later reader would trust.
+leaves a half-written model that a later reader would trust. Temp names are made up (pid + random), not
+created with mkstemp/mkdtemp, so files and folders get the usual umask-based modes (0644/0755), not 0600.
 """
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -38,7 +39,8 @@ def write_model(rec: pycolmap.Reconstruction, model_dir, text: bool = False) -> 
     """Binary COLMAP model (cameras/images/points3D/rigs/frames .bin) in model_dir, plus .txt on request."""
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.tmp-", dir=model_dir.parent))
+    tmp = _temp_name(model_dir)
+    tmp.mkdir()
     try:
         rec.write_binary(str(tmp))
         if text:
@@ -50,12 +52,15 @@ def write_model(rec: pycolmap.Reconstruction, model_dir, text: bool = False) -> 
     return model_dir
 
 
-def _atomic_path(path: Path):
-    """A temp file path in the target's folder with the same suffix (open3d picks the format from it)."""
+def _temp_name(path: Path) -> Path:
+    """An unused hidden name beside `path` with the same suffix (open3d picks the format from it)."""
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
+
+
+def _atomic_path(path: Path) -> Path:
+    """A temp file path in the target's folder, not created yet (the writer creates it with umask modes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+    return _temp_name(path)
 
 
 def colorize(rec: pycolmap.Reconstruction, frames: Optional[Sequence[np.ndarray]] = None,

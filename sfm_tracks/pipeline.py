@@ -4,7 +4,8 @@ Steps: load frames (uint8, resized to `max_side`, kept in a memory-mapped file s
 sits in RAM) -> select queries (SIFT + grid on frames spread over the video) -> track (any TrackProvider,
 always through `windowed`, so a tracker only ever sees `window` frames) -> filters -> `reconstruct` ->
 outputs. All outputs are written into a staging folder next to OUTDIR and renamed into place at the end,
-so a failure never leaves a half-written model behind.
+so a failure never leaves a half-written model behind; `outdir` says what may be written or replaced
+and how a killed run's leftovers are cleaned.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import contextlib
 import copy
 import json
 import logging
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -23,14 +23,16 @@ import numpy as np
 import pycolmap
 from tqdm import tqdm
 
-from .cameras import CameraSpec
+from .cameras import MODELS, CameraSpec
+from .errors import ReconstructionError
 from .export import export, replace_dir
 from .filters import apply_filters, cycle_consistency, low_confidence, stuck_at_border, too_short
 from .mapping import reconstruct
+from .outdir import InputError, anonymous_memmap, check_overlap, check_replaceable, staging
 from .providers import TrackProvider, make_provider
-from .queries import select_queries, spread_frames
+from .queries import explain_no_tracks, flat_frames, select_queries, spread_frames
 from .tracks import Tracks
-from .video import IMAGE_EXTENSIONS, VideoError, draw_tracks, iter_frames, list_images, resize_max_side, write_video
+from .video import IMAGE_EXTENSIONS, VideoError, iter_frames, list_images, resize_max_side, write_tracks_video
 from .windowed import window_bounds, windowed
 
 logger = logging.getLogger(__name__)
@@ -55,8 +57,18 @@ DEFAULT_CONF = {
 }
 
 
-class InputError(VideoError):
-    """Bad user input other than the frames themselves (masks, intrinsics, output folder)."""
+MIN_SIDE = 32  # px per side at tracking resolution: below it queries and LK windows do not fit
+
+
+def check_conf(conf: dict) -> None:
+    """Refuse settings that would fail deep inside a step (InputError naming the CLI option)."""
+    tc, fc = conf["tracker"], conf["filters"]
+    if tc["window"] < 2:
+        raise InputError(f"--window must be >= 2 frames, got {tc['window']}")
+    if fc["cycle_anchors"] < 0:
+        raise InputError(f"--cycle must be >= 0 (0: off), got {fc['cycle_anchors']}")
+    if (conf["input"]["max_side"] or MIN_SIDE) < MIN_SIDE:
+        raise InputError(f"--max-side must be >= {MIN_SIDE} px, got {conf['input']['max_side']}")
 
 
 def merge_conf(base: dict, override: Optional[dict]) -> dict:
@@ -87,8 +99,10 @@ class Timer:
 
 # ---------------------------------------------------------------------------------------------- frames
 
-def load_frames(source, work: Path, max_frames=None, stride: int = 1, max_side=None, min_frames: int = 2):
-    """Decode frames one at a time into a uint8 memmap in `work` -> (frames (T, H, W, 3), names, input (H, W)).
+def load_frames(source, work: Path, max_frames=None, stride: int = 1, max_side=None, min_frames: int = 2, why: str = ""):
+    """Decode frames one at a time into a uint8 memmap -> (frames (T, H, W, 3), names, input (H, W)).
+
+    The memmap's file is an unlinked temp file in `work`: nothing is left on disk however the run ends.
 
     source: a video file / image folder path, or (frames array, names) already in memory (demo).
     """
@@ -99,9 +113,8 @@ def load_frames(source, work: Path, max_frames=None, stride: int = 1, max_side=N
     else:
         items = iter_frames(source, max_frames=max_frames, stride=stride)
         desc = f"read {Path(source).name}"
-    raw = work / "frames.u8"
     names, shape, in_size = [], None, None
-    with open(raw, "wb") as f:
+    with tempfile.TemporaryFile(dir=work) as f:  # the memmap keeps its own descriptor
         for name, frame in tqdm(items, desc=desc, unit="frame", leave=False):
             if in_size is None:
                 in_size = frame.shape[:2]
@@ -111,11 +124,11 @@ def load_frames(source, work: Path, max_frames=None, stride: int = 1, max_side=N
             shape = small.shape
             f.write(small.tobytes())
             names.append(name)
-    if len(names) < min_frames:
-        what = "no decodable frames" if not names else f"only {len(names)} frame(s)"
-        raise VideoError(f"{source if not isinstance(source, tuple) else 'input'} gives {what}, at least {min_frames} needed")
-    frames = np.memmap(raw, dtype=np.uint8, mode="r", shape=(len(names),) + shape)
-    return frames, names, in_size
+        if len(names) < min_frames:
+            what = "no decodable frames" if not names else f"only {len(names)} frame(s)"
+            raise VideoError(f"{source if not isinstance(source, tuple) else 'input'} gives {what}, at least {min_frames} needed{why}")
+        f.flush()
+        return np.memmap(f, dtype=np.uint8, mode="r", shape=(len(names),) + shape), names, in_size
 
 
 def _find_mask(mask_dir: Path, name: str, by_stem: dict) -> Optional[Path]:
@@ -137,7 +150,7 @@ def load_masks(mask_dir, names: list, in_size: tuple, size: tuple, work: Path) -
     if missing:
         raise InputError(f"mask folder {mask_dir} has no mask for {len(missing)} of {len(names)} frames (first: {missing[0]})")
     H, W = size
-    masks = np.memmap(work / "masks.u8", dtype=bool, mode="w+", shape=(len(names), H, W))
+    masks = anonymous_memmap(work, bool, (len(names), H, W))
     for t, n in enumerate(tqdm(names, desc="masks", unit="frame", leave=False)):
         p = _find_mask(mask_dir, n, by_stem)
         m = cv2.imdecode(np.fromfile(str(p), np.uint8), cv2.IMREAD_GRAYSCALE) if p.stat().st_size else None
@@ -186,13 +199,15 @@ class _Counted(TrackProvider):
         return self.owner._counted(frames, queries)
 
 
+def query_frames(num_frames: int, conf: dict) -> np.ndarray:
+    """Indices of the frames that get queries: one every `query_every` (at least `min_query_frames`)."""
+    return spread_frames(num_frames, max(conf["min_query_frames"], int(np.ceil(num_frames / conf["query_every"]))))
+
+
 def query_points(frames, conf: dict, masks=None) -> np.ndarray:
-    """SIFT + grid queries on one frame every `query_every` frames (at least `min_query_frames`)."""
-    T = len(frames)
-    count = max(conf["min_query_frames"], int(np.ceil(T / conf["query_every"])))
-    qf = spread_frames(T, count)
+    """SIFT + grid queries on the frames of `query_frames`."""
     out = []
-    for t in tqdm(qf, desc="queries", unit="frame", leave=False):
+    for t in tqdm(query_frames(len(frames), conf), desc="queries", unit="frame", leave=False):
         out.append(select_queries(frames, query_frames=[t], max_points_per_frame=conf["max_points_per_frame"],
                                   method=conf["method"], min_distance=conf["min_distance"], masks=masks))
     return np.concatenate(out)
@@ -240,6 +255,8 @@ def camera_spec(conf: dict, in_size: tuple, size: tuple) -> CameraSpec:
     """CameraSpec for the tracking resolution; user intrinsics (fx, fy, cx, cy or f, cx, cy, in input
     pixels, COLMAP convention) are scaled to it and kept fixed, distortion starts at 0."""
     model, K = conf["model"], conf["intrinsics"]
+    if model not in MODELS:
+        raise InputError(f"camera model {model!r} not supported; use one of {', '.join(MODELS)}")
     if K is None:
         return CameraSpec(model=model)
     K = [float(v) for v in K]
@@ -274,28 +291,10 @@ def write_images(folder: Path, frames, names: list) -> None:
         buf.tofile(str(folder / name))
 
 
-def write_tracks_video(path: Path, frames, tracks: Tracks, fps: float, chunk: int = 32, tail: int = 8) -> None:
-    """tracks.mp4, drawn and encoded a chunk of frames at a time (bounded memory)."""
-    T = len(frames)
-
-    def drawn():
-        for s in tqdm(range(0, T, chunk), desc="tracks.mp4", unit="chunk", leave=False):
-            a, e = max(0, s - tail), min(T, s + chunk)
-            sub = tracks.select(frames=np.arange(a, e))
-            yield from draw_tracks(np.asarray(frames[a:e]), sub, tail=tail)[s - a:]
-
-    write_video(path, drawn(), fps=fps)
-
-
 def model_stats(rec: pycolmap.Reconstruction, num_frames: int) -> dict:
     return {"frames_total": num_frames, "frames_registered": rec.num_reg_images(), "points3d": rec.num_points3D(),
             "mean_reprojection_error_px": round(float(rec.compute_mean_reprojection_error()), 4),
             "mean_track_length": round(float(rec.compute_mean_track_length()), 3)}
-
-
-def _prepare_outdir(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise InputError(f"output folder {out_dir} exists and is not empty (pass --overwrite to replace it)")
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -305,61 +304,83 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
     """The whole pipeline; returns the report (also written to OUTDIR/report.json) plus 'model' (pycolmap).
 
     source: video file / image folder path, or (frames (T, H, W, 3) uint8, names) in memory.
-    provider: an already constructed TrackProvider (else built from conf['tracker']).
+    provider: an already constructed TrackProvider (else built from conf['tracker'] before any frame is decoded).
+    overwrite: replace OUTDIR when it holds a previous result of ours (never anything else, see `outdir`).
     """
     conf = merge_conf(DEFAULT_CONF, conf)
-    out_dir = Path(out_dir).resolve()
-    _prepare_outdir(out_dir, overwrite)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    check_conf(conf)
+    conf["tracker"]["overlap"] = min(conf["tracker"]["overlap"], conf["tracker"]["window"] // 2)  # short windows
+    out_dir = Path(out_dir).absolute()
+    tc = conf["tracker"]
+    explicit_ckpt = tc["checkpoint"] if provider is None and tc["checkpoint"] not in (None, "default") else None
+    explicit_ckpt = explicit_ckpt if explicit_ckpt and Path(explicit_ckpt).is_file() else None
+    check_overlap(out_dir, {"input": None if isinstance(source, tuple) else source, "mask folder": mask_dir, "checkpoint": explicit_ckpt})
+    check_replaceable(out_dir, overwrite)
     timer = Timer()
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.work-", dir=out_dir.parent))
-    try:
-        staging = work / "out"
-        staging.mkdir()
-        ic, tc = conf["input"], conf["tracker"]
-        with timer("read"):
-            frames, names, in_size = load_frames(source, work, ic["max_frames"], ic["stride"], ic["max_side"])
-        size = frames.shape[1:3]
-        spec = camera_spec(conf["camera"], in_size, size)
-        masks = None
-        if mask_dir is not None:
-            with timer("masks"):
-                masks = load_masks(mask_dir, names, in_size, size, work)
-        with timer("load_tracker"):
-            provider = provider or make_provider(tc["name"], tc["checkpoint"], tc["device"])
-        with timer("queries"):
-            queries = query_points(frames, conf["queries"], masks)
-        logger.info("%d queries on %d frames of %dx%d", len(queries), len(frames), size[1], size[0])
-        with timer("track"):
-            raw = track(provider, frames, queries, tc)
-            raw.image_names = names
-        with timer("filter"):
-            tracks, filter_stats = filter_tracks(raw, conf["filters"], tc["name"], provider, frames, masks, tc)
-        logger.info("filters: %s", filter_stats)
-        with timer("reconstruct"):
-            rec = reconstruct(tracks, camera=spec, **conf["mapping"])
-        with timer("export"):
-            export(rec, staging, tracks, frames)
-            write_images(staging / "images", frames, names)
-        if conf["output"]["video"]:
-            with timer("video"):
-                write_tracks_video(staging / "tracks.mp4", frames, tracks, conf["output"]["fps"])
-        cam = rec.cameras[next(iter(rec.cameras))]
-        report = {
-            **model_stats(rec, len(names)),
-            "input": str(source) if not isinstance(source, tuple) else "in-memory frames",
-            "input_size": list(in_size), "model_size": list(size),
-            "tracker": provider.name, "checkpoint": checkpoint_source(provider),
-            "queries": int(len(queries)), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3)},
-            "camera": {"model": cam.model_name, "params": [round(float(p), 6) for p in cam.params]},
-            "timings_s": timer.times, "total_s": round(sum(timer.times.values()), 3),
-            "config": conf,
-        }
-        (staging / "report.json").write_text(json.dumps(report, indent=1, default=str))
-        del frames, masks  # release the memmaps before the work folder goes
-        replace_dir(staging, out_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with timer("load_tracker"):  # weights first: a bad checkpoint must not cost a full decode
+        provider = provider or make_provider(tc["name"], tc["checkpoint"], tc["device"])
+    with staging(out_dir) as work:
+        rec, report = _run_in(work, source, out_dir, conf, mask_dir, provider, timer)
     report["model"] = rec
     return report
 
+
+def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: TrackProvider, timer: Timer) -> tuple:
+    """The pipeline's steps inside the work folder; the finished result replaces out_dir -> (model, report)."""
+    staging_out = work / "out"
+    staging_out.mkdir()
+    ic, tc, fc = conf["input"], conf["tracker"], conf["filters"]
+    min_frames = max(2, fc["min_length"])
+    with timer("read"):
+        frames, names, in_size = load_frames(source, work, ic["max_frames"], ic["stride"], ic["max_side"], min_frames,
+                                             f" (a track must be seen in >= {fc['min_length']} frames)")
+    size = frames.shape[1:3]
+    if min(size) < MIN_SIDE:
+        raise InputError(f"frames are {size[1]}x{size[0]} px at tracking resolution (input {in_size[1]}x{in_size[0]}, "
+                         f"--max-side {ic['max_side']}); need >= {MIN_SIDE} px on each side")
+    spec = camera_spec(conf["camera"], in_size, size)
+    masks = None
+    if mask_dir is not None:
+        with timer("masks"):
+            masks = load_masks(mask_dir, names, in_size, size, work)
+    qf = query_frames(len(frames), conf["queries"])
+    problem = flat_frames(frames, qf)
+    if problem:
+        raise InputError(problem)
+    with timer("queries"):
+        queries = query_points(frames, conf["queries"], masks)
+    if len(queries) == 0:
+        raise InputError("no query points: the masks exclude every pixel of the query frames" if masks is not None
+                         else f"no query points fit in {size[1]}x{size[0]} px frames")
+    logger.info("%d queries on %d frames of %dx%d", len(queries), len(frames), size[1], size[0])
+    with timer("track"):
+        raw = track(provider, frames, queries, tc)
+        raw.image_names = names
+    with timer("filter"):
+        tracks, filter_stats = filter_tracks(raw, fc, tc["name"], provider, frames, masks, tc)
+    logger.info("filters: %s", filter_stats)
+    if tracks.num_tracks == 0:
+        raise ReconstructionError(explain_no_tracks(frames, qf, filter_stats, fc["min_length"]))
+    with timer("reconstruct"):
+        rec = reconstruct(tracks, camera=spec, work_dir=str(work / "colmap"), **conf["mapping"])
+    with timer("export"):
+        export(rec, staging_out, tracks, frames)
+        write_images(staging_out / "images", frames, names)
+    if conf["output"]["video"]:
+        with timer("video"):
+            write_tracks_video(staging_out / "tracks.mp4", frames, tracks, conf["output"]["fps"])
+    cam = rec.cameras[next(iter(rec.cameras))]
+    report = {
+        **model_stats(rec, len(names)),
+        "input": str(source) if not isinstance(source, tuple) else "in-memory frames",
+        "input_size": list(in_size), "model_size": list(size),
+        "tracker": provider.name, "checkpoint": checkpoint_source(provider),
+        "queries": int(len(queries)), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3)},
+        "camera": {"model": cam.model_name, "params": [round(float(p), 6) for p in cam.params]},
+        "timings_s": timer.times, "total_s": round(sum(timer.times.values()), 3),
+        "config": conf,
+    }
+    (staging_out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    del frames, masks  # release the memmaps before the work folder goes
+    replace_dir(staging_out, out_dir)
+    return rec, report

@@ -19,18 +19,32 @@ from .tracks import Tracks
 
 
 def check_inputs(frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate (T, H, W, 3) uint8 frames and (N, 3) (t, x, y) queries; returns them as arrays."""
+    """Validate (T, H, W, 3) uint8 frames and (N, 3) (t, x, y) queries; returns them as arrays.
+
+    Lists and tensors are converted; anything else ValueErrors naming the expected shape, dtype or range.
+    """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    queries = np.asarray(queries, dtype=np.float32).reshape(-1, 3) if np.size(queries) else np.zeros((0, 3), np.float32)
-    T = frames.shape[0]
-    if len(queries):
-        t = queries[:, 0]
-        if not np.isfinite(queries).all():
-            raise ValueError("queries contain non-finite values")
-        if (t != np.round(t)).any() or t.min() < 0 or t.max() > T - 1:
-            raise ValueError(f"query frames must be integers in [0, {T - 1}]")
+        hint = " (float frames in 0..1? use (frames * 255).round().astype(np.uint8))" if frames.dtype.kind == "f" else ""
+        raise ValueError(f"frames must be (T, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}{hint}")
+    T, H, W = frames.shape[:3]
+    if T == 0 or H < 2 or W < 2:
+        raise ValueError(f"frames must hold at least one frame of 2x2 pixels, got {frames.shape}")
+    try:
+        queries = np.asarray(queries, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"queries must be an (N, 3) array of (t, x, y), got {type(queries).__name__} ({e})") from None
+    if queries.size == 0:
+        return frames, np.zeros((0, 3), np.float32)
+    if queries.ndim != 2 or queries.shape[1] != 3:
+        raise ValueError(f"queries must be an (N, 3) array of (t, x, y), got shape {queries.shape}")
+    if not np.isfinite(queries).all():
+        raise ValueError("queries contain NaN or Inf")
+    t, x, y = queries.T
+    if (t != np.round(t)).any() or t.min() < 0 or t.max() > T - 1:
+        raise ValueError(f"query frames must be integers in [0, {T - 1}]")
+    if x.min() < -0.5 or x.max() > W - 0.5 or y.min() < -0.5 or y.max() > H - 0.5:
+        raise ValueError(f"queries lie outside the {W}x{H} frames (x in [-0.5, {W - 0.5}], y in [-0.5, {H - 0.5}] allowed)")
     return frames, queries
 
 

@@ -204,3 +204,23 @@ def reseed_queries(
             last_seeded[ci] = t
             out.append(np.concatenate([np.full((len(xy), 1), t, np.float32), xy], 1))
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 3), np.float32)
+
+
+def flat_frames(frames, qf: np.ndarray) -> Optional[str]:
+    """Why nothing can be tracked when the query frames `qf` are each one flat colour, else None."""
+    spread = [float(np.asarray(frames[t]).std()) for t in qf]
+    if max(spread) < 1.0:
+        return (f"no trackable texture: query frames {list(map(int, qf))} are each a single flat colour "
+                f"(pixel standard deviation <= {max(spread):.2f})")
+    return None
+
+
+def explain_no_tracks(frames, qf: np.ndarray, stats: dict, min_length: int) -> str:
+    """Why filtering left no track, in terms of the input: no texture, or the tracker lost every point."""
+    keypoints = sum(len(sift_points(np.asarray(frames[t]), 64)) for t in qf)
+    if keypoints == 0:
+        return (f"no trackable texture: SIFT found no keypoints in query frames {list(map(int, qf))} and none of the "
+                f"{stats['tracks_in']} grid queries was followed for >= {min_length} frames")
+    rejected = ", ".join(f"{k} {v}" for k, v in stats.items() if k not in ("tracks_in", "tracks_out"))
+    return (f"no track was followed for >= {min_length} frames: all {stats['tracks_in']} tracks were lost or filtered "
+            f"(rejected observations: {rejected}); the frames may change too much between neighbours")

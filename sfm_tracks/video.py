@@ -14,6 +14,7 @@ from typing import Iterator, Optional, Sequence
 import av
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -202,27 +203,96 @@ def track_colors(n: int) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
 
 
-def draw_tracks(frames: np.ndarray, tracks, tail: int = 8, radius: int = 2) -> np.ndarray:
-    """Copy of (T, H, W, 3) RGB frames with each visible track point drawn as a dot plus a short tail.
+def pick_tracks(tracks, max_tracks: int = 200) -> np.ndarray:
+    """Indices of at most `max_tracks` tracks that are visible somewhere, spread over the image.
 
-    Tails connect consecutive visible positions of the last `tail` frames; positions are in tracker
-    pixels (x = 0 at the first pixel centre), which is also cv2's drawing convention. Drawing uses
-    4-bit sub-pixel shifts so points are not snapped to whole pixels.
+    The image is cut into about `max_tracks` cells by each track's mean visible position; cells take
+    turns giving their longest-visible remaining track, so dense corners do not crowd out the rest.
     """
-    frames = np.array(frames, dtype=np.uint8, copy=True)
-    T = frames.shape[0]
+    vis = tracks.visible
+    length = vis.sum(0)
+    seen = np.flatnonzero(length > 0)
+    if len(seen) <= max_tracks:
+        return seen
+    H, W = tracks.image_size
+    mean_xy = np.where(vis[..., None], np.nan_to_num(tracks.xy), 0).sum(0)[seen] / length[seen, None]
+    k = max(1, int(np.ceil(np.sqrt(max_tracks))))
+    cell = (np.clip(mean_xy[:, 1] / H * k, 0, k - 1).astype(np.int64) * k + np.clip(mean_xy[:, 0] / W * k, 0, k - 1).astype(np.int64))
+    order = np.lexsort((-length[seen], cell))  # by cell, longest first within a cell
+    rank = np.empty(len(seen), np.int64)
+    sorted_cells = cell[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_cells)) + 1]
+    rank[order] = np.arange(len(seen)) - np.repeat(starts, np.diff(np.r_[starts, len(seen)]))
+    chosen = np.lexsort((-length[seen], rank))[:max_tracks]  # every cell's best, then every cell's second, ...
+    return np.sort(seen[chosen])
+
+
+def _upscale(frames: np.ndarray, min_long_side: int) -> tuple[np.ndarray, float]:
+    """Frames enlarged so their long side is at least `min_long_side` (never shrunk) -> (frames, scale)."""
+    T, H, W = frames.shape[:3]
+    scale = max(1.0, min_long_side / max(H, W)) if min_long_side else 1.0
+    if scale == 1.0:
+        return np.array(frames, dtype=np.uint8, copy=True), 1.0
+    size = (round(W * scale), round(H * scale))
+    return np.stack([cv2.resize(np.asarray(f, np.uint8), size, interpolation=cv2.INTER_LINEAR) for f in frames]), size[0] / W
+
+
+def draw_tracks(frames: np.ndarray, tracks, tail: int = 8, radius: int = 3, colors: Optional[np.ndarray] = None,
+                min_long_side: int = 0) -> np.ndarray:
+    """Copy of (T, H, W, 3) RGB frames with every track drawn as a dot plus a fading tail.
+
+    The current position is a filled dot (dark rim) when visible, a hollow ring when the point was seen
+    within the last `tail` frames but is not now (occluded or lost), and nothing otherwise. The tail joins
+    consecutive visible positions of the last `tail` frames, older segments fainter. colors: (N, 3) uint8
+    RGB per track (default: `track_colors`). Frames whose long side is below `min_long_side` are enlarged
+    first (a 256 px video is unreadable once dots are drawn). Positions are in tracker pixels (x = 0 at
+    the first pixel centre), drawn with 4-bit sub-pixel precision.
+    """
+    T = len(frames)
     if tracks.num_frames != T:
         raise ValueError(f"{tracks.num_frames} track frames for {T} video frames")
-    colors = [tuple(int(c) for c in rgb) for rgb in track_colors(tracks.num_tracks)]
+    out, scale = _upscale(np.asarray(frames), min_long_side)
+    colors = track_colors(tracks.num_tracks) if colors is None else np.asarray(colors)
+    colors = [tuple(int(c) for c in rgb) for rgb in colors]
     shift = 4
-    fixed = np.round(tracks.xy * (1 << shift)).astype(np.int64)
+    xy = (np.nan_to_num(tracks.xy, nan=-1e4) + 0.5) * scale - 0.5
+    fixed = np.round(np.clip(xy, -1e4, 1e4) * (1 << shift)).astype(np.int64)
     vis = tracks.visible
+    r = max(2, round(radius * scale ** 0.5))
     for t in range(T):
-        img = frames[t]
-        for s in range(max(1, t - tail + 1), t + 1):
+        img = out[t]
+        for age in range(min(tail, t), 0, -1):  # oldest first, so newer segments lie on top
+            s = t - age + 1
             seg = np.flatnonzero(vis[s - 1] & vis[s])
+            if not len(seg):
+                continue
+            layer = img.copy()
             for n in seg:
-                cv2.line(img, tuple(fixed[s - 1, n]), tuple(fixed[s, n]), colors[n], 1, cv2.LINE_AA, shift)
+                cv2.line(layer, tuple(fixed[s - 1, n]), tuple(fixed[s, n]), colors[n], 2, cv2.LINE_AA, shift)
+            alpha = 1.0 - (age - 1) / tail
+            cv2.addWeighted(layer, alpha, img, 1.0 - alpha, 0.0, dst=img)
+        recent = vis[max(0, t - tail):t + 1].any(0)
+        for n in np.flatnonzero(recent & ~vis[t]):
+            cv2.circle(img, tuple(fixed[t, n]), r << shift, colors[n], 1, cv2.LINE_AA, shift)
         for n in np.flatnonzero(vis[t]):
-            cv2.circle(img, tuple(fixed[t, n]), radius << shift, colors[n], -1, cv2.LINE_AA, shift)
-    return frames
+            cv2.circle(img, tuple(fixed[t, n]), (r + 1) << shift, (0, 0, 0), -1, cv2.LINE_AA, shift)
+            cv2.circle(img, tuple(fixed[t, n]), r << shift, colors[n], -1, cv2.LINE_AA, shift)
+    return out
+
+
+def write_tracks_video(path: Path, frames, tracks, fps: float, chunk: int = 32, tail: int = 8,
+                       max_tracks: int = 150, min_long_side: int = 512) -> None:
+    """tracks.mp4: a spread-out subset of at most `max_tracks` tracks, one colour each, with `tail`-frame
+    fading tails, on frames enlarged to `min_long_side`; drawn and encoded a chunk at a time (bounded memory)."""
+    T = len(frames)
+    keep = pick_tracks(tracks, max_tracks)
+    shown = tracks.select(tracks=keep)
+    colors = track_colors(tracks.num_tracks)[keep]  # colour by track id: stable whatever the subset
+
+    def drawn():
+        for s in tqdm(range(0, T, chunk), desc="tracks.mp4", unit="chunk", leave=False):
+            a, e = max(0, s - tail), min(T, s + chunk)
+            sub = shown.select(frames=np.arange(a, e))
+            yield from draw_tracks(np.asarray(frames[a:e]), sub, tail=tail, colors=colors, min_long_side=min_long_side)[s - a:]
+
+    write_video(path, drawn(), fps=fps)

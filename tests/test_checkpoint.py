@@ -121,3 +121,73 @@ def test_from_model_wraps_without_copying():
     pred = CoTrackerOnlinePredictor.from_model(model)
     assert pred.model is model and pred.step == 4 and pred.queries is None
     assert CoTrackerPredictor.from_model(_model(window_len=8)).interp_shape == SMALL["model_resolution"]
+
+
+class _Payload:
+    """Unpickling this would create a file: the proof that a checkpoint ran code."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.target),))
+
+
+@pytest.mark.parametrize("how", ["torch.save", "pickle", "wrapped"])
+def test_hostile_pickle_never_runs(tmp_path, how):
+    import pickle
+
+    target = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    payload = {"model": {"w": torch.zeros(2), "x": _Payload(target)}} if how == "wrapped" else {"w": _Payload(target)}
+    if how == "pickle":
+        path.write_bytes(pickle.dumps(payload, protocol=4))
+    else:
+        torch.save(payload, path)
+    with pytest.raises(CheckpointError) as err:
+        build_model("offline", str(path), window_len=8, **SMALL)
+    msg = str(err.value)
+    assert "unpickle" in msg and "weights_only=False" not in msg and "\n" not in msg, msg
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04", "half"])
+def test_empty_and_truncated_pth_say_so(tmp_path, content):
+    path = tmp_path / "w.pth"
+    if content == "half":
+        torch.save(_model(window_len=8).state_dict(), tmp_path / "full.pth")
+        data = (tmp_path / "full.pth").read_bytes()
+        content = data[: len(data) // 2]
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        ckpt.read_state_dict(path)
+    msg = str(err.value)
+    assert ("is empty (0 bytes)" in msg) if not content else ("truncated or not a PyTorch checkpoint (" in msg), msg
+    assert not msg.rstrip().endswith(":") and "\n" not in msg
+
+
+def test_safetensors_with_bad_metadata(tmp_path):
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in _model(window_len=8).state_dict().items()}
+    save_file(state, str(tmp_path / "unknown.safetensors"), metadata={"config": '{"window_len": 8, "fancy_layers": 3}'})
+    with pytest.raises(CheckpointError, match="unknown model config key.*'fancy_layers'"):
+        build_model("offline", str(tmp_path / "unknown.safetensors"))
+    save_file(state, str(tmp_path / "list.safetensors"), metadata={"config": "[1, 2]"})
+    with pytest.raises(CheckpointError, match="must be a JSON object"):
+        build_model("offline", str(tmp_path / "list.safetensors"))
+    save_file(state, str(tmp_path / "json.safetensors"), metadata={"config": "{not json"})
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        build_model("offline", str(tmp_path / "json.safetensors"))
+    save_file(state, str(tmp_path / "type.safetensors"), metadata={"config": '{"window_len": 8, "latent_dim": "wide"}'})
+    with pytest.raises(CheckpointError, match="rejects its config"):
+        build_model("offline", str(tmp_path / "type.safetensors"))
+    data = (tmp_path / "unknown.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="truncated or not a safetensors file"):
+        build_model("offline", str(tmp_path / "cut.safetensors"))
+    (tmp_path / "zero.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="truncated or not a safetensors file"):
+        build_model("offline", str(tmp_path / "zero.safetensors"))

@@ -60,3 +60,17 @@ def test_positions_outside_the_image_are_not_visible():
     outside = (x < -0.5) | (x > 63.5) | (y < -0.5) | (y > 47.5)
     assert outside.any() and not (tracks.visible & outside).any()
     assert tracks.visible[[0, 0, 6], [0, 1, 2]].all()
+
+
+def test_unavailable_device_is_a_value_error():
+    import pytest
+
+    if torch.cuda.is_available():
+        bad = "cuda:999"
+        with pytest.raises((ValueError, RuntimeError)):
+            CoTrackerProvider(checkpoint=None, device=bad, window_len=8, **SMALL)
+        return
+    with pytest.raises(ValueError, match="no CUDA device"):
+        CoTrackerProvider(checkpoint=None, device="cuda", window_len=8, **SMALL)
+    with pytest.raises(ValueError, match="device must be"):
+        CoTrackerProvider(checkpoint=None, device="gpu0", window_len=8, **SMALL)

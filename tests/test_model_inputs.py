@@ -95,3 +95,66 @@ def test_predictor_scores_and_query_overwrite():
     assert torch.allclose(tracks[0, 2, 0], q[0, 0, 1:], atol=1e-4) and visible[0, 2, 0]
     assert ((vis >= 0) & (vis <= 1)).all() and ((conf >= 0) & (conf <= 1)).all()
     assert torch.equal(visible[0, 3:, 0], vis[0, 3:, 0] > 0.9)
+
+
+def test_predictor_converts_numpy_and_list_inputs():
+    """numpy / list queries and a numpy video give exactly the tensor results."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    pred = CoTrackerPredictor(window_len=8, **SMALL)
+    video, q = _video(), torch.tensor([[[2.0, 10.0, 7.0], [0.0, 40.0, 20.0]]])
+    ref = pred(video, queries=q)
+    for queries in (q.numpy(), q.tolist(), q.numpy().astype(np.float64)):
+        out = pred(video.numpy(), queries=queries)
+        assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+    online = CoTrackerOnlinePredictor(window_len=8, **SMALL)
+    assert online(_video(T=8).numpy(), is_first_step=True, queries=q.tolist()) == (None, None)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(queries=[[0.0, 1.0, 2.0]]), r"\(B, N, 3\).*queries\[None\]"),
+    (dict(queries=[[[0.0, 1.0]], [[1.0, 2.0, 3.0]]]), r"queries must be a tensor or array \(B, N, 3\)"),
+    (dict(queries="0,1,2"), r"queries must be numbers|queries must be a tensor"),
+    (dict(queries=[[[0.0, float("nan"), 2.0]]]), "NaN"),
+    (dict(grid_size=-3), "grid_size must be an integer >= 0"),
+    (dict(grid_size=2.5), "grid_size must be an integer"),
+    (dict(grid_size=2, grid_query_frame=1.5), "grid_query_frame must be an integer"),
+    (dict(grid_size=2, segm_mask=torch.ones(32, 48)), r"segm_mask must be \(1, 1, H, W\)"),
+])
+def test_predictor_refuses_bad_api_input(kw, match):
+    pred = CoTrackerPredictor(window_len=8, **SMALL)
+    with pytest.raises(ValueError, match=match):
+        pred(_video(), **kw)
+
+
+@pytest.mark.parametrize("video,match", [
+    (torch.ones(1, 6, 3, 32, 48, dtype=torch.bool), "dtype torch.bool"),
+    (torch.rand(1, 6, 32, 48, 3) * 255, r"\(B, T, 3, H, W\)"),
+    ("video.mp4", "video must be a tensor or array"),
+    ([[1, 2], [3]], "video must be a tensor or array"),
+])
+def test_predictor_refuses_bad_video(video, match):
+    pred = CoTrackerPredictor(window_len=8, **SMALL)
+    with pytest.raises(ValueError, match=match):
+        pred(video, grid_size=2)
+
+
+def test_online_predictor_refuses_bad_grid():
+    pred = CoTrackerOnlinePredictor(window_len=8, **SMALL)
+    for g in (0, -1):
+        with pytest.raises(ValueError, match="grid_size"):
+            pred(_video(T=8), is_first_step=True, grid_size=g)
+
+
+def test_video_scaled_to_one_warns():
+    """A 0..1 float video is the classic range mistake: warned about, while a 0..255 one is not."""
+    import warnings
+
+    pred = CoTrackerPredictor(window_len=8, **SMALL)
+    with pytest.warns(UserWarning, match="multiply by 255"):
+        pred(_video() / 255, grid_size=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pred(_video(), grid_size=2)
+        pred(_video().to(torch.uint8), grid_size=2)

@@ -61,3 +61,30 @@ def test_gt_fake_is_exact():
     q = np.array([[3, 30, 30]], np.float32)
     tr = TranslationProvider(V)(frames, q)
     np.testing.assert_allclose(tr.xy, gt_positions(q, 10, V), atol=1e-5)
+
+
+@pytest.mark.parametrize("frames,queries,match", [
+    (np.zeros((4, 32, 32, 3), np.float32), [[0, 5, 5]], r"uint8 RGB.*\* 255"),
+    (np.zeros((4, 32, 32), np.uint8), [[0, 5, 5]], r"\(T, H, W, 3\) uint8"),
+    (np.zeros((0, 32, 32, 3), np.uint8), [[0, 5, 5]], "at least one frame"),
+    (np.zeros((4, 32, 32, 3), np.uint8), [[0, 5], [1, 6]], r"\(N, 3\).*shape \(2, 2\)"),
+    (np.zeros((4, 32, 32, 3), np.uint8), np.zeros((3, 2)), r"\(N, 3\).*shape \(3, 2\)"),
+    (np.zeros((4, 32, 32, 3), np.uint8), [[0, np.nan, 5]], "NaN"),
+    (np.zeros((4, 32, 32, 3), np.uint8), [[4, 5, 5]], r"integers in \[0, 3\]"),
+    (np.zeros((4, 32, 32, 3), np.uint8), [[0, 40, 5]], "outside the 32x32 frames"),
+    (np.zeros((4, 32, 32, 3), np.uint8), [[0, 1], [2, 3, 4]], r"\(N, 3\) array"),
+])
+def test_provider_refuses_bad_input(frames, queries, match):
+    with pytest.raises(ValueError, match=match):
+        LucasKanadeProvider()(frames, queries)
+
+
+def test_provider_accepts_lists_and_tensors():
+    import torch
+
+    frames = translating_video(T=6, velocity=V)
+    q = [[0, 30.0, 30.0], [3, 40.0, 25.0]]
+    ref = LucasKanadeProvider()(frames, np.array(q, np.float32))
+    for queries in (q, torch.tensor(q), np.array(q, np.float64)):
+        out = LucasKanadeProvider()(list(frames), queries)
+        np.testing.assert_array_equal(out.xy, ref.xy)

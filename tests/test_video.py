@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sfm_tracks import Tracks
-from sfm_tracks.video import VideoError, draw_tracks, iter_frames, read_frames, rotate_frame, write_video
+from sfm_tracks.video import VideoError, draw_tracks, iter_frames, pick_tracks, read_frames, rotate_frame, write_video
 
 
 def _frames(T=10, H=48, W=64):
@@ -135,3 +135,64 @@ def test_draw_tracks_marks_visible_points_only():
     assert frames.max() == 0  # input untouched
     assert out[1, 10, 10].max() > 100
     assert out[1, 30, 40].max() == 0
+
+
+def test_pick_tracks_caps_and_spreads():
+    """A crowd of tracks in one corner does not crowd out the few elsewhere; never more than asked."""
+    rng = np.random.default_rng(0)
+    T, crowd, rest = 4, 500, 40
+    xy = np.concatenate([rng.uniform(0, 20, (crowd, 2)), rng.uniform(20, 200, (rest, 2))])
+    xy = np.broadcast_to(xy, (T, crowd + rest, 2)).astype(np.float32)
+    vis = np.ones((T, crowd + rest), bool)
+    vis[:, 3] = False  # never visible: never picked
+    picked = pick_tracks(Tracks(xy=xy, visible=vis, image_size=(200, 200)), max_tracks=100)
+    assert len(picked) == 100 and len(set(picked)) == 100 and 3 not in picked
+    assert (picked >= crowd).sum() >= 35  # nearly all of the spread-out tracks
+    assert len(pick_tracks(Tracks(xy=xy[:, :50], visible=vis[:, :50], image_size=(200, 200)), 100)) == 49
+
+
+def test_draw_tracks_upscales_fades_and_rings_occluded_points():
+    T, H, W = 10, 64, 96
+    frames = np.zeros((T, H, W, 3), np.uint8)
+    xy = np.zeros((T, 2, 2), np.float32)
+    xy[:, 0] = np.stack([8.0 + 8 * np.arange(T), np.full(T, 20.0)], -1)  # moves right 8 px a frame
+    xy[:, 1] = np.stack([np.full(T, 60.0), 10.0 + 4 * np.arange(T)], -1)  # moves down 4 px a frame
+    vis = np.ones((T, 2), bool)
+    vis[T - 1, 1] = False  # occluded in the last frame only
+    out = draw_tracks(frames, Tracks(xy=xy, visible=vis, image_size=(H, W)), tail=8, min_long_side=384)
+    assert out.shape == (T, 256, 384, 3)  # upscaled x4
+    last = out[-1].max(-1).astype(int)
+    s = 4.0
+
+    def at(x, y):
+        return last[int(round((y + 0.5) * s - 0.5)), int(round((x + 0.5) * s - 0.5))]
+
+    # tail of track 0: newest segment bright, the oldest (7 frames back) faint, older than the tail absent
+    y0 = 20.0
+    newest, oldest = at(8 + 8 * (T - 1.5), y0), at(8 + 8 * (T - 8.5), y0)
+    assert newest > 150 and 0 < oldest < newest / 2, (newest, oldest)
+    assert at(8 + 8 * 0.5, y0) == 0
+    # occluded point: a ring (dark centre, coloured rim), not a filled dot
+    cx, cy = (60.0 + 0.5) * s - 0.5, (46.0 + 0.5) * s - 0.5
+    assert last[int(cy), int(cx)] == 0
+    r = max(2, round(3 * s ** 0.5))
+    assert last[int(cy), int(cx + r)] > 50
+    # while visible it is a filled dot
+    assert out[-2].max(-1)[int(cy - 4 * s), int(cx)] > 100
+
+
+def test_tracks_video_is_enlarged_and_drawn_in_chunks(tmp_path):
+    """The pipeline's tracks.mp4: small frames enlarged to 512 px; chunking does not change a frame."""
+    from sfm_tracks.video import write_tracks_video
+
+    T, H, W = 12, 64, 128
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, (T, H, W, 3), dtype=np.uint8)
+    xy = np.broadcast_to(rng.uniform(5, 60, (1, 400, 2)), (T, 400, 2)) + np.arange(T)[:, None, None]
+    tracks = Tracks(xy=xy, visible=np.ones((T, 400), bool), image_size=(H, W))
+    write_tracks_video(tmp_path / "a.mp4", frames, tracks, fps=5, chunk=5)
+    write_tracks_video(tmp_path / "b.mp4", frames, tracks, fps=5, chunk=64)
+    a, _ = read_frames(tmp_path / "a.mp4")
+    b, _ = read_frames(tmp_path / "b.mp4")
+    assert a.shape == (T, 256, 512, 3)
+    np.testing.assert_array_equal(a, b)
