@@ -50,7 +50,7 @@ DEFAULT_CONF = {
         "mask_observations": True,  # with masks: also drop observations that land on excluded pixels
     },
     "camera": {"model": "SIMPLE_RADIAL", "intrinsics": None},  # intrinsics in input-image pixels, COLMAP convention
-    "mapping": {"mapper": "incremental"},
+    "mapping": {"mapper": "incremental", "matches": "auto"},  # matches: SIFT next to the tracks, auto | off | all
     "output": {"video": True, "fps": 10.0},
 }
 
@@ -337,7 +337,9 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
             tracks, filter_stats = filter_tracks(raw, conf["filters"], tc["name"], provider, frames, masks, tc)
         logger.info("filters: %s", filter_stats)
         with timer("reconstruct"):
-            rec = reconstruct(tracks, camera=spec, **conf["mapping"])
+            info = {}
+            image_set = not isinstance(source, tuple) and Path(source).is_dir()
+            rec = reconstruct(tracks, camera=spec, frames=frames, info=info, image_set=image_set, **conf["mapping"])
         with timer("export"):
             export(rec, staging, tracks, frames)
             write_images(staging / "images", frames, names)
@@ -351,6 +353,7 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
             "input_size": list(in_size), "model_size": list(size),
             "tracker": provider.name, "checkpoint": checkpoint_source(provider),
             "queries": int(len(queries)), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3)},
+            "matches": info.get("matches"),
             "camera": {"model": cam.model_name, "params": [round(float(p), 6) for p in cam.params]},
             "timings_s": timer.times, "total_s": round(sum(timer.times.values()), 3),
             "config": conf,
