@@ -140,7 +140,16 @@ def summary(report: dict, out_dir: Path) -> str:
     return (f"{out_dir}: {report['frames_registered']}/{report['frames_total']} frames registered, {report['points3d']} points, "
             f"reprojection error {report['mean_reprojection_error_px']:.2f} px, mean track length {report['mean_track_length']:.1f}; "
             f"tracker {report['tracker']} ({report['checkpoint']}); {report['total_s']:.0f} s "
-            f"(" + ", ".join(f"{k} {v:.1f}" for k, v in t.items()) + ")")
+            f"(" + ", ".join(f"{k} {v:.1f}" for k, v in t.items()) + ")" + matches_note(report.get("matches")))
+
+
+def matches_note(m) -> str:
+    """What --matches did, for the summary line."""
+    if not m:
+        return ""
+    if not m["enabled"]:
+        return f"; feature matches: none ({m['reason']})"
+    return f"; feature matches: SIFT on {m['sift_pairs']} pairs of {m['sift_frames']} frames ({m['reason']})"
 
 
 def main(argv=None) -> int:

@@ -29,9 +29,11 @@ class MatchOptions:
     min_shared: int = 50  # consecutive frames sharing fewer tracks are a weak link ...
     min_shared_fraction: float = 0.3  # ... as are those sharing less than this fraction of the median
     bridge: int = 3  # a weak link t|t+1 gets SIFT pairs (a, b), a <= t < b, b - a <= bridge
-    max_keyframes: int = 24  # loop closure: at most this many keyframes, spread over the sequence
+    max_keyframes: int = 16  # loop closure: at most this many keyframes, spread over the sequence
     loop_min_gap: int = 4  # keyframe pairs closer than this (in frames) are left to the tracks
     max_features: int = 4096  # SIFT keypoints per frame
+    upsample_below: int = 800  # frames with a shorter long side start SIFT at the doubled size (COLMAP's default);
+    # larger ones at their own size: 3-4x faster, fewer tiny features (1.2 s -> 0.3 s on a 960x540 frame)
     num_threads: int = -1
 
 
@@ -145,8 +147,9 @@ def sift_matches(frames, pairs: list, work: Path, options: Optional[MatchOptions
     eo = pycolmap.FeatureExtractionOptions()
     eo.sift.max_num_features = o.max_features
     eo.num_threads = o.num_threads
-    extractor = pycolmap.FeatureExtractor.create(eo, device=pycolmap.Device.cpu)
     H, W = np.asarray(frames[0]).shape[:2]
+    eo.sift.first_octave = -1 if max(H, W) < o.upsample_below else 0
+    extractor = pycolmap.FeatureExtractor.create(eo, device=pycolmap.Device.cpu)
     with pycolmap.Database.open(str(db_path)) as db:
         cam = pycolmap.Camera.create_from_model_name(1, "SIMPLE_RADIAL", 1.2 * max(H, W), W, H)
         db.write_camera(cam, use_camera_id=True)
