@@ -35,7 +35,7 @@ class MatchOptions:
     upsample_below: int = 800  # frames with a shorter long side start SIFT at the doubled size (COLMAP's default);
     # larger ones at their own size: 3-4x faster, fewer tiny features (1.2 s -> 0.3 s on a 960x540 frame)
     peak_threshold: float = 0.003  # SIFT's contrast threshold (COLMAP: 0.0067); lower finds more features without
-    # the cost of upsampling (kitchen: 17 -> 19/25 registered, +20 % time)
+    # the cost of upsampling (kitchen, scheduled pairs: 17 -> 19/25 registered, +35 % time)
     max_exhaustive_pairs: int = 600  # image sets with at most this many pairs (35 photos) match every pair
     num_threads: int = -1
 
@@ -195,8 +195,11 @@ def sift_matches(frames, pairs: list, work: Path, options: Optional[MatchOptions
 
 
 def feature_matches(frames, ok: np.ndarray, schedule: list, work: Path, mode: str = "auto", image_set: bool = False,
-                    min_matches: int = 15, options: Optional[MatchOptions] = None) -> tuple:
-    """(SiftMatches or None, MatchPlan) for the track database; frames None means tracks only."""
+                    min_matches: int = 15, image_size: Optional[tuple] = None, options: Optional[MatchOptions] = None) -> tuple:
+    """(SiftMatches or None, MatchPlan) for the track database; frames None means tracks only.
+
+    frames: (T, H, W, 3) uint8 at the tracks' resolution `image_size` (H, W); ok: (T, N) usable observations.
+    """
     if mode not in MATCH_MODES:
         raise ValueError(f"matches must be one of {MATCH_MODES}, got {mode!r}")
     if frames is None:
@@ -205,6 +208,8 @@ def feature_matches(frames, ok: np.ndarray, schedule: list, work: Path, mode: st
         return None, MatchPlan(mode, f"{mode}: no frames given, tracks only")
     if len(frames) != len(ok):
         raise ValueError(f"got {len(frames)} frames for {len(ok)} frames of tracks")
+    if image_size is not None and tuple(np.shape(frames[0])[:2]) != tuple(image_size):
+        raise ValueError(f"frames are {np.shape(frames[0])[:2]}, the tracks' images {tuple(image_size)}: pass frames at the tracking resolution")
     plan = plan_matches(ok, schedule, mode, image_set, min_matches, options)
     if not plan.pairs:
         return None, plan

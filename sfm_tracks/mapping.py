@@ -115,7 +115,8 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
         db_path.unlink()
     pairs = dbm.pair_schedule(tracks.num_frames, opts.neighbours, opts.max_stride)
     # Feature matches (SIFT) where tracks do not connect the frames, appended after the track keypoints.
-    sift, plan = fm.feature_matches(frames, ok, pairs, work, opts.matches, opts.image_set, opts.min_matches)
+    sift, plan = fm.feature_matches(frames, ok, pairs, work, opts.matches, opts.image_set, opts.min_matches, tracks.image_size,
+                                    fm.MatchOptions(num_threads=opts.num_threads))
     if info is not None:
         info["matches"] = plan.summary()
     t0 = time.time()

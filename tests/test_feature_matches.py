@@ -136,3 +136,14 @@ def test_orbit_loop_closure_links_last_frames_to_first(rects, tmp_path):
     off = run((frames, names), tmp_path / "off", {**conf, "mapping": {"matches": "off"}})
     assert off["matches"]["enabled"] is False
     assert end_errors(rec) < 1.5 and end_errors(rec) < end_errors(off["model"])
+
+
+def test_python_api_needs_frames_at_the_tracks_resolution():
+    from sfm_tracks import reconstruct
+    from sfm_tracks.testing import synthetic_scene
+
+    tracks = synthetic_scene(num_frames=6, num_tracks=60, image_size=(120, 160), focal=150.0).tracks
+    with pytest.raises(ValueError, match="needs the frames"):
+        reconstruct(tracks, matches="all")
+    with pytest.raises(ValueError, match="tracking resolution"):
+        reconstruct(tracks, frames=np.zeros((6, 60, 80, 3), np.uint8), matches="all")
