@@ -126,24 +126,14 @@ def test_orbit_loop_closure_links_last_frames_to_first(rects, tmp_path):
     first, last = set().union(*map(points, range(3))), set().union(*map(points, range(T - 3, T)))
     assert len(first & last) >= 30
 
-    # the loop closes: first-to-last relative poses agree with the truth, and better than without matches
-    def end_errors(rec):
+    # the loop closes: first-to-last relative poses agree with the truth, and the whole turn stays consistent
+    # (measured: ends 0.04 deg, any pair 0.4 deg with matches; 0.5 deg and 7.9 deg with tracks only)
+    def errors(rec, idx):
         est = _estimated(rec, names)
-        idx = [0, 1, 2, T - 3, T - 2, T - 1]
-        rel = relative_pose_errors(est[idx], poses[idx])
-        return rel["rotation_deg"].max()
+        return relative_pose_errors(est[idx], poses[idx])["rotation_deg"].max()
 
+    ends, every = [0, 1, 2, T - 3, T - 2, T - 1], list(range(T))
     off = run((frames, names), tmp_path / "off", {**conf, "mapping": {"matches": "off"}})
     assert off["matches"]["enabled"] is False
-    assert end_errors(rec) < 1.5 and end_errors(rec) < end_errors(off["model"])
-
-
-def test_python_api_needs_frames_at_the_tracks_resolution():
-    from sfm_tracks import reconstruct
-    from sfm_tracks.testing import synthetic_scene
-
-    tracks = synthetic_scene(num_frames=6, num_tracks=60, image_size=(120, 160), focal=150.0).tracks
-    with pytest.raises(ValueError, match="needs the frames"):
-        reconstruct(tracks, matches="all")
-    with pytest.raises(ValueError, match="tracking resolution"):
-        reconstruct(tracks, frames=np.zeros((6, 60, 80, 3), np.uint8), matches="all")
+    assert errors(rec, ends) < 0.3 and errors(rec, ends) < errors(off["model"], ends)
+    assert errors(rec, every) < 1.5
