@@ -92,7 +92,8 @@ def write_database(db_path, tracks: Tracks, camera: pycolmap.Camera, pairs, ok=N
         for t in range(tracks.num_frames):
             db.write_image(pycolmap.Image(name=names[t], camera_id=camera.camera_id, image_id=t + 1), use_image_id=True)
             db.write_keypoints(t + 1, kp[t] if extra is None else np.concatenate([kp[t], extra.keypoints[t]]))
-        for i, j in sorted(set(map(tuple, pairs)) | set(extra_matches)):
+        scheduled = [tuple(p) for p in pairs]
+        for i, j in scheduled + sorted(set(extra_matches) - set(scheduled)):
             common = np.nonzero(ok[i] & ok[j])[0].astype(np.uint32)
             m = np.stack([common, common], 1)
             if (i, j) in extra_matches:

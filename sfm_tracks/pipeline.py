@@ -2,7 +2,8 @@
 
 Steps: load frames (uint8, resized to `max_side`, kept in a memory-mapped file so a 1000-frame video never
 sits in RAM) -> select queries (SIFT + grid on frames spread over the video) -> track (any TrackProvider,
-always through `windowed`, so a tracker only ever sees `window` frames) -> filters -> `reconstruct` ->
+always through `windowed`, so a tracker only ever sees `window` frames) -> filters -> `reconstruct` (plus
+SIFT matches where tracks do not connect the frames, `mapping.matches`) ->
 outputs. All outputs are written into a staging folder next to OUTDIR and renamed into place at the end,
 so a failure never leaves a half-written model behind.
 """
