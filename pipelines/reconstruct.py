@@ -2,7 +2,8 @@
 
     python pipelines/reconstruct.py INPUT -o OUTDIR [--tracker cotracker3|cotracker3-online|lk] [--checkpoint PATH]
         [--device cpu|cuda] [--max-frames N] [--stride K] [--max-side PX] [--camera-model NAME]
-        [--intrinsics fx,fy,cx,cy] [--mask-dir DIR] [--mapper incremental|global] [--cycle N] [--overwrite]
+        [--intrinsics fx,fy,cx,cy] [--mask-dir DIR] [--mapper incremental|global] [--matches auto|off|all]
+        [--cycle N] [--overwrite]
     python pipelines/reconstruct.py --demo [-o OUTDIR]     # synthetic static scene, compared with its true cameras
 
 Writes OUTDIR/{images/, sparse/0/, points.ply, tracks.npz, transforms.json, report.json, tracks.mp4}.
@@ -56,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--intrinsics", help="fx,fy,cx,cy (or f,cx,cy) in input pixels, COLMAP convention; kept fixed")
     ap.add_argument("--mask-dir", type=Path, help="per-frame masks, nonzero = keep")
     ap.add_argument("--mapper", choices=("incremental", "global"), default="incremental")
+    ap.add_argument("--matches", choices=("auto", "off", "all"), default="auto",
+                    help="SIFT feature matches next to the tracks: auto (image sets, weak links between frames, loop closure), "
+                         "off (tracks only) or all (every scheduled pair plus loop closure)")
     ap.add_argument("--cycle", type=int, default=0, metavar="N", help="forward-backward cycle check with N anchors per side (0: off)")
     ap.add_argument("--points-per-frame", type=positive_int, default=512, help="at most N queries per query frame")
     ap.add_argument("--window", type=positive_int, default=48, help="frames per tracker call (long videos are tracked in windows)")
@@ -79,7 +83,7 @@ def config(args) -> dict:
         "tracker": {"name": args.tracker, "checkpoint": args.checkpoint, "device": args.device, "window": args.window},
         "filters": {"cycle_anchors": args.cycle},
         "camera": {"model": model.upper(), "intrinsics": intrinsics},
-        "mapping": {"mapper": args.mapper},
+        "mapping": {"mapper": args.mapper, "matches": args.matches},
         "output": {"video": not args.no_video},
     }
 
@@ -137,7 +141,16 @@ def summary(report: dict, out_dir: Path) -> str:
     return (f"{out_dir}: {report['frames_registered']}/{report['frames_total']} frames registered, {report['points3d']} points, "
             f"reprojection error {report['mean_reprojection_error_px']:.2f} px, mean track length {report['mean_track_length']:.1f}; "
             f"tracker {report['tracker']} ({report['checkpoint']}); {report['total_s']:.0f} s "
-            f"(" + ", ".join(f"{k} {v:.1f}" for k, v in t.items()) + ")")
+            f"(" + ", ".join(f"{k} {v:.1f}" for k, v in t.items()) + ")" + matches_note(report.get("matches")))
+
+
+def matches_note(m) -> str:
+    """What --matches did, for the summary line."""
+    if not m:
+        return ""
+    if not m["enabled"]:
+        return f"; feature matches: none ({m['reason']})"
+    return f"; feature matches: SIFT on {m['sift_pairs']} pairs of {m['sift_frames']} frames ({m['reason']})"
 
 
 def main(argv=None) -> int:

@@ -1,7 +1,8 @@
 """Tracks -> COLMAP database: keypoints, matches on a pair schedule, two-view geometries.
 
 Every track is written as a keypoint in every frame, so keypoint index == track id. Invisible
-observations get a placeholder keypoint that no match ever refers to.
+observations get a placeholder keypoint that no match ever refers to. Optional SIFT keypoints and
+matches (feature_matches.py) come after the N track keypoints of each image.
 """
 from __future__ import annotations
 
@@ -27,12 +28,17 @@ def usable(tracks: Tracks) -> np.ndarray:
     return tracks.visible & np.isfinite(xy).all(-1) & inside
 
 
-def check_tracks(tracks: Tracks, min_frames: int = 2, min_tracks_per_frame: int = 8) -> np.ndarray:
-    """Reject input that cannot give a reconstruction, with the reason; return the usable mask."""
+def check_tracks(tracks: Tracks, min_frames: int = 2, min_tracks_per_frame: int = 8, features: bool = False) -> np.ndarray:
+    """Reject input that cannot give a reconstruction, with the reason; return the usable mask.
+
+    features: SIFT matches will join the tracks, so frames (or the whole input) may have too few tracks.
+    """
     T, N = tracks.xy.shape[:2]
     if T < min_frames:
         raise ReconstructionError(f"need at least {min_frames} frames, got {T}")
-    if N == 0:
+    if features:
+        min_tracks_per_frame = 0
+    if N == 0 and not features:
         raise ReconstructionError("no tracks: the Tracks object is empty")
     bad = tracks.visible & ~np.isfinite(tracks.xy).all(-1)
     if bad.any():  # Tracks validates this on creation, but arrays can be edited afterwards
@@ -47,7 +53,7 @@ def check_tracks(tracks: Tracks, min_frames: int = 2, min_tracks_per_frame: int 
         raise ReconstructionError(
             f"only {good_frames} frame(s) have >= {min_tracks_per_frame} visible tracks inside the image; need {min_frames}")
     empty = np.nonzero(ok.sum(1) == 0)[0]
-    if len(empty):
+    if len(empty) and not features:
         logger.warning("%d frame(s) have no visible track and cannot be registered: %s", len(empty), empty[:10].tolist())
     return ok
 
@@ -65,23 +71,35 @@ def pair_schedule(num_frames: int, neighbours: int = 3, max_stride: int | None =
     return [(i, i + s) for s in sorted(strides) for i in range(num_frames - s)]
 
 
-def write_database(db_path, tracks: Tracks, camera: pycolmap.Camera, pairs, ok=None, min_matches: int = 15) -> int:
-    """Write one camera, T images, N keypoints per image and the raw matches of `pairs`; return #pairs."""
+def write_database(db_path, tracks: Tracks, camera: pycolmap.Camera, pairs, ok=None, min_matches: int = 15,
+                   extra=None) -> int:
+    """Write one camera, T images, N keypoints per image and the raw matches of `pairs`; return #pairs.
+
+    extra: optional feature_matches.SiftMatches; each image's SIFT keypoints follow its N track keypoints
+    (index N + k) and each pair's SIFT matches are appended to its shared tracks (pairs outside the
+    schedule included), so keypoint index == track id still holds for indices < N.
+    """
     ok = usable(tracks) if ok is None else ok
     names = tracks.names()
+    N = tracks.num_tracks
     # Placeholder for unusable observations: the image centre, never referenced by a match.
     H, W = tracks.image_size
     kp = np.where(ok[..., None], tracks.xy + COLMAP_OFFSET, np.array([W / 2, H / 2])).astype(np.float32)
+    extra_matches = extra.matches if extra is not None else {}
     written = 0
     with pycolmap.Database.open(str(db_path)) as db:
         db.write_camera(camera, use_camera_id=True)
         for t in range(tracks.num_frames):
             db.write_image(pycolmap.Image(name=names[t], camera_id=camera.camera_id, image_id=t + 1), use_image_id=True)
-            db.write_keypoints(t + 1, kp[t])
-        for i, j in pairs:
+            db.write_keypoints(t + 1, kp[t] if extra is None else np.concatenate([kp[t], extra.keypoints[t]]))
+        scheduled = [tuple(p) for p in pairs]
+        for i, j in scheduled + sorted(set(extra_matches) - set(scheduled)):
             common = np.nonzero(ok[i] & ok[j])[0].astype(np.uint32)
-            if len(common) >= min_matches:
-                db.write_matches(i + 1, j + 1, np.stack([common, common], 1))
+            m = np.stack([common, common], 1)
+            if (i, j) in extra_matches:
+                m = np.concatenate([m, extra_matches[(i, j)].astype(np.uint32) + np.uint32(N)])
+            if len(m) >= min_matches:
+                db.write_matches(i + 1, j + 1, m)
                 written += 1
     return written
 

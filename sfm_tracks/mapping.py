@@ -18,6 +18,7 @@ import numpy as np
 import pycolmap
 
 from . import database as dbm
+from . import feature_matches as fm
 from .cameras import CameraSpec, camera_spec, make_camera
 from .errors import ReconstructionError
 from .geometric_filter import FilterOptions, frame_images, reprojection_errors, supported_tracks, track_points
@@ -43,6 +44,8 @@ class MappingOptions:
     ba_iterations: int = 50
     num_threads: int = -1
     seed: int = 0
+    matches: str = "auto"  # SIFT matches next to the tracks: auto | off | all (see feature_matches.py; needs frames)
+    image_set: bool = False  # the frames are photos, not a video: consecutive ones need not overlap
     pipeline: dict = field(default_factory=dict)  # extra Incremental/GlobalPipelineOptions fields
     work_dir: Optional[str] = None  # keep database.db and raw models here (default: a temp dir)
     verbose: bool = False  # let COLMAP log to stderr
@@ -67,18 +70,22 @@ def _options(options: dict) -> MappingOptions:
     return MappingOptions(**options)
 
 
-def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, **options) -> pycolmap.Reconstruction:
+def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, info: Optional[dict] = None,
+                **options) -> pycolmap.Reconstruction:
     """Turn point tracks into a COLMAP reconstruction; image i is frame i, keypoint n is track n.
 
     camera: None (shared SIMPLE_RADIAL, focal prior 1.2 max(H, W)), a model name, a dict of
     CameraSpec fields, a CameraSpec or a pycolmap.Camera (intrinsics in COLMAP's convention).
     cam_from_world: optional known poses ((T, 3, 4)/(T, 4, 4) arrays or pycolmap.Rigid3d, None
     for unknown frames); then points are triangulated and bundle-adjusted instead of mapped.
+    frames: optional (T, H, W, 3) uint8 images at the tracks' resolution; with them SIFT matches join
+    the tracks where these do not connect the frames (options matches / image_set).
+    info: optional dict that receives what was decided on the way (info["matches"]).
     options: MappingOptions fields. Raises ReconstructionError for degenerate input.
     """
     opts = _options(options)
     spec = camera_spec(camera)
-    ok = dbm.check_tracks(tracks)
+    ok = dbm.check_tracks(tracks, features=frames is not None and opts.matches != "off" and cam_from_world is None)
     with _colmap_logging(opts.verbose), contextlib.ExitStack() as stack:
         work = Path(opts.work_dir) if opts.work_dir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sfm_tracks_")))
         work.mkdir(parents=True, exist_ok=True)
@@ -86,7 +93,7 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, **options) -> 
             rec = _posed_reconstruction(tracks, make_camera(spec, tracks.image_size), cam_from_world, ok)
             _complete_tracks(rec, tracks, ok, opts)
         else:
-            rec = _map(tracks, spec, ok, work, opts)
+            rec = _map(tracks, spec, ok, work, opts, frames, info)
             if opts.complete_tracks:
                 _complete_tracks(rec, tracks, ok, opts)
         _filter(rec, tracks, opts)
@@ -101,15 +108,21 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, **options) -> 
     return rec
 
 
-def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: MappingOptions) -> pycolmap.Reconstruction:
+def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: MappingOptions, frames=None,
+         info: Optional[dict] = None) -> pycolmap.Reconstruction:
     db_path = work / "database.db"
     if db_path.exists():
         db_path.unlink()
     pairs = dbm.pair_schedule(tracks.num_frames, opts.neighbours, opts.max_stride)
+    # Feature matches (SIFT) where tracks do not connect the frames, appended after the track keypoints.
+    sift, plan = fm.feature_matches(frames, ok, pairs, work, opts.matches, opts.image_set, opts.min_matches, tracks.image_size,
+                                    fm.MatchOptions(num_threads=opts.num_threads))
+    if info is not None:
+        info["matches"] = plan.summary()
     t0 = time.time()
-    n = dbm.write_database(db_path, tracks, make_camera(spec, tracks.image_size), pairs, ok, opts.min_matches)
+    n = dbm.write_database(db_path, tracks, make_camera(spec, tracks.image_size), pairs, ok, opts.min_matches, extra=sift)
     if n == 0:
-        raise ReconstructionError(f"no frame pair shares >= {opts.min_matches} visible tracks")
+        raise ReconstructionError(f"no frame pair shares >= {opts.min_matches} visible tracks" + (" or SIFT matches" if sift else ""))
     logger.info("database: %d frames, %d tracks, %d matched pairs (%.1fs)", tracks.num_frames, tracks.num_tracks, n, time.time() - t0)
     t0 = time.time()
     dbm.verify(db_path, opts.verify_max_error, opts.min_matches, opts.num_threads, opts.seed)
@@ -254,7 +267,8 @@ def _filter(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions) 
         rec.delete_point3D(p)
     # Points of split tracks that lost the vote are duplicates of the track's main point.
     main = set(int(p) for p in pid[pid >= 0]) - drop
-    extra = [p for p in rec.point3D_ids() if p not in main]
+    N = tracks.num_tracks  # points seen only by SIFT keypoints (index >= N) belong to no track: keep them
+    extra = [p for p in rec.point3D_ids() if p not in main and any(el.point2D_idx < N for el in rec.points3D[p].track.elements)]
     for p in extra:
         rec.delete_point3D(p)
     logger.info("removed %d points unsupported by their track and %d duplicate split-track points", len(drop), len(extra))

@@ -2,7 +2,8 @@
 
 Steps: load frames (uint8, resized to `max_side`, kept in a memory-mapped file so a 1000-frame video never
 sits in RAM) -> select queries (SIFT + grid on frames spread over the video) -> track (any TrackProvider,
-always through `windowed`, so a tracker only ever sees `window` frames) -> filters -> `reconstruct` ->
+always through `windowed`, so a tracker only ever sees `window` frames) -> filters -> `reconstruct` (plus
+SIFT matches where tracks do not connect the frames, `mapping.matches`) ->
 outputs. All outputs are written into a staging folder next to OUTDIR and renamed into place at the end,
 so a failure never leaves a half-written model behind; `outdir` says what may be written or replaced
 and how a killed run's leftovers are cleaned.
@@ -52,7 +53,7 @@ DEFAULT_CONF = {
         "mask_observations": True,  # with masks: also drop observations that land on excluded pixels
     },
     "camera": {"model": "SIMPLE_RADIAL", "intrinsics": None},  # intrinsics in input-image pixels, COLMAP convention
-    "mapping": {"mapper": "incremental"},
+    "mapping": {"mapper": "incremental", "matches": "auto"},  # matches: SIFT next to the tracks, auto | off | all
     "output": {"video": True, "fps": 10.0},
 }
 
@@ -359,10 +360,19 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
     with timer("filter"):
         tracks, filter_stats = filter_tracks(raw, fc, tc["name"], provider, frames, masks, tc)
     logger.info("filters: %s", filter_stats)
-    if tracks.num_tracks == 0:
+    if tracks.num_tracks == 0 and conf["mapping"]["matches"] == "off":
         raise ReconstructionError(explain_no_tracks(frames, qf, filter_stats, fc["min_length"]))
     with timer("reconstruct"):
-        rec = reconstruct(tracks, camera=spec, work_dir=str(work / "colmap"), **conf["mapping"])
+        info = {}
+        image_set = not isinstance(source, tuple) and Path(source).is_dir()
+        try:
+            rec = reconstruct(tracks, camera=spec, frames=frames, info=info, image_set=image_set, work_dir=str(work / "colmap"),
+                              **conf["mapping"])
+        except ReconstructionError as e:
+            if tracks.num_tracks:
+                raise
+            # SIFT matches could not stand in for the missing tracks either: the input is what is wrong.
+            raise ReconstructionError(f"{explain_no_tracks(frames, qf, filter_stats, fc['min_length'])} ({e})") from None
     with timer("export"):
         export(rec, staging_out, tracks, frames)
         write_images(staging_out / "images", frames, names)
@@ -376,6 +386,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         "input_size": list(in_size), "model_size": list(size),
         "tracker": provider.name, "checkpoint": checkpoint_source(provider),
         "queries": int(len(queries)), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3)},
+        "matches": info.get("matches"),
         "camera": {"model": cam.model_name, "params": [round(float(p), 6) for p in cam.params]},
         "timings_s": timer.times, "total_s": round(sum(timer.times.values()), 3),
         "config": conf,

@@ -57,3 +57,86 @@ def textured_video(**kw):
     g = np.clip((f.astype(np.float32) - f.mean()) * 6 + 128, 0, 255).astype(np.uint8)
     g[:, 0, 0, 0] = f[:, 0, 0, 0]
     return g
+
+
+# ---------------------------------------------------------------------------------------------- textured room
+
+def _texture(rng, size):
+    """(size, size, 3) uint8 multi-scale noise: corners at every scale for SIFT and Lucas-Kanade alike."""
+    acc = np.zeros((size, size, 3), np.float32)
+    for sigma, weight in ((1.0, 0.5), (3.0, 1.0), (8.0, 1.5), (20.0, 2.0)):
+        n = cv2.GaussianBlur(rng.normal(0, 1, (size, size, 3)).astype(np.float32), (0, 0), sigma)
+        acc += weight * n / n.std()
+    acc = (acc - acc.mean()) / acc.std()
+    return np.clip(128 + 45 * acc, 0, 255).astype(np.uint8)
+
+
+def room_planes(seed=0, half=6.0, height=4.0, box=1.0, px_per_unit=32):
+    """Textured rectangles (origin, u, v, width, height, texture) of a room with a box in its centre.
+
+    The room is seen from inside and the box from outside, so a ray's first hit is the nearest rectangle.
+    """
+    rng = np.random.default_rng(seed)
+    rects = []
+
+    def add(o, u, v, w, h):
+        tex = _texture(rng, int(px_per_unit * max(w, h)))
+        rects.append((np.array(o, float), np.array(u, float), np.array(v, float), w, h, tex))
+
+    L = 2 * half
+    for k in range(4):  # walls, z from 0 (floor) to height
+        a = np.pi / 2 * k
+        c, s = np.array([np.cos(a), np.sin(a), 0.0]), np.array([-np.sin(a), np.cos(a), 0.0])
+        add(half * c - half * s, s, (0, 0, 1), L, height)
+    add((-half, -half, 0), (1, 0, 0), (0, 1, 0), L, L)  # floor
+    add((-half, -half, height), (1, 0, 0), (0, 1, 0), L, L)  # ceiling
+    b = box / 2
+    for k in range(4):  # box sides and top
+        a = np.pi / 2 * k
+        c, s = np.array([np.cos(a), np.sin(a), 0.0]), np.array([-np.sin(a), np.cos(a), 0.0])
+        add(b * c - b * s, s, (0, 0, 1), box, box)
+    add((-b, -b, box), (1, 0, 0), (0, 1, 0), box, box)
+    return rects
+
+
+def orbit_poses(num_frames, degrees, radius=3.5, height=1.6, target=(0.0, 0.0, 0.6), start_deg=0.0):
+    """(T, 3, 4) cam_from_world of a camera circling the room's centre (z up), looking at `target`."""
+    poses = []
+    for t in range(num_frames):
+        a = np.radians(start_deg + degrees * t / num_frames)
+        eye = np.array([radius * np.cos(a), radius * np.sin(a), height])
+        z = np.asarray(target) - eye
+        z /= np.linalg.norm(z)
+        x = np.cross(z, (0.0, 0.0, 1.0))
+        x /= np.linalg.norm(x)
+        R = np.stack([x, np.cross(z, x), z])
+        poses.append(np.concatenate([R, -R @ eye[:, None]], 1))
+    return np.stack(poses)
+
+
+def render_room(rects, cam_from_world, K, H, W):
+    """(T, H, W, 3) uint8 views: per pixel the nearest rectangle hit by the ray through its centre."""
+    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+    rays_cam = np.stack([x, y, np.ones_like(x)], -1) @ np.linalg.inv(K).T  # (H, W, 3)
+    out = np.zeros((len(cam_from_world), H, W, 3), np.uint8)
+    for t, P in enumerate(cam_from_world):
+        R, c = P[:, :3], -P[:, :3].T @ P[:, 3]
+        d = rays_cam @ R  # world directions (rows: R^T d_cam)
+        best = np.full((H, W), np.inf)
+        for o, u, v, w, h, tex in rects:
+            n = np.cross(u, v)
+            denom = d @ n
+            with np.errstate(divide="ignore", invalid="ignore"):
+                s = ((o - c) @ n) / denom
+            p = c + s[..., None] * d - o
+            a, b = p @ u, p @ v
+            hit = (s > 1e-6) & (s < best) & (a >= 0) & (a <= w) & (b >= 0) & (b <= h)
+            if not hit.any():
+                continue
+            th, tw = tex.shape[:2]
+            mx = (a / w * (tw - 1)).astype(np.float32)
+            my = (b / h * (th - 1)).astype(np.float32)
+            img = cv2.remap(tex, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            out[t][hit] = img[hit]
+            best[hit] = s[hit]
+    return out
