@@ -1,4 +1,4 @@
-"""Pseudo-label real videos: ``python -m pipelines.relabel INPUT... -o OUTDIR [--teachers lk,cotracker3] ...``.
+"""Pseudo-label real videos: ``python -m pipelines.relabel INPUT... -o OUTDIR [--teachers auto|lk,cotracker3] ...``.
 
 INPUT: video files, folders of videos, or .txt files listing them (one per line, relative to the
 .txt). Writes OUTDIR/<video stem>.npz per video and appends one line per video to
@@ -170,7 +170,17 @@ def label_file(path: Path, outdir: Path, teachers, conf: dict) -> dict:
 
 # -- the run -----------------------------------------------------------------------------------
 
-def run(inputs: Sequence[str], outdir, conf: Optional[dict] = None, teachers=None, teacher_names=("lk",),
+def build_teachers(names: Sequence[str], checkpoint: str = "default", device: str = "cpu") -> list:
+    """[(resolved name, provider)] once per distinct tracker; `auto` is resolved and its reason logged."""
+    teachers = {}
+    for n in names:
+        provider = make_teacher(n, checkpoint, device)
+        log.info("teacher %s: %s", provider.choice.name, provider.choice.reason)
+        teachers.setdefault(provider.choice.name, provider)
+    return list(teachers.items())
+
+
+def run(inputs: Sequence[str], outdir, conf: Optional[dict] = None, teachers=None, teacher_names=("auto",),
         checkpoint: str = "default", device: str = "cpu", shard: Optional[str] = None) -> dict:
     """Label this shard's videos not yet in the manifest; returns the summary dict."""
     conf = {**DEFAULT_CONF, **DEFAULTS, **(conf or {})}
@@ -184,7 +194,7 @@ def run(inputs: Sequence[str], outdir, conf: Optional[dict] = None, teachers=Non
     summary = {"shard": f"{index}/{count}", "inputs": len(paths), "already_in_manifest": len(paths) - len(todo),
                "done": 0, "skipped": 0, "failed": 0, "labels": label_stats(*(np.zeros((0, 0), t) for t in (bool, bool, np.int8)))}
     if todo and teachers is None:  # build once, up front: a missing checkpoint fails the run, not every video
-        teachers = [(n, make_teacher(n, checkpoint, device)) for n in teacher_names]
+        teachers = build_teachers(teacher_names, checkpoint, device)
     for path in tqdm(todo, desc=f"relabel {index}/{count}", dynamic_ncols=True):
         try:
             record = label_file(path, outdir, teachers, conf)
@@ -213,7 +223,8 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="video files, folders of videos, or .txt lists")
     p.add_argument("-o", "--output", required=True, help="OUTDIR for <stem>.npz and manifest.jsonl")
-    p.add_argument("--teachers", default="lk", help=f"comma-separated subset of {','.join(TEACHER_NAMES)}")
+    p.add_argument("--teachers", default="auto", help=f"comma-separated subset of {','.join(TEACHER_NAMES)} "
+                   "(auto: official CoTracker3 weights if found, else the best tracker shipped)")
     p.add_argument("--checkpoint", default="default", help="CoTracker3 teachers' weights (default: best found)")
     p.add_argument("--num-queries", type=int, default=DEFAULT_CONF["num_queries"])
     p.add_argument("--cycle-threshold", type=float, default=DEFAULT_CONF["cycle_threshold"], help="px")

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONF = {
     "input": {"max_frames": None, "stride": 1, "max_side": 1024},
     "queries": {"query_every": 8, "min_query_frames": 4, "max_points_per_frame": 512, "method": "sift+grid", "min_distance": 8.0},
-    "tracker": {"name": "lk", "checkpoint": "default", "device": "cpu", "window": 48, "overlap": 8, "max_queries": 2048},
+    "tracker": {"name": "auto", "checkpoint": "default", "device": "cpu", "window": 48, "overlap": 8, "max_queries": 2048},
     "filters": {
         "cycle_anchors": 0,  # >0: forward-backward cycle check with that many anchors per side (costs ~1 extra tracking pass)
         "cycle_threshold_px": 3.0,
@@ -327,6 +327,10 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
                 masks = load_masks(mask_dir, names, in_size, size, work)
         with timer("load_tracker"):
             provider = provider or make_provider(tc["name"], tc["checkpoint"], tc["device"])
+        choice = getattr(provider, "choice", None)
+        # the concrete tracker ("auto" resolved) keys the per-tracker filter settings
+        tracker_key = choice.name if choice is not None else {"lucas-kanade": "lk"}.get(provider.name, provider.name)
+        logger.info("tracker: %s (%s)", provider.name, choice.reason if choice is not None else "provider given by the caller")
         with timer("queries"):
             queries = query_points(frames, conf["queries"], masks)
         logger.info("%d queries on %d frames of %dx%d", len(queries), len(frames), size[1], size[0])
@@ -334,7 +338,7 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
             raw = track(provider, frames, queries, tc)
             raw.image_names = names
         with timer("filter"):
-            tracks, filter_stats = filter_tracks(raw, conf["filters"], tc["name"], provider, frames, masks, tc)
+            tracks, filter_stats = filter_tracks(raw, conf["filters"], tracker_key, provider, frames, masks, tc)
         logger.info("filters: %s", filter_stats)
         with timer("reconstruct"):
             rec = reconstruct(tracks, camera=spec, **conf["mapping"])
@@ -350,6 +354,7 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
             "input": str(source) if not isinstance(source, tuple) else "in-memory frames",
             "input_size": list(in_size), "model_size": list(size),
             "tracker": provider.name, "checkpoint": checkpoint_source(provider),
+            "tracker_choice": choice.reason if choice is not None else "provider given by the caller",
             "queries": int(len(queries)), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3)},
             "camera": {"model": cam.model_name, "params": [round(float(p), 6) for p in cam.params]},
             "timings_s": timer.times, "total_s": round(sum(timer.times.values()), 3),

@@ -192,6 +192,6 @@ def test_demo_runs_and_matches_its_ground_truth(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no official weights: the small ones are skipped
     assert main(["--demo", "-o", str(tmp_path / "demo"), "-q", "--no-video"]) == 0
     out = capsys.readouterr().out
-    assert "demo uses --tracker lk" in out and "24/24 registered" in out
+    assert "tracker lucas-kanade" in out and "auto: Lucas-Kanade" in out and "24/24 registered" in out
     rot = float(out.split("rotation error after alignment mean ")[1].split(" deg")[0])
     assert rot < 0.5
