@@ -18,6 +18,7 @@ import numpy as np
 import pycolmap
 
 from . import database as dbm
+from .degeneracy import check_not_pure_rotation
 from .cameras import CameraSpec, camera_spec, make_camera
 from .errors import ReconstructionError
 from .geometric_filter import FilterOptions, frame_images, reprojection_errors, supported_tracks, track_points
@@ -37,6 +38,7 @@ class MappingOptions:
     min_tri_angle_deg: float = 1.5
     complete_tracks: bool = True  # triangulate tracks COLMAP left without a point
     drop_dynamic_points: bool = True  # delete points that only a minority of their track supports
+    refuse_pure_rotation: bool = True  # stop when a rotation-only model explains every verified pair
     min_points: int = 20  # fewer triangulated points after filtering means too little parallax
     min_frame_observations: int = 6  # registered frames seeing fewer points are deregistered
     refine_poses: bool = False  # known-pose route: refine the given poses in BA
@@ -117,10 +119,8 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
     logger.info("two-view geometries: %s (%.1fs)", stats["configs"], time.time() - t0)
     if stats["num_verified"] == 0:
         raise ReconstructionError("no frame pair passed geometric verification: tracks are inconsistent or too few")
-    if stats["num_with_parallax"] == 0:
-        raise ReconstructionError(
-            f"too little parallax: every verified pair is {sorted(stats['configs'])}, i.e. explained by a "
-            "homography without baseline; pure rotation or a static camera cannot be reconstructed")
+    if opts.refuse_pure_rotation:
+        check_not_pure_rotation(db_path, tracks.image_size)  # raises: no baseline, the mapper would invent one
 
     out = work / "models"
     out.mkdir(exist_ok=True)
