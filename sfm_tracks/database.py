@@ -86,10 +86,16 @@ def write_database(db_path, tracks: Tracks, camera: pycolmap.Camera, pairs, ok=N
     return written
 
 
-def verify(db_path, max_error: float = 4.0, min_inliers: int = 15, num_threads: int = -1, seed: int = 0) -> None:
-    """COLMAP's geometric verification of all matched pairs (E/F/H model selection, RANSAC inliers)."""
+def verify(db_path, max_error: float = 4.0, min_inliers: int = 15, num_threads: int = -1, seed: int = 0,
+           trials: tuple = (100, 10000)) -> None:
+    """COLMAP's geometric verification of all matched pairs (E/F/H model selection, RANSAC inliers).
+
+    Every pair's RANSAC is seeded, so the result does not depend on how pairs are spread over threads.
+    trials: (min, max) RANSAC iterations per model.
+    """
     tvo = pycolmap.TwoViewGeometryOptions()
     tvo.ransac.max_error = max_error
+    tvo.ransac.min_num_trials, tvo.ransac.max_num_trials = trials
     tvo.min_num_inliers = min_inliers
     tvo.compute_relative_pose = True
     tvo.ransac.random_seed = seed

@@ -34,20 +34,33 @@ class MappingOptions:
     max_stride: Optional[int] = None
     min_matches: int = 15  # pairs with fewer common visible tracks are not written
     verify_max_error: float = 4.0  # px, RANSAC threshold of two-view verification
+    verify_trials: tuple = (100, 10000)  # (min, max) RANSAC trials per pair and model (E, F, H)
+    fast_ba: bool = True  # FAST_BA: fewer, cheaper global bundle adjustments while mapping
     triangulation_max_error: float = 4.0  # px, for track completion and the known-pose route
     min_tri_angle_deg: float = 1.5
     complete_tracks: bool = True  # triangulate tracks COLMAP left without a point
     drop_dynamic_points: bool = True  # delete points that only a minority of their track supports
+    fallback_global: bool = True  # incremental mapping registers too few frames: also try the global mapper
+    fallback_fraction: float = 0.8  # ... "too few": under this fraction of the frames that have tracks
     refuse_pure_rotation: bool = True  # stop when a rotation-only model explains every verified pair
     min_points: int = 20  # fewer triangulated points after filtering means too little parallax
     min_frame_observations: int = 6  # registered frames seeing fewer points are deregistered
     refine_poses: bool = False  # known-pose route: refine the given poses in BA
     ba_iterations: int = 50
-    num_threads: int = -1
-    seed: int = 0
+    num_threads: int = -1  # verification (seeded per pair, so its result does not depend on threads)
+    deterministic: bool = True  # mapping and BA on one thread: the same input always gives the same model
+    seed: int = 0  # every RANSAC and sampler: verification, mapper, triangulation, track completion
     pipeline: dict = field(default_factory=dict)  # extra Incremental/GlobalPipelineOptions fields
     work_dir: Optional[str] = None  # keep database.db and raw models here (default: a temp dir)
     verbose: bool = False  # let COLMAP log to stderr
+    report: Optional[dict] = None  # filled with what mapping did: {"mapper": kept, "tried": [...]}
+
+
+# Global BA after every 10 new frames instead of every 10 % growth, one refinement round, a looser
+# tolerance, and redundant points left out of it (measured in benchmarks/bench_mapping_settings.py).
+FAST_BA = {"ba_global_frames_ratio": 1e3, "ba_global_points_ratio": 1e3, "ba_global_frames_freq": 10,
+           "ba_global_max_refinements": 1, "ba_global_function_tolerance": 1e-6,
+           "mapper": {"ba_global_ignore_redundant_points3D": True}}
 
 
 @contextlib.contextmanager
@@ -114,19 +127,62 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
         raise ReconstructionError(f"no frame pair shares >= {opts.min_matches} visible tracks")
     logger.info("database: %d frames, %d tracks, %d matched pairs (%.1fs)", tracks.num_frames, tracks.num_tracks, n, time.time() - t0)
     t0 = time.time()
-    dbm.verify(db_path, opts.verify_max_error, opts.min_matches, opts.num_threads, opts.seed)
+    dbm.verify(db_path, opts.verify_max_error, opts.min_matches, opts.num_threads, opts.seed, opts.verify_trials)
     stats = dbm.two_view_stats(db_path)
     logger.info("two-view geometries: %s (%.1fs)", stats["configs"], time.time() - t0)
     if stats["num_verified"] == 0:
         raise ReconstructionError("no frame pair passed geometric verification: tracks are inconsistent or too few")
     if opts.refuse_pure_rotation:
-        check_not_pure_rotation(db_path, tracks.image_size)  # raises: no baseline, the mapper would invent one
+        fit = check_not_pure_rotation(db_path, tracks.image_size)  # raises: no baseline, the mapper would invent one
+        if fit is not None and opts.report is not None:
+            opts.report["rotation_only_fit"] = {"focal_px": round(fit.focal, 1), "residual_p90_px": round(fit.parallax_px, 3),
+                                                "residual_closest_pairs_px": round(fit.noise_px, 3)}
 
-    out = work / "models"
-    out.mkdir(exist_ok=True)
+    return _mapped_model(db_path, work, tracks, spec, ok, opts)
+
+
+def _mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, ok: np.ndarray, opts: MappingOptions):
+    """The configured mapper's largest model; when incremental mapping registers fewer than
+    `fallback_fraction` of the frames with tracks (or none), the global mapper on the same database too,
+    keeping the model that registers more frames. `opts.report` records what ran and what was kept."""
+    report = opts.report if opts.report is not None else {}
+    report.update(mapper=opts.mapper, tried=[opts.mapper])
+    try:
+        rec, error = _run_mapper(opts.mapper, db_path, work, tracks, spec, opts), None
+    except ReconstructionError as e:
+        rec, error = None, e
+    wanted = opts.fallback_fraction * int((ok.sum(1) > 0).sum())
+    if opts.mapper != "incremental" or not opts.fallback_global or (rec is not None and rec.num_reg_images() >= wanted):
+        if rec is None:
+            raise error
+        return rec
+    got = rec.num_reg_images() if rec is not None else 0
+    logger.warning("incremental mapping registered %d/%d frames: trying the global mapper", got, tracks.num_frames)
+    report["tried"].append("global")
+    try:
+        alt = _run_mapper("global", db_path, work, tracks, spec, opts)
+    except ReconstructionError:
+        alt = None
+    if alt is not None and alt.num_reg_images() > got:
+        rec = alt
+        report["mapper"] = "global"
+    logger.info("kept the %s mapper's model (%d/%d frames registered)", report["mapper"], max(got, rec.num_reg_images() if rec else 0),
+                tracks.num_frames)
+    if rec is None:
+        raise error
+    return rec
+
+
+def _run_mapper(mapper: str, db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, opts: MappingOptions):
+    """COLMAP's incremental or GLOMAP's global mapping of the verified database -> its largest model."""
+    out = work / "models" / mapper
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    if opts.mapper == "incremental":
-        po = pycolmap.IncrementalPipelineOptions(num_threads=opts.num_threads, random_seed=opts.seed, extract_colors=False)
+    threads = 1 if opts.deterministic else opts.num_threads
+    if mapper == "incremental":
+        po = pycolmap.IncrementalPipelineOptions(num_threads=threads, random_seed=opts.seed, extract_colors=False)
+        if opts.fast_ba:
+            po.mergedict(FAST_BA)
         po.min_model_size = min(3, tracks.num_frames)
         po.ba_refine_focal_length = spec.refine_focal_length
         po.ba_refine_principal_point = spec.refine_principal_point
@@ -134,24 +190,25 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
         po.constant_cameras = {1} if spec.fixed else set()
         po.mergedict(opts.pipeline)
         models = pycolmap.incremental_mapping(str(db_path), str(work), str(out), po)
-    elif opts.mapper == "global":
-        po = pycolmap.GlobalPipelineOptions(num_threads=opts.num_threads, random_seed=opts.seed)
+    elif mapper == "global":
+        po = pycolmap.GlobalPipelineOptions(num_threads=threads, random_seed=opts.seed)
         po.min_model_size = min(3, tracks.num_frames)
         ba = po.mapper.bundle_adjustment
         ba.refine_focal_length = spec.refine_focal_length
         ba.refine_principal_point = spec.refine_principal_point
         ba.refine_extra_params = spec.refine_extra_params
-        po.mergedict(opts.pipeline)
+        if opts.mapper == "global":  # the pipeline dict is meant for the mapper asked for
+            po.mergedict(opts.pipeline)
         models = pycolmap.global_mapping(str(db_path), str(work), str(out), po)
     else:
-        raise ValueError(f"mapper must be 'incremental' or 'global', got {opts.mapper!r}")
+        raise ValueError(f"mapper must be 'incremental' or 'global', got {mapper!r}")
     models = [m for m in models.values() if m.num_reg_images() >= 2]
     if not models:
         raise ReconstructionError(
-            f"{opts.mapper} mapping registered no model: too little parallax (no initial pair with a large enough "
+            f"{mapper} mapping registered no model: too little parallax (no initial pair with a large enough "
             "triangulation angle) or too few consistent tracks")
     rec = max(models, key=lambda m: (m.num_reg_images(), m.num_points3D()))
-    logger.info("%s mapping: %d model(s), largest registers %d/%d frames (%.1fs)", opts.mapper, len(models),
+    logger.info("%s mapping: %d model(s), largest registers %d/%d frames (%.1fs)", mapper, len(models),
                 rec.num_reg_images(), tracks.num_frames, time.time() - t0)
     return pycolmap.Reconstruction(rec)
 
@@ -228,7 +285,7 @@ def _bundle_adjust(rec: pycolmap.Reconstruction, spec: CameraSpec, opts: Mapping
     ba.refine_rig_from_world = refine_poses
     ba.ceres.loss_function_type = pycolmap.LossFunctionType.TRIVIAL
     ba.ceres.solver_options.max_num_iterations = opts.ba_iterations
-    ba.ceres.solver_options.num_threads = opts.num_threads
+    ba.ceres.solver_options.num_threads = 1 if opts.deterministic else opts.num_threads
     ba.print_summary = False
     cfg = pycolmap.BundleAdjustmentConfig()
     reg = sorted(rec.reg_image_ids())

@@ -341,7 +341,8 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
             tracks, filter_stats = filter_tracks(raw, conf["filters"], tracker_key, provider, frames, masks, tc)
         logger.info("filters: %s", filter_stats)
         with timer("reconstruct"):
-            rec = reconstruct(tracks, camera=spec, **conf["mapping"])
+            mapping_report = {}
+            rec = reconstruct(tracks, camera=spec, report=mapping_report, **conf["mapping"])
         with timer("export"):
             export(rec, staging, tracks, frames)
             write_images(staging / "images", frames, names)
@@ -356,6 +357,7 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
             "tracker": provider.name, "checkpoint": checkpoint_source(provider),
             "tracker_choice": choice.reason if choice is not None else "provider given by the caller",
             "queries": int(len(queries)), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3)},
+            "mapping": mapping_report,
             "camera": {"model": cam.model_name, "params": [round(float(p), 6) for p in cam.params]},
             "timings_s": timer.times, "total_s": round(sum(timer.times.values()), 3),
             "config": conf,
