@@ -29,8 +29,10 @@ VARIANTS = {
     "before": BEFORE,
     "fast_ba": {**BEFORE, "fast_ba": True},
     "trials_20_200": {**BEFORE, "verify_trials": (20, 200)},
+    "trials_20": {**BEFORE, "verify_trials": (20, 10000)},
     "one_thread": {**BEFORE, "deterministic": True},
     "default": {},  # today's MappingOptions defaults
+    "default_threads": {"deterministic": False},  # the defaults with a multithreaded mapper: the cost of determinism
 }
 
 

@@ -124,13 +124,15 @@ def test_user_intrinsics_fixed_or_refined():
 
 
 def test_same_input_same_model_and_mapper_report():
-    """Seeded RANSAC everywhere and single-threaded mapping/BA: two runs give bit-identical poses and points."""
+    """Seeded RANSAC everywhere and a single-threaded mapper: two runs give the same poses and points (the
+    final BA's multithreaded sums may differ in the last bits)."""
     scene = synthetic_scene(num_frames=10, num_tracks=200, outlier_fraction=0.1, seed=5)
     reports = [{}, {}]
     a, b = (reconstruct(scene.tracks, report=r) for r in reports)
-    np.testing.assert_array_equal(poses_by_frame(a, scene.tracks), poses_by_frame(b, scene.tracks))
+    np.testing.assert_allclose(poses_by_frame(a, scene.tracks), poses_by_frame(b, scene.tracks), rtol=0, atol=1e-9)
+    assert sorted(a.points3D) == sorted(b.points3D)
     xyz = [np.array([p.xyz for _, p in sorted(r.points3D.items())]) for r in (a, b)]
-    np.testing.assert_array_equal(xyz[0], xyz[1])
+    np.testing.assert_allclose(xyz[0], xyz[1], rtol=0, atol=1e-9)
     assert reports[0] == reports[1] and reports[0]["mapper"] == "incremental" and reports[0]["tried"] == ["incremental"]
     assert reports[0]["rotation_only_fit"]["residual_p90_px"] > 3  # an orbit: far from a pure rotation
 
