@@ -72,7 +72,7 @@ def rotation_residual(xy1: np.ndarray, xy2: np.ndarray, focal: float, centre: np
     return float(np.median(np.arccos(np.clip(((a @ R.T) * b).sum(1), -1.0, 1.0)))) * focal
 
 
-def fit_rotation(pairs: list, image_size: tuple, max_pairs: int = 200, seed: int = 0) -> RotationFit:
+def fit_rotation(pairs: list, image_size: tuple, max_pairs: int = 120, seed: int = 0) -> RotationFit:
     """Best shared focal (coarse-to-fine over 0.3..4 x the long side) for the rotation-only model of all pairs."""
     H, W = image_size
     centre = np.array([W / 2, H / 2])
