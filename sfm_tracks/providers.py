@@ -177,7 +177,7 @@ def choose_tracker(name: str = "auto", checkpoint: Optional[str] = "default") ->
         return TrackerChoice("cotracker3", checkpoint, f"auto: CoTracker3 with the weights given explicitly ({checkpoint})")
     official = official_checkpoint("offline")
     if official is not None:
-        return TrackerChoice("cotracker3", str(official[0]), f"auto: {official[1]}")
+        return TrackerChoice("cotracker3", "default", f"auto: {official[1]}")  # "default" now resolves to that file
     embedded = EMBEDDED_DIR / EMBEDDED_FILES["offline"]
     missing = f"no official CoTracker3 weights ({OFFICIAL_FILES['offline']} not in {hub_cache_dir()})"
     scores = score_vs_lk(embedded) if embedded.is_file() else None

@@ -60,8 +60,9 @@ def test_auto_with_official_weights_in_the_hub_cache(no_official):
     official.parent.mkdir(parents=True)
     official.write_bytes(b"dummy")  # the choice only needs the file to be there
     choice = choose_tracker("auto")
-    assert choice.name == "cotracker3" and choice.checkpoint == str(official)
+    assert choice.name == "cotracker3" and choice.checkpoint == "default" and str(official) in choice.reason
     assert "official CoTracker3 offline weights from the torch hub cache" in choice.reason
+    assert ckpt.resolve_checkpoint("offline", choice.checkpoint)[0] == official  # the provider loads that file
 
 
 def test_auto_explicit_checkpoint_and_explicit_names(no_official, tmp_path):
