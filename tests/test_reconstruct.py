@@ -74,6 +74,8 @@ def test_image_folder_poses_match_ground_truth(clip, image_dir, tmp_path, capsys
     assert 0 < report["mean_reprojection_error_px"] < 1.5 and report["mean_track_length"] > 3
     assert {"read", "queries", "track", "filter", "reconstruct", "export"} <= set(report["timings_s"])
     assert report["tracker"] == "lucas-kanade" and "no weights" in report["checkpoint"]
+    assert report["tracker_choice"] == "--tracker lk requested"
+    assert report["mapping"]["mapper"] == "incremental" and report["mapping"]["rotation_only_fit"]["residual_p90_px"] > 1
     assert report["camera"]["model"] == "PINHOLE"
     np.testing.assert_allclose(report["camera"]["params"][0], clip["intrinsics"][0, 0], rtol=1e-4)  # kept fixed
     tracks = Tracks.load(out / "tracks.npz")
