@@ -1,6 +1,7 @@
 """Tracks -> pycolmap.Reconstruction, with unknown cameras (COLMAP/GLOMAP mapping) or known poses.
 
-Unknown poses: tracks -> database -> two-view geometries -> incremental (default) or global mapping,
+Unknown poses: tracks -> database -> two-view geometries -> pure-rotation check -> incremental (default)
+or global mapping (the global mapper also runs when incremental mapping registers too few frames),
 keep the largest model, then triangulate tracks COLMAP left without a point. Known poses: one
 robustly triangulated point per track, then bundle adjustment with poses fixed or refined.
 """
@@ -18,8 +19,8 @@ import numpy as np
 import pycolmap
 
 from . import database as dbm
-from .degeneracy import check_not_pure_rotation
 from .cameras import CameraSpec, camera_spec, make_camera
+from .degeneracy import check_not_pure_rotation
 from .errors import ReconstructionError
 from .geometric_filter import FilterOptions, frame_images, reprojection_errors, supported_tracks, track_points
 from .tracks import Tracks
@@ -164,12 +165,11 @@ def _mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, o
     except ReconstructionError:
         alt = None
     if alt is not None and alt.num_reg_images() > got:
-        rec = alt
+        rec, got = alt, alt.num_reg_images()
         report["mapper"] = "global"
-    logger.info("kept the %s mapper's model (%d/%d frames registered)", report["mapper"], max(got, rec.num_reg_images() if rec else 0),
-                tracks.num_frames)
     if rec is None:
         raise error
+    logger.info("kept the %s mapper's model (%d/%d frames registered)", report["mapper"], got, tracks.num_frames)
     return rec
 
 
