@@ -103,16 +103,13 @@ def verify(db_path, max_error: float = 4.0, min_inliers: int = 15, num_threads: 
     pycolmap.geometric_verification(str(db_path), verifier_options=vo, two_view_geometry_options=tvo)
 
 
-PARALLAX_CONFIGS = ("CALIBRATED", "UNCALIBRATED", "PLANAR")  # verified with a non-zero baseline
-
-
 def two_view_stats(db_path) -> dict:
-    """Counts of verified pair configurations (the tri_angle is not stored in the database)."""
+    """Counts of verified pair configurations. They say nothing reliable about the baseline (tracks of a
+    turning camera come out PLANAR or CALIBRATED): see degeneracy.check_not_pure_rotation for that."""
     configs = {}
     with pycolmap.Database.open(str(db_path)) as db:
         for g in db.read_two_view_geometries()[1]:
             name = pycolmap.TwoViewGeometryConfiguration(g.config).name
             configs[name] = configs.get(name, 0) + 1
     return {"configs": configs,
-            "num_verified": sum(v for k, v in configs.items() if k not in ("UNDEFINED", "DEGENERATE")),
-            "num_with_parallax": sum(configs.get(k, 0) for k in PARALLAX_CONFIGS)}
+            "num_verified": sum(v for k, v in configs.items() if k not in ("UNDEFINED", "DEGENERATE"))}
