@@ -48,8 +48,8 @@ class MappingOptions:
     min_frame_observations: int = 6  # registered frames seeing fewer points are deregistered
     refine_poses: bool = False  # known-pose route: refine the given poses in BA
     ba_iterations: int = 50
-    num_threads: int = -1  # verification (seeded per pair) and the final BA (threads change sums by ~1e-11)
-    deterministic: bool = True  # mapper on one thread: its discrete choices never depend on thread timing
+    num_threads: int = -1  # verification (seeded per pair: the same result on any number of threads)
+    deterministic: bool = True  # mapper and final BA on one thread: the same input gives the same model
     seed: int = 0  # every RANSAC and sampler: verification, mapper, triangulation, track completion
     pipeline: dict = field(default_factory=dict)  # extra Incremental/GlobalPipelineOptions fields
     work_dir: Optional[str] = None  # keep database.db and raw models here (default: a temp dir)
@@ -285,7 +285,8 @@ def _bundle_adjust(rec: pycolmap.Reconstruction, spec: CameraSpec, opts: Mapping
     ba.refine_rig_from_world = refine_poses
     ba.ceres.loss_function_type = pycolmap.LossFunctionType.TRIVIAL
     ba.ceres.solver_options.max_num_iterations = opts.ba_iterations
-    ba.ceres.solver_options.num_threads = opts.num_threads  # threads change only the summation order (~1e-11)
+    # Threads change the summation order, and over 50 LM steps that moves poses by ~1e-5 between runs.
+    ba.ceres.solver_options.num_threads = 1 if opts.deterministic else opts.num_threads
     ba.print_summary = False
     cfg = pycolmap.BundleAdjustmentConfig()
     reg = sorted(rec.reg_image_ids())

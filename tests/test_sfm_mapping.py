@@ -124,8 +124,7 @@ def test_user_intrinsics_fixed_or_refined():
 
 
 def test_same_input_same_model_and_mapper_report():
-    """Seeded RANSAC everywhere and a single-threaded mapper: two runs give the same poses and points (the
-    final BA's multithreaded sums may differ in the last bits)."""
+    """Seeded RANSAC everywhere, mapper and final BA on one thread: two runs give the same poses and points."""
     scene = synthetic_scene(num_frames=10, num_tracks=200, outlier_fraction=0.1, seed=5)
     reports = [{}, {}]
     a, b = (reconstruct(scene.tracks, report=r) for r in reports)
