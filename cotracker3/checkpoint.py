@@ -135,6 +135,89 @@ def hub_cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def read_metadata(path: Union[str, Path]) -> dict:
+    """The string metadata of a `.safetensors` file, read from its header without loading any tensor."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+
+
+def score_vs_lk(path: Union[str, Path]) -> Optional[list]:
+    """The weights' model-card scores against Lucas-Kanade on the same evaluation, or None if not stored.
+
+    A list of {"metric", "ours", "lk", "higher_is_better"} (the `score_vs_lk` metadata key, JSON).
+    """
+    text = read_metadata(path).get("score_vs_lk") if Path(path).suffix == ".safetensors" else None
+    if not text:
+        return None
+    try:
+        scores = json.loads(text)
+        return [{"metric": str(s["metric"]), "ours": float(s["ours"]), "lk": float(s["lk"]),
+                 "higher_is_better": bool(s.get("higher_is_better", True))} for s in scores]
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path}: malformed score_vs_lk metadata: {e}") from e
+
+
+def _host_resolves(url: str, timeout: float = 5.0) -> bool:
+    """Whether the URL's host name resolves within `timeout` s (name lookups ignore socket timeouts)."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https"):
+        return True  # a local file URL needs no name lookup
+    found = []
+
+    def lookup():
+        try:
+            socket.getaddrinfo(parsed.hostname, 443)
+            found.append(True)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=lookup, daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(found)
+
+
+def download_allowed() -> bool:
+    """Downloads are off when SFM_TRACKS_NO_DOWNLOAD is set to anything but '' or '0'."""
+    return os.environ.get("SFM_TRACKS_NO_DOWNLOAD", "") in ("", "0")
+
+
+def official_checkpoint(kind: str, allow_download: Optional[bool] = None) -> Optional[Tuple[Path, str]]:
+    """The official weights -> (path, source): from the torch hub cache, else downloaded; None if neither.
+
+    A download is tried only when allowed and the host resolves; it is bounded by a 10 s socket timeout.
+    """
+    cached = hub_cache_dir() / OFFICIAL_FILES[kind]
+    if cached.is_file():
+        return cached, f"official CoTracker3 {kind} weights from the torch hub cache ({cached})"
+    if allow_download is None:
+        allow_download = download_allowed()
+    url = OFFICIAL_URL.format(OFFICIAL_FILES[kind])
+    if not allow_download or not _host_resolves(url):
+        return None
+    tmp = cached.with_suffix(".part")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(url, timeout=10) as r, open(tmp, "wb") as f:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+        tmp.replace(cached)
+        return cached, f"official CoTracker3 {kind} weights downloaded from {url}"
+    except Exception as e:  # no network here is normal: the caller falls back
+        tmp.unlink(missing_ok=True)
+        log.info("could not download %s (%s)", url, e)
+        return None
+
+
 def resolve_checkpoint(kind: str, checkpoint: Optional[str] = "default", allow_download: Optional[bool] = None) -> Tuple[Path, str]:
     """Find the weights to use -> (path, human-readable source).
 
@@ -148,23 +231,9 @@ def resolve_checkpoint(kind: str, checkpoint: Optional[str] = "default", allow_d
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}")
         return path, f"explicit checkpoint {path}"
-    cached = hub_cache_dir() / OFFICIAL_FILES[kind]
-    if cached.is_file():
-        return cached, f"official CoTracker3 {kind} weights from the torch hub cache ({cached})"
-    if allow_download is None:
-        allow_download = os.environ.get("SFM_TRACKS_NO_DOWNLOAD", "") in ("", "0")
-    if allow_download:
-        url = OFFICIAL_URL.format(OFFICIAL_FILES[kind])
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".part")
-            with urllib.request.urlopen(url, timeout=10) as r, open(tmp, "wb") as f:
-                while chunk := r.read(1 << 20):
-                    f.write(chunk)
-            tmp.replace(cached)
-            return cached, f"official CoTracker3 {kind} weights downloaded from {url}"
-        except Exception as e:  # no network here is normal: fall through to the shipped weights
-            log.info("could not download %s (%s); using local weights", url, e)
+    official = official_checkpoint(kind, allow_download)
+    if official is not None:
+        return official
     embedded = EMBEDDED_DIR / EMBEDDED_FILES[kind]
     if embedded.is_file():
         return embedded, f"sfm-tracks' own small {kind} weights ({embedded.name}, trained on synthetic video)"
@@ -222,4 +291,16 @@ def save_weights(model: CoTrackerThreeBase, path: Union[str, Path], config: dict
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata={"config": json.dumps(config)})
+    tmp.replace(path)
+
+
+def write_metadata(path: Union[str, Path], **entries: str) -> None:
+    """Add/replace string metadata of a `.safetensors` file; tensors are rewritten bit-identical (atomic)."""
+    from safetensors.torch import load_file, save_file
+
+    path = Path(path)
+    meta = {**read_metadata(path), **entries}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(load_file(str(path)), str(tmp), metadata=meta)
+    os.chmod(tmp, path.stat().st_mode & 0o777)  # safetensors creates files 0600
     tmp.replace(path)

@@ -1,6 +1,6 @@
 """Video or image folder in, COLMAP model out:
 
-    python pipelines/reconstruct.py INPUT -o OUTDIR [--tracker cotracker3|cotracker3-online|lk] [--checkpoint PATH]
+    python pipelines/reconstruct.py INPUT -o OUTDIR [--tracker auto|cotracker3|cotracker3-online|lk] [--checkpoint PATH]
         [--device cpu|cuda] [--max-frames N] [--stride K] [--max-side PX] [--camera-model NAME]
         [--intrinsics fx,fy,cx,cy] [--mask-dir DIR] [--mapper incremental|global] [--matches auto|off|all]
         [--cycle N] [--overwrite]
@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from cotracker3 import CheckpointError  # noqa: E402
 from sfm_tracks import ReconstructionError, VideoError  # noqa: E402
 from sfm_tracks.pipeline import run  # noqa: E402
-from sfm_tracks.providers import TRACKERS, make_provider  # noqa: E402
+from sfm_tracks.providers import TRACKERS  # noqa: E402
 
 logger = logging.getLogger("reconstruct")
 
@@ -47,7 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("input", nargs="?", type=Path, help="video file or image folder (none: --demo)")
     ap.add_argument("-o", "--output", type=Path, help="output folder (demo default: ./demo_reconstruction)")
     ap.add_argument("--demo", action="store_true", help="reconstruct a synthetic static scene rendered on the fly")
-    ap.add_argument("--tracker", choices=TRACKERS, default="cotracker3")
+    ap.add_argument("--tracker", choices=TRACKERS, default="auto",
+                    help="auto (default): CoTracker3 with official or explicit weights, else the best tracker shipped "
+                         "(decided by the weights' stored score against Lucas-Kanade; today Lucas-Kanade)")
     ap.add_argument("--checkpoint", default="default", help="weights file, or 'default' (official from the torch hub cache, else ours)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--max-frames", type=positive_int, help="use at most N frames (after --stride)")
@@ -112,35 +114,11 @@ def pose_accuracy(rec, names: list, gt: np.ndarray) -> dict:
             "center_rel_mean": float(ab["center_rel"].mean()), "center_rel_max": float(ab["center_rel"].max())}
 
 
-def pick_demo_tracker(args):
-    """The best tracker available: CoTracker3 with official or explicit weights, else Lucas-Kanade.
-
-    The small weights shipped in cotracker3/weights track worse than Lucas-Kanade (their model card),
-    so the demo does not use them unless asked with --checkpoint.
-    """
-    if args.tracker == "lk":
-        return None
-    from cotracker3.checkpoint import EMBEDDED_DIR, resolve_checkpoint
-
-    try:
-        path, source = resolve_checkpoint("online" if args.tracker.endswith("online") else "offline", args.checkpoint or "default")
-        if args.checkpoint in (None, "default") and path.parent == EMBEDDED_DIR:
-            print(f"note: only {source} found; they track worse than Lucas-Kanade (cotracker3/weights/MODEL_CARD.md), "
-                  "so the demo uses --tracker lk (put the official scaled_offline.pth in the torch hub cache for CoTracker3)")
-            args.tracker = "lk"
-            return None
-        return make_provider(args.tracker, args.checkpoint, args.device)
-    except CheckpointError as e:
-        print(f"note: {e}; the demo falls back to the Lucas-Kanade tracker (--tracker lk)")
-        args.tracker = "lk"
-        return None
-
-
 def summary(report: dict, out_dir: Path) -> str:
     t = report["timings_s"]
     return (f"{out_dir}: {report['frames_registered']}/{report['frames_total']} frames registered, {report['points3d']} points, "
             f"reprojection error {report['mean_reprojection_error_px']:.2f} px, mean track length {report['mean_track_length']:.1f}; "
-            f"tracker {report['tracker']} ({report['checkpoint']}); {report['total_s']:.0f} s "
+            f"tracker {report['tracker']} ({report['checkpoint']}; {report['tracker_choice']}); {report['total_s']:.0f} s "
             f"(" + ", ".join(f"{k} {v:.1f}" for k, v in t.items()) + ")" + matches_note(report.get("matches")))
 
 
@@ -167,14 +145,12 @@ def main(argv=None) -> int:
 
             if not torch.cuda.is_available():
                 raise VideoError("--device cuda: no CUDA device available to torch")
-        provider = None
         if demo:
-            provider = pick_demo_tracker(args)
             frames, names, gt, K = demo_scene()
             source = (frames, names)
         else:
             source = args.input
-        report = run(source, out_dir, config(args), mask_dir=args.mask_dir, provider=provider, overwrite=args.overwrite)
+        report = run(source, out_dir, config(args), mask_dir=args.mask_dir, overwrite=args.overwrite)
     except (VideoError, CheckpointError, ReconstructionError, OSError) as e:  # OSError: unreadable input, full or read-only disk
         msg = " ".join(str(e).split())  # one line, whatever the source message looks like
         print(f"error: {msg}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Pseudo-label real videos: ``python -m pipelines.relabel INPUT... -o OUTDIR [--teachers lk,cotracker3] ...``.
+"""Pseudo-label real videos: ``python -m pipelines.relabel INPUT... -o OUTDIR [--teachers auto|lk,cotracker3] ...``.
 
 INPUT: video files, folders of videos, or .txt files listing them (one per line, relative to the
 .txt). Writes OUTDIR/<video stem>.npz per video and appends one line per video to
@@ -205,7 +205,17 @@ def label_file(path: Path, outdir: Path, teachers, conf: dict) -> dict:
 
 # -- the run -----------------------------------------------------------------------------------
 
-def run(inputs: Sequence[str], outdir, conf: Optional[dict] = None, teachers=None, teacher_names=("lk",),
+def build_teachers(names: Sequence[str], checkpoint: str = "default", device: str = "cpu") -> list:
+    """[(resolved name, provider)] once per distinct tracker; `auto` is resolved and its reason logged."""
+    teachers = {}
+    for n in names:
+        provider = make_teacher(n, checkpoint, device)
+        log.info("teacher %s: %s", provider.choice.name, provider.choice.reason)
+        teachers.setdefault(provider.choice.name, provider)
+    return list(teachers.items())
+
+
+def run(inputs: Sequence[str], outdir, conf: Optional[dict] = None, teachers=None, teacher_names=("auto",),
         checkpoint: str = "default", device: str = "cpu", shard: Optional[str] = None) -> dict:
     """Label this shard's videos not yet in the manifest; returns the summary dict.
 
@@ -226,7 +236,7 @@ def run(inputs: Sequence[str], outdir, conf: Optional[dict] = None, teachers=Non
     if teachers is None:  # built once, up front: a missing checkpoint fails the run, not every video
         if not teacher_names:
             raise UsageError(f"no teachers given; choose from {','.join(TEACHER_NAMES)}")
-        teachers = [(n, make_teacher(n, checkpoint, device)) for n in teacher_names]
+        teachers = build_teachers(teacher_names, checkpoint, device)
     created = prepare_outdir(outdir)
     try:
         for path in tqdm(todo, desc=f"relabel {index}/{count}", dynamic_ncols=True):
@@ -288,7 +298,8 @@ def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="video files, folders of videos, or .txt lists")
     p.add_argument("-o", "--output", required=True, help="OUTDIR for <stem>.npz and manifest.jsonl")
-    p.add_argument("--teachers", default="lk", help=f"comma-separated subset of {','.join(TEACHER_NAMES)}")
+    p.add_argument("--teachers", default="auto", help=f"comma-separated subset of {','.join(TEACHER_NAMES)} "
+                   "(auto: official CoTracker3 weights if found, else the best tracker shipped)")
     p.add_argument("--checkpoint", default="default", help="CoTracker3 teachers' weights (default: best found)")
     p.add_argument("--num-queries", type=positive_int, default=DEFAULT_CONF["num_queries"])
     p.add_argument("--cycle-threshold", type=positive_float, default=DEFAULT_CONF["cycle_threshold"], help="px")

@@ -1,6 +1,7 @@
 """Tracks -> pycolmap.Reconstruction, with unknown cameras (COLMAP/GLOMAP mapping) or known poses.
 
-Unknown poses: tracks -> database -> two-view geometries -> incremental (default) or global mapping,
+Unknown poses: tracks -> database -> two-view geometries -> pure-rotation check -> incremental (default)
+or global mapping (the global mapper also runs when incremental mapping registers too few frames),
 keep the largest model, then triangulate tracks COLMAP left without a point. Known poses: one
 robustly triangulated point per track, then bundle adjustment with poses fixed or refined.
 """
@@ -20,6 +21,7 @@ import pycolmap
 from . import database as dbm
 from . import feature_matches as fm
 from .cameras import CameraSpec, camera_spec, make_camera
+from .degeneracy import check_not_pure_rotation
 from .errors import ReconstructionError
 from .geometric_filter import FilterOptions, frame_images, reprojection_errors, supported_tracks, track_points
 from .tracks import Tracks
@@ -34,21 +36,35 @@ class MappingOptions:
     max_stride: Optional[int] = None
     min_matches: int = 15  # pairs with fewer common visible tracks are not written
     verify_max_error: float = 4.0  # px, RANSAC threshold of two-view verification
+    verify_trials: tuple = (20, 10000)  # (min, max) RANSAC trials per pair and model; tracks have high inlier ratios
+    fast_ba: bool = True  # FAST_BA: fewer, cheaper global bundle adjustments while mapping
     triangulation_max_error: float = 4.0  # px, for track completion and the known-pose route
     min_tri_angle_deg: float = 1.5
     complete_tracks: bool = True  # triangulate tracks COLMAP left without a point
     drop_dynamic_points: bool = True  # delete points that only a minority of their track supports
+    fallback_global: bool = True  # incremental mapping registers too few frames: also try the global mapper
+    fallback_fraction: float = 0.8  # ... "too few": under this fraction of the frames that have tracks
+    refuse_pure_rotation: bool = True  # stop when a rotation-only model explains every verified pair
     min_points: int = 20  # fewer triangulated points after filtering means too little parallax
     min_frame_observations: int = 6  # registered frames seeing fewer points are deregistered
     refine_poses: bool = False  # known-pose route: refine the given poses in BA
     ba_iterations: int = 50
-    num_threads: int = -1
-    seed: int = 0
+    num_threads: int = -1  # verification (seeded per pair: the same result on any number of threads)
+    deterministic: bool = True  # mapper and final BA on one thread: the same input gives the same model
+    seed: int = 0  # every RANSAC and sampler: verification, mapper, triangulation, track completion
     matches: str = "auto"  # SIFT matches next to the tracks: auto | off | all (see feature_matches.py; needs frames)
     image_set: bool = False  # the frames are photos, not a video: consecutive ones need not overlap
     pipeline: dict = field(default_factory=dict)  # extra Incremental/GlobalPipelineOptions fields
     work_dir: Optional[str] = None  # keep database.db and raw models here (default: a temp dir)
     verbose: bool = False  # let COLMAP log to stderr
+    report: Optional[dict] = None  # filled with what mapping did: {"matches": ..., "mapper": kept, "tried": [...]}
+
+
+# Global BA after every 10 new frames instead of every 10 % growth, one refinement round, a looser
+# tolerance, and redundant points left out of it (measured in benchmarks/bench_mapping_settings.py).
+FAST_BA = {"ba_global_frames_ratio": 1e3, "ba_global_points_ratio": 1e3, "ba_global_frames_freq": 10,
+           "ba_global_max_refinements": 1, "ba_global_function_tolerance": 1e-6,
+           "mapper": {"ba_global_ignore_redundant_points3D": True}}
 
 
 @contextlib.contextmanager
@@ -70,8 +86,7 @@ def _options(options: dict) -> MappingOptions:
     return MappingOptions(**options)
 
 
-def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, info: Optional[dict] = None,
-                **options) -> pycolmap.Reconstruction:
+def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, **options) -> pycolmap.Reconstruction:
     """Turn point tracks into a COLMAP reconstruction; image i is frame i, keypoint n is track n.
 
     camera: None (shared SIMPLE_RADIAL, focal prior 1.2 max(H, W)), a model name, a dict of
@@ -80,7 +95,6 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
     for unknown frames); then points are triangulated and bundle-adjusted instead of mapped.
     frames: optional (T, H, W, 3) uint8 images at the tracks' resolution; with them SIFT matches join
     the tracks where these do not connect the frames (options matches / image_set).
-    info: optional dict that receives what was decided on the way (info["matches"]).
     options: MappingOptions fields. Raises ReconstructionError for degenerate input.
     """
     opts = _options(options)
@@ -93,7 +107,7 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
             rec = _posed_reconstruction(tracks, make_camera(spec, tracks.image_size), cam_from_world, ok)
             _complete_tracks(rec, tracks, ok, opts)
         else:
-            rec = _map(tracks, spec, ok, work, opts, frames, info)
+            rec = _map(tracks, spec, ok, work, opts, frames)
             if opts.complete_tracks:
                 _complete_tracks(rec, tracks, ok, opts)
         _filter(rec, tracks, opts)
@@ -108,8 +122,7 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
     return rec
 
 
-def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: MappingOptions, frames=None,
-         info: Optional[dict] = None) -> pycolmap.Reconstruction:
+def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: MappingOptions, frames=None) -> pycolmap.Reconstruction:
     db_path = work / "database.db"
     if db_path.exists():
         db_path.unlink()
@@ -117,29 +130,69 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
     # Feature matches (SIFT) where tracks do not connect the frames, appended after the track keypoints.
     sift, plan = fm.feature_matches(frames, ok, pairs, work, opts.matches, opts.image_set, opts.min_matches, tracks.image_size,
                                     fm.MatchOptions(num_threads=opts.num_threads))
-    if info is not None:
-        info["matches"] = plan.summary()
+    if opts.report is not None:
+        opts.report["matches"] = plan.summary()
     t0 = time.time()
     n = dbm.write_database(db_path, tracks, make_camera(spec, tracks.image_size), pairs, ok, opts.min_matches, extra=sift)
     if n == 0:
         raise ReconstructionError(f"no frame pair shares >= {opts.min_matches} visible tracks" + (" or SIFT matches" if sift else ""))
     logger.info("database: %d frames, %d tracks, %d matched pairs (%.1fs)", tracks.num_frames, tracks.num_tracks, n, time.time() - t0)
     t0 = time.time()
-    dbm.verify(db_path, opts.verify_max_error, opts.min_matches, opts.num_threads, opts.seed)
+    dbm.verify(db_path, opts.verify_max_error, opts.min_matches, opts.num_threads, opts.seed, opts.verify_trials)
     stats = dbm.two_view_stats(db_path)
     logger.info("two-view geometries: %s (%.1fs)", stats["configs"], time.time() - t0)
     if stats["num_verified"] == 0:
         raise ReconstructionError("no frame pair passed geometric verification: tracks are inconsistent or too few")
-    if stats["num_with_parallax"] == 0:
-        raise ReconstructionError(
-            f"too little parallax: every verified pair is {sorted(stats['configs'])}, i.e. explained by a "
-            "homography without baseline; pure rotation or a static camera cannot be reconstructed")
+    if opts.refuse_pure_rotation:
+        fit = check_not_pure_rotation(db_path, tracks.image_size)  # raises: no baseline, the mapper would invent one
+        if fit is not None and opts.report is not None:
+            opts.report["rotation_only_fit"] = {"focal_px": round(fit.focal, 1), "residual_p90_px": round(fit.parallax_px, 3),
+                                                "residual_closest_pairs_px": round(fit.noise_px, 3)}
 
-    out = work / "models"
-    out.mkdir(exist_ok=True)
+    return _mapped_model(db_path, work, tracks, spec, ok, opts)
+
+
+def _mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, ok: np.ndarray, opts: MappingOptions):
+    """The configured mapper's largest model; when incremental mapping registers fewer than
+    `fallback_fraction` of the frames with tracks (or none), the global mapper on the same database too,
+    keeping the model that registers more frames. `opts.report` records what ran and what was kept."""
+    report = opts.report if opts.report is not None else {}
+    report.update(mapper=opts.mapper, tried=[opts.mapper])
+    try:
+        rec, error = _run_mapper(opts.mapper, db_path, work, tracks, spec, opts), None
+    except ReconstructionError as e:
+        rec, error = None, e
+    wanted = opts.fallback_fraction * int((ok.sum(1) > 0).sum())
+    if opts.mapper != "incremental" or not opts.fallback_global or (rec is not None and rec.num_reg_images() >= wanted):
+        if rec is None:
+            raise error
+        return rec
+    got = rec.num_reg_images() if rec is not None else 0
+    logger.warning("incremental mapping registered %d/%d frames: trying the global mapper", got, tracks.num_frames)
+    report["tried"].append("global")
+    try:
+        alt = _run_mapper("global", db_path, work, tracks, spec, opts)
+    except ReconstructionError:
+        alt = None
+    if alt is not None and alt.num_reg_images() > got:
+        rec, got = alt, alt.num_reg_images()
+        report["mapper"] = "global"
+    if rec is None:
+        raise error
+    logger.info("kept the %s mapper's model (%d/%d frames registered)", report["mapper"], got, tracks.num_frames)
+    return rec
+
+
+def _run_mapper(mapper: str, db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, opts: MappingOptions):
+    """COLMAP's incremental or GLOMAP's global mapping of the verified database -> its largest model."""
+    out = work / "models" / mapper
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    if opts.mapper == "incremental":
-        po = pycolmap.IncrementalPipelineOptions(num_threads=opts.num_threads, random_seed=opts.seed, extract_colors=False)
+    threads = 1 if opts.deterministic else opts.num_threads
+    if mapper == "incremental":
+        po = pycolmap.IncrementalPipelineOptions(num_threads=threads, random_seed=opts.seed, extract_colors=False)
+        if opts.fast_ba:
+            po.mergedict(FAST_BA)
         po.min_model_size = min(3, tracks.num_frames)
         po.ba_refine_focal_length = spec.refine_focal_length
         po.ba_refine_principal_point = spec.refine_principal_point
@@ -147,24 +200,25 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
         po.constant_cameras = {1} if spec.fixed else set()
         po.mergedict(opts.pipeline)
         models = pycolmap.incremental_mapping(str(db_path), str(work), str(out), po)
-    elif opts.mapper == "global":
-        po = pycolmap.GlobalPipelineOptions(num_threads=opts.num_threads, random_seed=opts.seed)
+    elif mapper == "global":
+        po = pycolmap.GlobalPipelineOptions(num_threads=threads, random_seed=opts.seed)
         po.min_model_size = min(3, tracks.num_frames)
         ba = po.mapper.bundle_adjustment
         ba.refine_focal_length = spec.refine_focal_length
         ba.refine_principal_point = spec.refine_principal_point
         ba.refine_extra_params = spec.refine_extra_params
-        po.mergedict(opts.pipeline)
+        if opts.mapper == "global":  # the pipeline dict is meant for the mapper asked for
+            po.mergedict(opts.pipeline)
         models = pycolmap.global_mapping(str(db_path), str(work), str(out), po)
     else:
-        raise ValueError(f"mapper must be 'incremental' or 'global', got {opts.mapper!r}")
+        raise ValueError(f"mapper must be 'incremental' or 'global', got {mapper!r}")
     models = [m for m in models.values() if m.num_reg_images() >= 2]
     if not models:
         raise ReconstructionError(
-            f"{opts.mapper} mapping registered no model: too little parallax (no initial pair with a large enough "
+            f"{mapper} mapping registered no model: too little parallax (no initial pair with a large enough "
             "triangulation angle) or too few consistent tracks")
     rec = max(models, key=lambda m: (m.num_reg_images(), m.num_points3D()))
-    logger.info("%s mapping: %d model(s), largest registers %d/%d frames (%.1fs)", opts.mapper, len(models),
+    logger.info("%s mapping: %d model(s), largest registers %d/%d frames (%.1fs)", mapper, len(models),
                 rec.num_reg_images(), tracks.num_frames, time.time() - t0)
     return pycolmap.Reconstruction(rec)
 
@@ -241,7 +295,8 @@ def _bundle_adjust(rec: pycolmap.Reconstruction, spec: CameraSpec, opts: Mapping
     ba.refine_rig_from_world = refine_poses
     ba.ceres.loss_function_type = pycolmap.LossFunctionType.TRIVIAL
     ba.ceres.solver_options.max_num_iterations = opts.ba_iterations
-    ba.ceres.solver_options.num_threads = opts.num_threads
+    # Threads change the summation order, and over 50 LM steps that moves poses by ~1e-5 between runs.
+    ba.ceres.solver_options.num_threads = 1 if opts.deterministic else opts.num_threads
     ba.print_summary = False
     cfg = pycolmap.BundleAdjustmentConfig()
     reg = sorted(rec.reg_image_ids())

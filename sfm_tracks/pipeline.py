@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONF = {
     "input": {"max_frames": None, "stride": 1, "max_side": 1024},
     "queries": {"query_every": 8, "min_query_frames": 4, "max_points_per_frame": 512, "method": "sift+grid", "min_distance": 8.0},
-    "tracker": {"name": "lk", "checkpoint": "default", "device": "cpu", "window": 48, "overlap": 8, "max_queries": 2048},
+    "tracker": {"name": "auto", "checkpoint": "default", "device": "cpu", "window": 48, "overlap": 8, "max_queries": 2048},
     "filters": {
         "cycle_anchors": 0,  # >0: forward-backward cycle check with that many anchors per side (costs ~1 extra tracking pass)
         "cycle_threshold_px": 3.0,
@@ -326,6 +326,17 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
     return report
 
 
+def tracker_key(provider: TrackProvider) -> str:
+    """The concrete tracker name ("auto" resolved) that keys the per-tracker filter settings."""
+    choice = getattr(provider, "choice", None)
+    return choice.name if choice is not None else {"lucas-kanade": "lk"}.get(provider.name, provider.name)
+
+
+def tracker_reason(provider: TrackProvider) -> str:
+    choice = getattr(provider, "choice", None)
+    return choice.reason if choice is not None else "provider given by the caller"
+
+
 def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: TrackProvider, timer: Timer) -> tuple:
     """The pipeline's steps inside the work folder; the finished result replaces out_dir -> (model, report)."""
     staging_out = work / "out"
@@ -340,6 +351,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         raise InputError(f"frames are {size[1]}x{size[0]} px at tracking resolution (input {in_size[1]}x{in_size[0]}, "
                          f"--max-side {ic['max_side']}); need >= {MIN_SIDE} px on each side")
     spec = camera_spec(conf["camera"], in_size, size)
+    logger.info("tracker: %s (%s)", provider.name, tracker_reason(provider))
     masks = None
     if mask_dir is not None:
         with timer("masks"):
@@ -358,15 +370,15 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         raw = track(provider, frames, queries, tc)
         raw.image_names = names
     with timer("filter"):
-        tracks, filter_stats = filter_tracks(raw, fc, tc["name"], provider, frames, masks, tc)
+        tracks, filter_stats = filter_tracks(raw, fc, tracker_key(provider), provider, frames, masks, tc)
     logger.info("filters: %s", filter_stats)
     if tracks.num_tracks == 0 and conf["mapping"]["matches"] == "off":
         raise ReconstructionError(explain_no_tracks(frames, qf, filter_stats, fc["min_length"]))
     with timer("reconstruct"):
-        info = {}
+        mapping_report = {}
         image_set = not isinstance(source, tuple) and Path(source).is_dir()
         try:
-            rec = reconstruct(tracks, camera=spec, frames=frames, info=info, image_set=image_set, work_dir=str(work / "colmap"),
+            rec = reconstruct(tracks, camera=spec, frames=frames, report=mapping_report, image_set=image_set, work_dir=str(work / "colmap"),
                               **conf["mapping"])
         except ReconstructionError as e:
             if tracks.num_tracks:
@@ -386,7 +398,8 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         "input_size": list(in_size), "model_size": list(size),
         "tracker": provider.name, "checkpoint": checkpoint_source(provider),
         "queries": int(len(queries)), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3)},
-        "matches": info.get("matches"),
+        "tracker_choice": tracker_reason(provider),
+        "matches": mapping_report.pop("matches", None), "mapping": mapping_report,
         "camera": {"model": cam.model_name, "params": [round(float(p), 6) for p in cam.params]},
         "timings_s": timer.times, "total_s": round(sum(timer.times.values()), 3),
         "config": conf,

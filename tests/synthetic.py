@@ -140,3 +140,27 @@ def render_room(rects, cam_from_world, K, H, W):
             out[t][hit] = img[hit]
             best[hit] = s[hit]
     return out
+
+
+def rotating_video(T=16, size=160, yaw_deg=10.0, pitch_deg=3.0, seed=0):
+    """(T, size, size, 3) uint8 frames of a camera turning about its centre (pure rotation), and the focal (px).
+
+    One view of a synthetic room is rendered at twice the size; each frame is the exact image of a camera
+    rotated by R_t with the same centre, i.e. that render warped by the homography K R_t K_big^-1.
+    """
+    from scipy.spatial.transform import Rotation
+
+    from cotracker3.data.synthetic import generate_clip
+
+    clip = generate_clip(seed, num_frames=1, height=2 * size, width=2 * size, num_tracks=8, dynamic=False, camera_mode="orbit",
+                         sensor_noise=False)
+    Kb = clip["intrinsics"].astype(np.float64)
+    K = Kb.copy()
+    K[0, 2] = K[1, 2] = (size - 1) / 2
+    frames = []
+    for t in range(T):
+        s = t / max(T - 1, 1) - 0.5
+        R = Rotation.from_euler("yx", [yaw_deg * s, pitch_deg * np.sin(np.pi * s)], degrees=True).as_matrix()
+        H = K @ R @ np.linalg.inv(Kb)  # big image pixel -> this frame's pixel
+        frames.append(cv2.warpPerspective(clip["video"][0], H, (size, size), flags=cv2.INTER_LINEAR))
+    return np.stack(frames), float(K[0, 0])

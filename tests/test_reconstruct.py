@@ -74,6 +74,8 @@ def test_image_folder_poses_match_ground_truth(clip, image_dir, tmp_path, capsys
     assert 0 < report["mean_reprojection_error_px"] < 1.5 and report["mean_track_length"] > 3
     assert {"read", "queries", "track", "filter", "reconstruct", "export"} <= set(report["timings_s"])
     assert report["tracker"] == "lucas-kanade" and "no weights" in report["checkpoint"]
+    assert report["tracker_choice"] == "--tracker lk requested"
+    assert report["mapping"]["mapper"] == "incremental" and report["mapping"]["rotation_only_fit"]["residual_p90_px"] > 1
     assert report["camera"]["model"] == "PINHOLE"
     np.testing.assert_allclose(report["camera"]["params"][0], clip["intrinsics"][0, 0], rtol=1e-4)  # kept fixed
     tracks = Tracks.load(out / "tracks.npz")
@@ -192,6 +194,6 @@ def test_demo_runs_and_matches_its_ground_truth(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no official weights: the small ones are skipped
     assert main(["--demo", "-o", str(tmp_path / "demo"), "-q", "--no-video"]) == 0
     out = capsys.readouterr().out
-    assert "demo uses --tracker lk" in out and "24/24 registered" in out
+    assert "tracker lucas-kanade" in out and "auto: Lucas-Kanade" in out and "24/24 registered" in out
     rot = float(out.split("rotation error after alignment mean ")[1].split(" deg")[0])
     assert rot < 0.5

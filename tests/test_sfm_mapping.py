@@ -121,3 +121,27 @@ def test_user_intrinsics_fixed_or_refined():
     assert (cx, cy) != (330.0, 236.0)
     default = reconstruct(scene.tracks, camera="SIMPLE_PINHOLE")  # focal from the 1.2 * max(H, W) = 768 px prior
     assert abs(default.cameras[1].params[0] - 600) < 10 and list(default.cameras[1].params[1:]) == [320, 240]
+
+
+def test_same_input_same_model_and_mapper_report():
+    """Seeded RANSAC everywhere, mapper and final BA on one thread: two runs give the same poses and points."""
+    scene = synthetic_scene(num_frames=10, num_tracks=200, outlier_fraction=0.1, seed=5)
+    reports = [{}, {}]
+    a, b = (reconstruct(scene.tracks, report=r) for r in reports)
+    np.testing.assert_allclose(poses_by_frame(a, scene.tracks), poses_by_frame(b, scene.tracks), rtol=0, atol=1e-9)
+    assert sorted(a.points3D) == sorted(b.points3D)
+    xyz = [np.array([p.xyz for _, p in sorted(r.points3D.items())]) for r in (a, b)]
+    np.testing.assert_allclose(xyz[0], xyz[1], rtol=0, atol=1e-9)
+    assert reports[0] == reports[1] and reports[0]["mapper"] == "incremental" and reports[0]["tried"] == ["incremental"]
+    assert reports[0]["rotation_only_fit"]["residual_p90_px"] > 3  # an orbit: far from a pure rotation
+
+
+def test_global_mapper_fallback_when_incremental_registers_too_few():
+    scene = synthetic_scene(num_frames=10, num_tracks=200, outlier_fraction=0.0, seed=6)
+    report = {}
+    rec = reconstruct(scene.tracks, fallback_fraction=1.01, report=report)  # no model can reach 101 %: always falls back
+    assert report["tried"] == ["incremental", "global"] and report["mapper"] in ("incremental", "global")
+    assert rec.num_reg_images() == 10
+    off = {}
+    reconstruct(scene.tracks, fallback_fraction=1.01, fallback_global=False, report=off)
+    assert off["tried"] == ["incremental"]
