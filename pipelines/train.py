@@ -4,36 +4,87 @@ Fine-tune on pseudo-labels (``pipelines/relabel.py`` output):
 ``python -m pipelines.train --stage pseudo --labels LABELS_DIR --init default -o runs/student``.
 
 Several GPUs / nodes: ``torchrun --nproc_per_node 8 -m pipelines.train ...`` (same arguments).
+
+Resuming (``--resume``) continues RUN_DIR/checkpoint.pt exactly. ``--steps`` is the schedule's length:
+resuming with another value (e.g. 40 steps, then ``--steps 60 --resume``) rebuilds the one-cycle
+learning-rate schedule for the new length and continues it at the checkpoint's step (the LR follows
+the new schedule from there; with the same value the run is bit-identical to an uninterrupted one).
+The checkpoint is read with ``torch.load(weights_only=True)``: it never runs code stored in it.
+
+Bad input (a missing or corrupt checkpoint, -o that is a file or already holds a run without
+--resume, ...) exits with status 2 and one line ``error: ...``.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+
 from cotracker3.checkpoint import CheckpointError, resolve_checkpoint
-from cotracker3.training import CONFIGS, Trainer, get_config
+from cotracker3.training import CONFIGS, RunError, Trainer, get_config
 from cotracker3.training.configs import STAGES
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+class UsageError(Exception):
+    """Bad command-line input: reported as one ``error:`` line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's usage + message becomes one line, raised to main
+        raise UsageError(message)
+
+
+def positive(kind):
+    def parse(text):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"  # argparse: "invalid positive int value: 'x'"
+    return parse
+
+
+def fraction(text):
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
+
+
+def main(argv=None) -> int:
+    """Exit status 0, or 2 with one ``error:`` line on stderr for bad input (no traceback)."""
+    try:
+        run(argv)
+    except (UsageError, CheckpointError, RunError, OSError) as e:
+        msg = " ".join(str(e).split())
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(argv=None) -> Trainer:
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", choices=sorted(CONFIGS), default="small")
     p.add_argument("-o", "--output", required=True, help="run directory (checkpoint, metrics.jsonl, eval.jsonl)")
-    p.add_argument("--steps", type=int, help="schedule length (default: the config's)")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    p.add_argument("--steps", type=positive(int), help="schedule length (default: the config's); with --resume "
+                   "and another length, the one-cycle schedule is rebuilt for it and continued at the current step")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt (which must exist)")
     p.add_argument("--stage", choices=sorted(STAGES), default="synthetic", help="pseudo: fine-tune on --labels")
     p.add_argument("--labels", help="relabel OUTDIR (stage pseudo)")
-    p.add_argument("--synthetic-fraction", type=float, help="stage pseudo: share of synthetic clips mixed in")
+    p.add_argument("--synthetic-fraction", type=fraction, help="stage pseudo: share of synthetic clips mixed in")
     p.add_argument("--init", help="initial weights (any checkpoint build_model reads; 'default': the best found; "
                                   "stage pseudo defaults to 'default')")
     p.add_argument("--model", choices=["offline", "online"], help="default: the config's")
     p.add_argument("--export", help="write the final weights here (fp16 .safetensors with the config)")
     p.add_argument("--eval-data", help="TAP-Vid pickle for periodic evaluation (default: synthetic set in RUN_DIR)")
-    p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much wall time")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--workers", type=int, help="DataLoader workers")
+    p.add_argument("--max-minutes", type=positive(float), help="stop (with a checkpoint) after this much wall time")
+    p.add_argument("--threads", type=positive(int), help="torch CPU threads")
+    p.add_argument("--workers", type=int, choices=range(0, 65), metavar="N", help="DataLoader worker processes")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
@@ -52,7 +103,7 @@ def main(argv=None):
         try:
             init = str(resolve_checkpoint(args.model or conf["model"]["kind"], "default")[0])
         except CheckpointError as e:
-            p.error(f"{e} (or pass --init WEIGHTS)")
+            raise UsageError(f"{e} (or pass --init WEIGHTS)") from None
     trainer = Trainer(conf, args.output, kind=args.model, init=init, eval_pickle=args.eval_data)
     trainer.fit(steps=args.steps, resume=args.resume, max_minutes=args.max_minutes)
     if args.export:
@@ -61,4 +112,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -68,7 +68,7 @@ def test_resume_is_exact_and_metrics_do_not_repeat(tmp_path):
 
     part = Trainer(tiny(8), tmp_path / "part", dataset=ds)
     part.fit(stop_at=6)  # a clean stop writes a checkpoint at step 6
-    ckpt = torch.load(tmp_path / "part" / CHECKPOINT, weights_only=False)
+    ckpt = torch.load(tmp_path / "part" / CHECKPOINT, weights_only=True)
     assert ckpt["step"] == 6 and ckpt["data"]["position"] == 6
     resumed = Trainer(tiny(8), tmp_path / "part", dataset=ds)
     resumed.fit(resume=True)
@@ -100,7 +100,7 @@ def test_resume_after_crash_truncates_metrics(tmp_path):
 def test_checkpoint_complete_and_atomic(tmp_path, monkeypatch):
     t = Trainer(tiny(4), tmp_path, dataset=TranslatingTexture())
     t.fit()
-    ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=True)
     assert {"model", "optimizer", "scheduler", "step", "rng", "data", "config", "model_config"} <= set(ckpt)
     assert {"torch", "numpy", "python"} <= set(ckpt["rng"])
     assert ckpt["step"] == 4 and ckpt["scheduler"]["last_epoch"] == 4

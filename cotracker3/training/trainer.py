@@ -17,26 +17,25 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from cotracker3.checkpoint import build_model, load_weights, read_state_dict, save_weights
+from cotracker3.checkpoint import CheckpointError, build_model, load_weights, read_state_dict, save_weights
 from cotracker3.losses import sequence_losses
 
 from .configs import model_config
 from .data import ResumableSampler, build_dataset, collate, make_queries, resize_batch
 from .evaluation import evaluate_model, synthetic_eval_set
+from .state import (CHECKPOINT, RunError, append_jsonl, atomic_save, load_training_checkpoint, restore_schedule,
+                    rng_state, seed_everything, set_rng_state, truncate_jsonl)
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
 
 
 # -- distributed -------------------------------------------------------------------------------
@@ -54,61 +53,6 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
-
-
-# -- files -------------------------------------------------------------------------------------
-
-def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file, fsync, then rename: a crash never leaves a partial file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def truncate_jsonl(path: Path, last_step: int) -> None:
-    """Keep the records with step <= last_step (and drop a torn last line) before appending."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if rec.get("step", -1) <= last_step:
-            keep.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in keep))
-    os.replace(tmp, path)
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 # -- model pieces ------------------------------------------------------------------------------
@@ -143,10 +87,10 @@ class Trainer:
         self.conf["model"]["kind"] = self.kind
         self.train_conf = conf["train"]
         self.run_dir = Path(run_dir)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise RunError(f"output {self.run_dir} exists and is not a folder")
         self.rank, self.world, self.device = setup_distributed()
         self.main = self.rank == 0
-        if self.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.model_args = model_config(conf, self.kind)
         seed_everything(self.train_conf["seed"])
         model = build_model(self.kind, None, **self.model_args)
@@ -186,10 +130,20 @@ class Trainer:
             atomic_save(self.state_dict(), self.run_dir / CHECKPOINT)
 
     def load_checkpoint(self) -> None:
-        ckpt = torch.load(self.run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+        """Restore everything a step depends on from RUN_DIR/checkpoint.pt (weights_only load).
+
+        The optimizer and scheduler must already be built for this call's schedule length; a
+        checkpoint written with another length continues the new one-cycle schedule at its step."""
+        path = self.run_dir / CHECKPOINT
+        ckpt = load_training_checkpoint(path)
+        if ckpt["kind"] != self.kind or ckpt["model_config"] != json.loads(json.dumps(self.model_args)):
+            raise CheckpointError(f"{path} was written for another model ({ckpt['kind']} {ckpt['model_config']}), "
+                                  f"not this run's {self.kind} {self.model_args}")
+        if ckpt["step"] > self.train_conf["steps"]:
+            raise RunError(f"{path} is at step {ckpt['step']}, past --steps {self.train_conf['steps']}")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        restore_schedule(self.scheduler, ckpt["scheduler"], ckpt["step"])
         self.step = ckpt["step"]
         set_rng_state(ckpt["rng"])
         if self.main:
@@ -229,13 +183,20 @@ class Trainer:
         tc = self.train_conf
         total = steps or tc["steps"]
         tc["steps"] = total
+        if total < 1:
+            raise RunError(f"the number of steps must be positive, got {total}")
         self.optimizer, self.scheduler = build_optimizer(self.model, tc, total)
-        if resume and (self.run_dir / CHECKPOINT).is_file():
+        if resume:
             self.load_checkpoint()
             log.info("resumed from step %d", self.step)
-        elif self.main:
-            for name in ("metrics.jsonl", "eval.jsonl"):
-                (self.run_dir / name).unlink(missing_ok=True)
+        elif (self.run_dir / CHECKPOINT).is_file():
+            raise RunError(f"{self.run_dir} already holds a training run ({CHECKPOINT}); "
+                           "resume it (--resume) or choose another output folder")
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if not resume:
+                for name in ("metrics.jsonl", "eval.jsonl"):
+                    (self.run_dir / name).unlink(missing_ok=True)
         if self.main:
             (self.run_dir / "config.json").write_text(json.dumps(self.conf, indent=1, default=list))
         end = min(total, stop_at or total)
