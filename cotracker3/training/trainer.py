@@ -30,6 +30,7 @@ from cotracker3.checkpoint import CheckpointError, build_model, load_weights, re
 from cotracker3.losses import sequence_losses
 
 from .configs import model_config
+from .curriculum import Phase, phase_at, phases
 from .data import ResumableSampler, build_dataset, collate, make_queries, resize_batch
 from .evaluation import evaluate_model, synthetic_eval_set
 from .state import (CHECKPOINT, RunError, append_jsonl, atomic_save, load_training_checkpoint, restore_schedule,
@@ -67,10 +68,19 @@ def build_optimizer(model: torch.nn.Module, train: dict, total_steps: int):
     """AdamW + OneCycleLR as the official script (cosine anneal, no momentum cycling)."""
     params = [p for n, p in model.named_parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=train["lr"], weight_decay=train["weight_decay"], eps=train["eps"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(
+    return opt, build_schedule(opt, train, total_steps)
+
+
+def build_schedule(opt: torch.optim.Optimizer, train: dict, total_steps: int):
+    """The one-cycle schedule of a ``total_steps`` run (plus the config's extra tail steps)."""
+    return torch.optim.lr_scheduler.OneCycleLR(
         opt, train["lr"], total_steps + max(1, train["schedule_extra_steps"]), pct_start=train["pct_start"],
         cycle_momentum=False, anneal_strategy=train["anneal_strategy"])
-    return opt, sched
+
+
+def _single_threaded_worker(worker_id: int) -> None:
+    """Data workers make whole clips in parallel; intra-op threads there would fight the model's."""
+    torch.set_num_threads(1)
 
 
 class Trainer:
@@ -101,14 +111,26 @@ class Trainer:
             p.requires_grad_(not is_frozen(name, self.train_conf["freeze"]))
         self.model = model.to(self.device)
         self.ddp = None
+        self.compiled = None
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if self.train_conf.get("compile"):
+            self.compiled = torch.compile(self.ddp or self.model)
         self.resolution = tuple(self.model_args["model_resolution"])
-        self.dataset = dataset if dataset is not None else build_dataset(
-            conf["data"], self.resolution, seed=self.train_conf["seed"])
-        self.eval_pickle = eval_pickle
+        self.phases = phases(conf)
+        self.dataset_override = dataset
         self.step = 0
+        self.phase = None
+        self.dataset = None
+        self.enter_phase(phase_at(self.phases, 0))
+        self.eval_pickle = eval_pickle
+
+    def enter_phase(self, phase: Phase) -> None:
+        """Build the phase's dataset (clips rendered at its size) unless one was given."""
+        self.phase = phase
+        self.dataset = self.dataset_override if self.dataset_override is not None else build_dataset(
+            phase.data, phase.size, seed=self.train_conf["seed"] + 7919 * phase.index)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -122,7 +144,7 @@ class Trainer:
             "model_config": self.model_args,
             "kind": self.kind,
             "rng": rng_state(),
-            "data": {"position": self.step * self.train_conf["batch_size"]},
+            "data": {"phase": self.phase.index, "position": self.phase.position(self.step)},
         }
 
     def save_checkpoint(self) -> None:
@@ -154,12 +176,12 @@ class Trainer:
 
     def loss(self, batch: dict) -> dict:
         """Forward in train mode and the configured loss terms (their sum is ``loss``)."""
-        batch = resize_batch(batch, self.resolution)
+        batch = resize_batch(batch, self.phase.size)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         queries = make_queries(batch)
-        use_amp = self.device.type == "cuda" and self.train_conf["amp"] == "bf16"
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
-        model = self.ddp or self.model
+        amp = self.train_conf["amp"] if self.device.type == "cuda" else self.train_conf.get("cpu_amp", "fp32")
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if amp == "bf16" else nullcontext()
+        model = self.compiled or self.ddp or self.model
         with amp:
             *_, train_data = model(batch["video"], queries, iters=self.train_conf["iters"], is_train=True)
         coords, vis, conf, valid = train_data  # losses in float32 (BCE is unsafe under autocast)
@@ -201,17 +223,17 @@ class Trainer:
             (self.run_dir / "config.json").write_text(json.dumps(self.conf, indent=1, default=list))
         end = min(total, stop_at or total)
 
-        bs = tc["batch_size"]
-        sampler = ResumableSampler(len(self.dataset), tc["seed"], self.rank, self.world, start=self.step * bs)
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=bs, sampler=sampler, num_workers=tc["num_workers"], collate_fn=collate,
-            pin_memory=self.device.type == "cuda", persistent_workers=False)
-        batches = iter(loader)
+        batches = None
         self.model.train()
         bar = tqdm(total=end, initial=self.step, disable=not self.main, desc="train", dynamic_ncols=True)
-        record, t_last, steps_since = {}, time.perf_counter(), 0
+        record, t_last, clips_since = {}, time.perf_counter(), 0
         deadline = time.perf_counter() + 60 * max_minutes if max_minutes else None
         while self.step < end:
+            phase = phase_at(self.phases, self.step)
+            if batches is None or phase != self.phase:
+                if phase != self.phase:
+                    self.enter_phase(phase)
+                batches = iter(self.loader(start=phase.position(self.step)))
             batch = next(batches)
             out = self.loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
@@ -221,13 +243,13 @@ class Trainer:
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
-            steps_since += 1
+            clips_since += len(batch["video"])
             if self.step % tc["log_every"] == 0 or self.step == end:
                 now = time.perf_counter()
                 record = {"step": self.step, **{k: float(v.detach()) for k, v in out.items()},
                           "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0],
-                          "clips_per_s": steps_since * bs * self.world / (now - t_last)}
-                t_last, steps_since = now, 0
+                          "clips_per_s": clips_since * self.world / (now - t_last)}
+                t_last, clips_since = now, 0
                 if self.main:
                     append_jsonl(self.run_dir / "metrics.jsonl", record)
                     bar.set_postfix(loss=f"{record['loss']:.3f}", clips_s=f"{record['clips_per_s']:.2f}")
@@ -237,7 +259,7 @@ class Trainer:
                 self.save_checkpoint()
             if (tc["eval_every"] and self.step % tc["eval_every"] == 0) or self.step == total or out_of_time:
                 self.evaluate()
-                t_last, steps_since = time.perf_counter(), 0  # clips/s measures training only
+                t_last, clips_since = time.perf_counter(), 0  # clips/s measures training only
             if out_of_time:
                 tqdm.write(f"time limit reached at step {self.step} of {total}")
                 break
@@ -245,6 +267,17 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return record
+
+    def loader(self, start: int) -> torch.utils.data.DataLoader:
+        """Batches of the current phase from its sampler position ``start`` on; with ``num_workers`` > 0 clips are made in worker processes
+        (one torch thread each) while the model trains, ``prefetch`` batches ahead per worker."""
+        tc = self.train_conf
+        sampler = ResumableSampler(len(self.dataset), tc["seed"], self.rank, self.world, start=start)
+        workers = tc["num_workers"]
+        extra = {"prefetch_factor": tc.get("prefetch", 2), "worker_init_fn": _single_threaded_worker} if workers else {}
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.phase.batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
+            pin_memory=self.device.type == "cuda", **extra)
 
     def _agree(self, flag: bool) -> bool:
         """Rank 0's decision for every rank (so all processes stop at the same step)."""
