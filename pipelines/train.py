@@ -11,6 +11,12 @@ learning-rate schedule for the new length and continues it at the checkpoint's s
 the new schedule from there; with the same value the run is bit-identical to an uninterrupted one).
 The checkpoint is read with ``torch.load(weights_only=True)``: it never runs code stored in it.
 
+A fixed wall-clock budget, at full speed on a GPU (bf16, the config's larger GPU batch, clips rendered
+on the device), then evaluation and export:
+``python pipelines/train.py --config small --budget-minutes 9 --device cuda -o OUT`` writes
+OUT/cotracker3_small_offline.safetensors (fp16, config in the metadata) and OUT/metrics.json beside
+the run's checkpoint and logs (cotracker3/training/budget.py says how the schedule is fitted).
+
 Bad input (a missing or corrupt checkpoint, -o that is a file or already holds a run without
 --resume, ...) exits with status 2 and one line ``error: ...``.
 """
@@ -27,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from cotracker3.checkpoint import CheckpointError, resolve_checkpoint
 from cotracker3.training import CONFIGS, RunError, Trainer, get_config
+from cotracker3.training.budget import train_for_budget
 from cotracker3.training.configs import STAGES
 
 
@@ -83,6 +90,9 @@ def run(argv=None) -> Trainer:
     p.add_argument("--export", help="write the final weights here (fp16 .safetensors with the config)")
     p.add_argument("--eval-data", help="TAP-Vid pickle for periodic evaluation (default: synthetic set in RUN_DIR)")
     p.add_argument("--max-minutes", type=positive(float), help="stop (with a checkpoint) after this much wall time")
+    p.add_argument("--budget-minutes", type=positive(float),
+                   help="train for this wall-clock time (schedule fitted to the measured speed), evaluate, export to OUT")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: a GPU when there is one")
     p.add_argument("--threads", type=positive(int), help="torch CPU threads")
     p.add_argument("--workers", type=int, choices=range(0, 65), metavar="N", help="DataLoader worker processes")
     args = p.parse_args(argv)
@@ -104,7 +114,23 @@ def run(argv=None) -> Trainer:
             init = str(resolve_checkpoint(args.model or conf["model"]["kind"], "default")[0])
         except CheckpointError as e:
             raise UsageError(f"{e} (or pass --init WEIGHTS)") from None
-    trainer = Trainer(conf, args.output, kind=args.model, init=init, eval_pickle=args.eval_data)
+    device = None if args.device == "auto" else args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device available to torch")
+    if args.budget_minutes:
+        clash = [f for f, v in (("--resume", args.resume), ("--steps", args.steps), ("--max-minutes", args.max_minutes),
+                                ("--export", args.export)) if v]
+        if clash:
+            raise UsageError(f"--budget-minutes sizes, ends and exports the run itself; drop {', '.join(clash)}")
+        if Path(args.output).is_dir() and any(Path(args.output).iterdir()):
+            raise UsageError(f"output {args.output} is not empty; --budget-minutes starts a new run in a new folder")
+        result = train_for_budget(conf, args.output, args.budget_minutes, args.config, kind=args.model,
+                                  device=device, init=init)
+        print(f"{args.output}: {result['steps']} steps, {result['clips']} clips in {result['train_seconds']} s "
+              f"({result['device']}); average Jaccard {(result['eval'] or {}).get('average_jaccard', float('nan')):.3f}; "
+              f"weights {result['weights']}")
+        return None
+    trainer = Trainer(conf, args.output, kind=args.model, init=init, eval_pickle=args.eval_data, device=device)
     trainer.fit(steps=args.steps, resume=args.resume, max_minutes=args.max_minutes)
     if args.export:
         trainer.export(args.export, half=True)

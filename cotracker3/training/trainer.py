@@ -4,7 +4,8 @@ Layout of a run directory::
 
     RUN_DIR/config.json     the resolved config
     RUN_DIR/checkpoint.pt   latest state (model, optimizer, scheduler, step, RNG and data states)
-    RUN_DIR/metrics.jsonl   one JSON object per logged step: step, loss, loss terms, lr, clips/s
+    RUN_DIR/metrics.jsonl   one JSON object per logged step: step, loss, loss terms, lr, clips/s, wall and
+                            CPU (this process) seconds per step
     RUN_DIR/eval.jsonl      one JSON object per evaluation: step and TAP-Vid metrics
     RUN_DIR/eval_set.pkl    the synthetic TAP-Vid-layout evaluation clips
 
@@ -18,12 +19,13 @@ import json
 import logging
 import os
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
 
 import torch
 import torch.distributed as dist
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
 from cotracker3.checkpoint import CheckpointError, build_model, load_weights, read_state_dict, save_weights
@@ -41,12 +43,15 @@ log = logging.getLogger(__name__)
 
 # -- distributed -------------------------------------------------------------------------------
 
-def setup_distributed() -> tuple[int, int, torch.device]:
-    """(rank, world_size, device) from torchrun's environment; a plain process is rank 0 of 1."""
+def setup_distributed(device: Optional[torch.device] = None) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device) from torchrun's environment; a plain process is rank 0 of 1.
+    ``device``: force "cpu" (default: this rank's GPU when there is one)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    if device is not None and torch.device(device).type == "cpu":
+        device = torch.device("cpu")
+    elif torch.cuda.is_available():
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
     else:
@@ -91,7 +96,7 @@ class Trainer:
     """
 
     def __init__(self, conf: dict, run_dir, kind: Optional[str] = None, dataset=None, init: Optional[str] = None,
-                 eval_pickle: Optional[str] = None):
+                 eval_pickle: Optional[str] = None, device: Optional[torch.device] = None):
         self.conf = conf
         self.kind = kind or conf["model"]["kind"]
         self.conf["model"]["kind"] = self.kind
@@ -99,7 +104,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise RunError(f"output {self.run_dir} exists and is not a folder")
-        self.rank, self.world, self.device = setup_distributed()
+        self.rank, self.world, self.device = setup_distributed(device)
         self.main = self.rank == 0
         self.model_args = model_config(conf, self.kind)
         seed_everything(self.train_conf["seed"])
@@ -111,12 +116,9 @@ class Trainer:
             p.requires_grad_(not is_frozen(name, self.train_conf["freeze"]))
         self.model = model.to(self.device)
         self.ddp = None
-        self.compiled = None
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        if self.train_conf.get("compile"):
-            self.compiled = torch.compile(self.ddp or self.model)
         self.resolution = tuple(self.model_args["model_resolution"])
         self.phases = phases(conf)
         self.dataset_override = dataset
@@ -125,6 +127,8 @@ class Trainer:
         self.dataset = None
         self.enter_phase(phase_at(self.phases, 0))
         self.eval_pickle = eval_pickle
+        self.last_eval: Optional[dict] = None
+        self.clips_done = 0  # clips trained on by this object (all ranks)
 
     def enter_phase(self, phase: Phase) -> None:
         """Build the phase's dataset (clips rendered at its size) unless one was given."""
@@ -179,10 +183,8 @@ class Trainer:
         batch = resize_batch(batch, self.phase.size)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         queries = make_queries(batch)
-        amp = self.train_conf["amp"] if self.device.type == "cuda" else self.train_conf.get("cpu_amp", "fp32")
-        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if amp == "bf16" else nullcontext()
-        model = self.compiled or self.ddp or self.model
-        with amp:
+        model = self.ddp or self.model
+        with self.autocast():
             *_, train_data = model(batch["video"], queries, iters=self.train_conf["iters"], is_train=True)
         coords, vis, conf, valid = train_data  # losses in float32 (BCE is unsafe under autocast)
         train_data = tuple([[x.float() for x in w] for w in part] for part in (coords, vis, conf)) + (valid,)
@@ -196,12 +198,24 @@ class Trainer:
         out["loss"] = sum(out.values())
         return out
 
+    def autocast(self) -> ExitStack:
+        """bf16 autocast when configured for this device (``amp`` on CUDA, ``cpu_amp`` on a CPU). On a CPU
+        attention then uses the math kernel: the flash kernel's bf16 backward is ~10x slower there."""
+        stack = ExitStack()
+        amp = self.train_conf["amp"] if self.device.type == "cuda" else self.train_conf.get("cpu_amp", "fp32")
+        if amp == "bf16":
+            stack.enter_context(torch.autocast(self.device.type, dtype=torch.bfloat16))
+            if self.device.type == "cpu":
+                stack.enter_context(sdpa_kernel([SDPBackend.MATH]))
+        return stack
+
     # -- loop ------------------------------------------------------------------------------
 
     def fit(self, steps: Optional[int] = None, resume: bool = False, stop_at: Optional[int] = None,
-            max_minutes: Optional[float] = None) -> dict:
+            max_minutes: Optional[float] = None, budget=None) -> dict:
         """Train to ``steps`` (the schedule length); ``stop_at`` / ``max_minutes`` end this call
-        early (as if interrupted; a checkpoint is written). Returns the last logged record."""
+        early (as if interrupted; a checkpoint is written). ``budget`` (a budget.StepBudget) sets the
+        schedule length from the measured speed and stops at its deadline. Returns the last logged record."""
         tc = self.train_conf
         total = steps or tc["steps"]
         tc["steps"] = total
@@ -226,8 +240,10 @@ class Trainer:
         batches = None
         self.model.train()
         bar = tqdm(total=end, initial=self.step, disable=not self.main, desc="train", dynamic_ncols=True)
-        record, t_last, clips_since = {}, time.perf_counter(), 0
+        record, t_last, cpu_last, clips_since, steps_since = {}, time.perf_counter(), time.process_time(), 0, 0
         deadline = time.perf_counter() + 60 * max_minutes if max_minutes else None
+        if budget is not None:
+            deadline = budget.deadline if deadline is None else min(deadline, budget.deadline)
         while self.step < end:
             phase = phase_at(self.phases, self.step)
             if batches is None or phase != self.phase:
@@ -244,12 +260,21 @@ class Trainer:
             self.scheduler.step()
             self.step += 1
             clips_since += len(batch["video"])
+            steps_since += 1
+            self.clips_done += len(batch["video"]) * self.world
+            fitted = budget.total_steps(self.step) if budget is not None else None
+            if fitted is not None and self._agree(True):  # the schedule that fits the budget, from here on
+                total = end = tc["steps"] = fitted
+                self.scheduler = build_schedule(self.optimizer, tc, total)
+                restore_schedule(self.scheduler, {}, self.step)
+                bar.total = end
             if self.step % tc["log_every"] == 0 or self.step == end:
                 now = time.perf_counter()
                 record = {"step": self.step, **{k: float(v.detach()) for k, v in out.items()},
                           "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0],
-                          "clips_per_s": clips_since * self.world / (now - t_last)}
-                t_last, clips_since = now, 0
+                          "clips_per_s": clips_since * self.world / (now - t_last),
+                          "step_s": (now - t_last) / steps_since, "cpu_step_s": (time.process_time() - cpu_last) / steps_since}
+                t_last, cpu_last, clips_since, steps_since = now, time.process_time(), 0, 0
                 if self.main:
                     append_jsonl(self.run_dir / "metrics.jsonl", record)
                     bar.set_postfix(loss=f"{record['loss']:.3f}", clips_s=f"{record['clips_per_s']:.2f}")
@@ -259,7 +284,7 @@ class Trainer:
                 self.save_checkpoint()
             if (tc["eval_every"] and self.step % tc["eval_every"] == 0) or self.step == total or out_of_time:
                 self.evaluate()
-                t_last, clips_since = time.perf_counter(), 0  # clips/s measures training only
+                t_last, cpu_last, clips_since, steps_since = time.perf_counter(), time.process_time(), 0, 0  # training only
             if out_of_time:
                 tqdm.write(f"time limit reached at step {self.step} of {total}")
                 break
@@ -302,6 +327,7 @@ class Trainer:
             self.model.train()
             append_jsonl(self.run_dir / "eval.jsonl", {"step": self.step, "error": repr(e)})
             return None
+        self.last_eval = metrics
         append_jsonl(self.run_dir / "eval.jsonl", {"step": self.step, **metrics})
         tqdm.write(f"eval @ {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return metrics
