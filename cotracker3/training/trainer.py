@@ -10,8 +10,14 @@ Layout of a run directory::
     RUN_DIR/eval_set.pkl    the synthetic TAP-Vid-layout evaluation clips
 
 Resuming restores everything a step depends on, so N steps in one go and N/2 + N/2 with a
-resume in between give identical weights. Data order is a pure function of (seed, rank,
-position), which is what makes this hold with DataLoader workers and several processes.
+resume in between give identical weights. Data order is a pure function of (seed, rank, phase,
+position), which is what makes this hold with DataLoader workers, curriculum phases
+(curriculum.py) and several processes. The checkpoint holds only tensors and plain containers and
+is read with ``weights_only=True`` (state.py).
+
+Speed on a CPU (benchmarks/bench_train.py): clips are made by DataLoader worker processes while
+the model trains, and ``cpu_amp: bf16`` runs the step under bf16 autocast (with the math attention
+kernel), which pays on CPUs with bf16 matmuls (AVX512-BF16 / AMX).
 """
 from __future__ import annotations
 
@@ -262,8 +268,10 @@ class Trainer:
             clips_since += len(batch["video"])
             steps_since += 1
             self.clips_done += len(batch["video"]) * self.world
-            fitted = budget.total_steps(self.step) if budget is not None else None
-            if fitted is not None and self._agree(True):  # the schedule that fits the budget, from here on
+            fitted = self._from_rank0(budget.total_steps(self.step) or 0) if budget and not budget.decided else 0
+            if budget is not None:
+                budget.decided = budget.decided or fitted > 0  # rank 0 decides for every rank
+            if fitted:  # the schedule that fits the budget, from here on
                 total = end = tc["steps"] = fitted
                 self.scheduler = build_schedule(self.optimizer, tc, total)
                 restore_schedule(self.scheduler, {}, self.step)
@@ -294,8 +302,9 @@ class Trainer:
         return record
 
     def loader(self, start: int) -> torch.utils.data.DataLoader:
-        """Batches of the current phase from its sampler position ``start`` on; with ``num_workers`` > 0 clips are made in worker processes
-        (one torch thread each) while the model trains, ``prefetch`` batches ahead per worker."""
+        """Batches of the current phase from its sampler position ``start`` on. With ``num_workers`` > 0
+        clips are made in worker processes (one torch thread each) while the model trains, ``prefetch``
+        batches ahead per worker, so the model does not wait for data."""
         tc = self.train_conf
         sampler = ResumableSampler(len(self.dataset), tc["seed"], self.rank, self.world, start=start)
         workers = tc["num_workers"]
@@ -303,6 +312,14 @@ class Trainer:
         return torch.utils.data.DataLoader(
             self.dataset, batch_size=self.phase.batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
             pin_memory=self.device.type == "cuda", **extra)
+
+    def _from_rank0(self, value: int) -> int:
+        """Rank 0's integer for every rank."""
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], device=self.device, dtype=torch.long)
+        dist.broadcast(t, 0)
+        return int(t.item())
 
     def _agree(self, flag: bool) -> bool:
         """Rank 0's decision for every rank (so all processes stop at the same step)."""
