@@ -95,11 +95,14 @@ def run(argv=None) -> Trainer:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: a GPU when there is one")
     p.add_argument("--threads", type=positive(int), help="torch CPU threads")
     p.add_argument("--workers", type=int, choices=range(0, 65), metavar="N", help="DataLoader worker processes")
+    p.add_argument("--batch-size", type=positive(int), help="clips per step (default: the config's)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {"train": {"num_workers": args.workers} if args.workers is not None else {}}
+    if args.batch_size:
+        overrides["train"]["batch_size"] = args.batch_size
     init = args.init
     if args.stage == "pseudo":
         if not args.labels:

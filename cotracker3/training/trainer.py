@@ -5,7 +5,7 @@ Layout of a run directory::
     RUN_DIR/config.json     the resolved config
     RUN_DIR/checkpoint.pt   latest state (model, optimizer, scheduler, step, RNG and data states)
     RUN_DIR/metrics.jsonl   one JSON object per logged step: step, loss, loss terms, lr, clips/s, wall and
-                            CPU (this process) seconds per step
+                            CPU (this process) seconds per step, seconds per step spent waiting for data
     RUN_DIR/eval.jsonl      one JSON object per evaluation: step and TAP-Vid metrics
     RUN_DIR/eval_set.pkl    the synthetic TAP-Vid-layout evaluation clips
 
@@ -247,6 +247,7 @@ class Trainer:
         self.model.train()
         bar = tqdm(total=end, initial=self.step, disable=not self.main, desc="train", dynamic_ncols=True)
         record, t_last, cpu_last, clips_since, steps_since = {}, time.perf_counter(), time.process_time(), 0, 0
+        wait_since = 0.0  # seconds the model waited for data
         deadline = time.perf_counter() + 60 * max_minutes if max_minutes else None
         if budget is not None:
             deadline = budget.deadline if deadline is None else min(deadline, budget.deadline)
@@ -256,7 +257,9 @@ class Trainer:
                 if phase != self.phase:
                     self.enter_phase(phase)
                 batches = iter(self.loader(start=phase.position(self.step)))
+            t_data = time.perf_counter()
             batch = next(batches)
+            wait_since += time.perf_counter() - t_data
             out = self.loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
@@ -281,8 +284,9 @@ class Trainer:
                 record = {"step": self.step, **{k: float(v.detach()) for k, v in out.items()},
                           "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0],
                           "clips_per_s": clips_since * self.world / (now - t_last),
-                          "step_s": (now - t_last) / steps_since, "cpu_step_s": (time.process_time() - cpu_last) / steps_since}
-                t_last, cpu_last, clips_since, steps_since = now, time.process_time(), 0, 0
+                          "step_s": (now - t_last) / steps_since, "cpu_step_s": (time.process_time() - cpu_last) / steps_since,
+                          "data_wait_s": wait_since / steps_since}
+                t_last, cpu_last, clips_since, steps_since, wait_since = now, time.process_time(), 0, 0, 0.0
                 if self.main:
                     append_jsonl(self.run_dir / "metrics.jsonl", record)
                     bar.set_postfix(loss=f"{record['loss']:.3f}", clips_s=f"{record['clips_per_s']:.2f}")
@@ -292,7 +296,7 @@ class Trainer:
                 self.save_checkpoint()
             if (tc["eval_every"] and self.step % tc["eval_every"] == 0) or self.step == total or out_of_time:
                 self.evaluate()
-                t_last, cpu_last, clips_since, steps_since = time.perf_counter(), time.process_time(), 0, 0  # training only
+                t_last, cpu_last, clips_since, steps_since, wait_since = time.perf_counter(), time.process_time(), 0, 0, 0.0
             if out_of_time:
                 tqdm.write(f"time limit reached at step {self.step} of {total}")
                 break
