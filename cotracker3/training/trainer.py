@@ -168,7 +168,8 @@ class Trainer:
         checkpoint written with another length continues the new one-cycle schedule at its step."""
         path = self.run_dir / CHECKPOINT
         ckpt = load_training_checkpoint(path)
-        if ckpt["kind"] != self.kind or ckpt["model_config"] != json.loads(json.dumps(self.model_args)):
+        same = json.dumps(ckpt["model_config"], sort_keys=True) == json.dumps(self.model_args, sort_keys=True)
+        if ckpt["kind"] != self.kind or not same:
             raise CheckpointError(f"{path} was written for another model ({ckpt['kind']} {ckpt['model_config']}), "
                                   f"not this run's {self.kind} {self.model_args}")
         if ckpt["step"] > self.train_conf["steps"]:
