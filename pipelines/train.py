@@ -3,6 +3,10 @@
 Fine-tune on pseudo-labels (``pipelines/relabel.py`` output):
 ``python -m pipelines.train --stage pseudo --labels LABELS_DIR --init default -o runs/student``.
 
+Curriculum (short clips, then 16- and 24-frame clips at 192 and 256 px): ``--config small_curriculum``
+(offline) and ``--config small_online`` (the online teacher); spend at most ~2 h of CPU in one
+sitting with ``--max-minutes 120`` and continue later with ``--resume``.
+
 Several GPUs / nodes: ``torchrun --nproc_per_node 8 -m pipelines.train ...`` (same arguments).
 
 Resuming (``--resume``) continues RUN_DIR/checkpoint.pt exactly. ``--steps`` is the schedule's length:
