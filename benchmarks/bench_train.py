@@ -2,6 +2,8 @@
 
     python benchmarks/bench_train.py --threads 2                 # small config: before vs after, ~3 min
     python benchmarks/bench_train.py --mode step --config full   # on a GPU: B=1, T=60, N=512, 384x512, bf16
+    python benchmarks/bench_train.py --mode curve --variants before --steps 120 --threads 1   # loss curve
+    python benchmarks/bench_train.py --mode phases --steps 2 --threads 1    # curriculum cost per phase
 
 ``fit`` trains the ``small`` config on its real synthetic clips with ``Trainer.fit`` for a few steps
 per variant, variants interleaved over ``--rounds`` so that a busy machine's load hits each alike:
@@ -33,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cotracker3.training import Trainer, get_config  # noqa: E402
+from cotracker3.training.curriculum import phases  # noqa: E402
 from cotracker3.training.trainer import build_optimizer  # noqa: E402
 
 # config -> (frames, tracks, (H, W)); full is the official training setting
@@ -58,12 +61,14 @@ class RandomClips(torch.utils.data.Dataset):
                 "query_frame": torch.zeros(N, dtype=torch.long)}
 
 
-def fit_variant(config: str, train: dict, steps: int, warmup: int) -> dict:
+def fit_variant(config: str, train: dict, steps: int, warmup: int, curriculum=None) -> dict:
     """Train ``steps`` steps with the config's train section overridden by ``train``; per-step records."""
     run = Path(tempfile.mkdtemp(prefix="bench_train_"))
     try:
         conf = get_config(config, train=dict(train, steps=steps, log_every=1, checkpoint_every=10**9, eval_every=0),
                           eval={"num_clips": 0})
+        if curriculum:
+            conf["curriculum"] = curriculum
         Trainer(conf, run).fit()
         recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][warmup:]
     finally:
@@ -86,6 +91,21 @@ def loss_curve(args) -> dict:
             out[name] = [round(json.loads(x)["loss"], 5) for x in (run / "metrics.jsonl").read_text().splitlines()]
         finally:
             shutil.rmtree(run)
+    return out
+
+
+def phase_costs(args) -> dict:
+    """Seconds per step of each curriculum phase with the shipped settings (a per-1000-steps estimate)."""
+    out = {}
+    for name in args.config:
+        conf = get_config(name)
+        for ph in phases(conf):
+            single = [dict(conf["curriculum"][ph.index], until=None)] if conf.get("curriculum") else None
+            r = fit_variant(name, {}, args.steps + args.warmup, args.warmup, curriculum=single)
+            out[f"{name}/phase{ph.index}"] = {
+                "size": list(ph.size), "frames": ph.data["seq_len"], "tracks": ph.data["num_tracks"],
+                "step_s": round(r["wall_s"] / r["steps"], 2), "cpu_step_s": round(r["cpu_s"] / r["steps"], 2),
+                "cpu_minutes_per_1000_steps": round(r["cpu_s"] / r["steps"] * 1000 / 60, 1)}
     return out
 
 
@@ -150,9 +170,10 @@ def bench_step(name: str, kind: str, repeats: int, run_dir: str) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=["fit", "step", "curve"], default="fit",
-                   help="curve: per-step losses of --variants over --steps steps (loss-curve check)")
-    p.add_argument("--config", nargs="+", default=None, choices=sorted(SHAPES), help="fit: small; step: tiny small")
+    p.add_argument("--mode", choices=["fit", "step", "curve", "phases"], default="fit",
+                   help="curve: per-step losses of --variants over --steps steps (loss-curve check); "
+                        "phases: cost per step of each curriculum phase (default configs small_curriculum small_online)")
+    p.add_argument("--config", nargs="+", default=None, help="fit, curve: small; step: tiny small (SHAPES)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=sorted(VARIANTS))
     p.add_argument("--steps", type=int, default=6, help="fit: counted steps per variant and round")
     p.add_argument("--warmup", type=int, default=2, help="fit: uncounted first steps per variant and round")
@@ -164,9 +185,10 @@ def main():
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.mode in ("fit", "curve"):
-        args.config = args.config or ["small"]
-        print(json.dumps((bench_fit if args.mode == "fit" else loss_curve)(args), indent=1), flush=True)
+    if args.mode in ("fit", "curve", "phases"):
+        args.config = args.config or (["small_curriculum", "small_online"] if args.mode == "phases" else ["small"])
+        run = {"fit": bench_fit, "curve": loss_curve, "phases": phase_costs}[args.mode]
+        print(json.dumps(run(args), indent=1), flush=True)
         return
     for name in args.config or ["tiny", "small"]:
         print(json.dumps(bench_step(name, args.model, args.repeats, args.run_dir)), flush=True)
