@@ -68,7 +68,7 @@ def test_resume_is_exact_and_metrics_do_not_repeat(tmp_path):
 
     part = Trainer(tiny(8), tmp_path / "part", dataset=ds)
     part.fit(stop_at=6)  # a clean stop writes a checkpoint at step 6
-    ckpt = torch.load(tmp_path / "part" / CHECKPOINT, weights_only=False)
+    ckpt = torch.load(tmp_path / "part" / CHECKPOINT, weights_only=True)
     assert ckpt["step"] == 6 and ckpt["data"]["position"] == 6
     resumed = Trainer(tiny(8), tmp_path / "part", dataset=ds)
     resumed.fit(resume=True)
@@ -100,7 +100,7 @@ def test_resume_after_crash_truncates_metrics(tmp_path):
 def test_checkpoint_complete_and_atomic(tmp_path, monkeypatch):
     t = Trainer(tiny(4), tmp_path, dataset=TranslatingTexture())
     t.fit()
-    ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=True)
     assert {"model", "optimizer", "scheduler", "step", "rng", "data", "config", "model_config"} <= set(ckpt)
     assert {"torch", "numpy", "python"} <= set(ckpt["rng"])
     assert ckpt["step"] == 4 and ckpt["scheduler"]["last_epoch"] == 4
@@ -149,3 +149,25 @@ def test_online_model_trains_over_two_windows(tmp_path):
     record = t.fit()
     assert record["step"] == 2 and np.isfinite(record["loss"])
     assert json.loads((tmp_path / "config.json").read_text())["model"]["kind"] == "online"
+
+
+def test_cpu_bf16_autocast_matches_fp32_loss(tmp_path):
+    """The small config's CPU speed setting (bf16 autocast, math attention) computes the same loss within bf16 noise."""
+    ds = TranslatingTexture()
+    batch = {k: v[None] for k, v in ds[0].items()}
+    losses = {}
+    for amp in ("fp32", "bf16"):
+        t = Trainer(tiny(1, cpu_amp=amp), tmp_path / amp, dataset=ds)
+        losses[amp] = float(t.loss(batch)["loss"].detach())
+    assert losses["bf16"] != losses["fp32"]  # autocast did act
+    assert abs(losses["bf16"] - losses["fp32"]) < 0.03 * losses["fp32"]
+
+
+def test_data_workers_give_the_same_batches(tmp_path):
+    """Clips made in a worker process are the ones the training process would have made (same order)."""
+    conf = tiny(3)
+    t = Trainer(conf, tmp_path, dataset=TranslatingTexture())
+    inline = [b["video"] for _, b in zip(range(3), t.loader(start=2))]
+    t.train_conf["num_workers"] = 1
+    worker = [b["video"] for _, b in zip(range(3), t.loader(start=2))]
+    assert all(torch.equal(a, b) for a, b in zip(inline, worker))

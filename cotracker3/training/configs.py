@@ -19,9 +19,11 @@ TRAIN_DEFAULTS = {
     "schedule_extra_steps": 100,  # OneCycleLR total = steps + this, as the official script
     "clip_grad_norm": 1.0,
     "iters": 4,
-    "amp": "bf16",  # autocast dtype on CUDA; ignored on CPU (float32)
+    "amp": "bf16",  # autocast dtype on CUDA ("bf16" or "fp32")
+    "cpu_amp": "fp32",  # the same on a CPU (bf16 pays where the CPU has bf16 matmuls, e.g. AVX512-BF16)
     "seed": 0,
-    "num_workers": 0,
+    "num_workers": 0,  # DataLoader worker processes making clips while the model trains
+    "prefetch": 2,  # batches queued per worker
     "freeze": [],  # parameter-name components/prefixes to keep fixed, e.g. ["vis_conf_head"]
     "loss": {  # passed to cotracker3.losses.sequence_losses, plus the terms summed into the loss
         "terms": ["track_visible", "track_occluded", "visibility", "confidence"],
@@ -45,6 +47,7 @@ FULL = {  # official CoTracker3 architecture (25.4 M parameters)
     "data": dict(SYNTHETIC, seq_len=60, num_tracks=512),
     "train": dict(TRAIN_DEFAULTS),
     "eval": dict(EVAL_DEFAULTS),
+    "gpu": {},  # budget runs on CUDA: the official batch of 1 clip per GPU
 }
 
 SMALL = {  # the embedded default: 3.3 M parameters, trainable on a 2-core CPU at 128x128, 8 frames
@@ -54,9 +57,34 @@ SMALL = {  # the embedded default: 3.3 M parameters, trainable on a 2-core CPU a
               "window_len": {"offline": 60, "online": 16}},
     "data": dict(SYNTHETIC, seq_len=8, num_tracks=48),
     "train": dict(TRAIN_DEFAULTS, steps=800, schedule_extra_steps=0, lr=5e-4, log_every=5,
-                  checkpoint_every=25, eval_every=100),
+                  checkpoint_every=25, eval_every=100, cpu_amp="bf16", num_workers=1),
     "eval": dict(EVAL_DEFAULTS, num_clips=4, num_frames=16, size=(128, 128)),
+    "gpu": {"train": {"batch_size": 16}},  # budget runs on CUDA (bf16; see training/budget.py)
 }
+
+# Curriculum (issue 14): short clips first, then 16- and 24-frame clips at 192 and 256 px. The model
+# works at 256x256 (what the predictor resizes videos to); phase 1 feeds it 128 px clips, so its
+# motion features see half-scale motion there. ``until``: absolute step ends (see curriculum.py).
+CURRICULUM = [
+    {"until": 1000, "size": (128, 128), "data": {"seq_len": 8, "num_tracks": 48}},
+    {"until": 2000, "size": (192, 192), "data": {"seq_len": 16, "num_tracks": 64}},
+    {"size": (256, 256), "data": {"seq_len": 24, "num_tracks": 96}},
+]
+SMALL_CURRICULUM = {
+    "model": dict(SMALL["model"], args=dict(SMALL["model"]["args"], model_resolution=(256, 256))),
+    "data": dict(SYNTHETIC, seq_len=8, num_tracks=48),
+    "curriculum": CURRICULUM,
+    "train": dict(SMALL["train"], steps=3000, eval_every=500),
+    "eval": dict(EVAL_DEFAULTS, num_clips=4, num_frames=24, size=(256, 256)),
+    "gpu": {"train": {"batch_size": 8}},
+}
+# The second teacher of the paper's kind: the online (sliding-window) model, window 16 / step 8. Its
+# first phase uses one full window; 24-frame clips then span two overlapping windows.
+SMALL_ONLINE = dict(SMALL_CURRICULUM, model=dict(SMALL_CURRICULUM["model"], kind="online"), curriculum=[
+    {"until": 1000, "size": (128, 128), "data": {"seq_len": 16, "num_tracks": 48}},
+    {"until": 2000, "size": (192, 192), "data": {"seq_len": 24, "num_tracks": 64}},
+    {"size": (256, 256), "data": {"seq_len": 24, "num_tracks": 96}},
+])
 
 TINY = {  # for tests: trains in seconds on a CPU
     "model": {"kind": "offline",
@@ -67,9 +95,11 @@ TINY = {  # for tests: trains in seconds on a CPU
     "train": dict(TRAIN_DEFAULTS, steps=40, schedule_extra_steps=0, lr=2e-3, log_every=1,
                   checkpoint_every=10, eval_every=0),
     "eval": dict(EVAL_DEFAULTS, num_clips=1, num_frames=8, size=(32, 32), num_tracks=8, iters=4),
+    "gpu": {"train": {"batch_size": 4}},
 }
 
-CONFIGS = {"tiny": TINY, "small": SMALL, "full": FULL}
+CONFIGS = {"tiny": TINY, "small": SMALL, "small_curriculum": SMALL_CURRICULUM, "small_online": SMALL_ONLINE,
+           "full": FULL}
 
 # Stage "pseudo": fine-tuning on pseudo-labelled real videos, as the official train_on_real_data.py
 # (README command): AdamW lr 5e-5, weight decay 1e-5, OneCycleLR over steps + 100 with no warm-up

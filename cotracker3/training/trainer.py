@@ -4,49 +4,60 @@ Layout of a run directory::
 
     RUN_DIR/config.json     the resolved config
     RUN_DIR/checkpoint.pt   latest state (model, optimizer, scheduler, step, RNG and data states)
-    RUN_DIR/metrics.jsonl   one JSON object per logged step: step, loss, loss terms, lr, clips/s
+    RUN_DIR/metrics.jsonl   one JSON object per logged step: step, loss, loss terms, lr, clips/s, wall and
+                            CPU (this process) seconds per step, seconds per step spent waiting for data
     RUN_DIR/eval.jsonl      one JSON object per evaluation: step and TAP-Vid metrics
     RUN_DIR/eval_set.pkl    the synthetic TAP-Vid-layout evaluation clips
 
 Resuming restores everything a step depends on, so N steps in one go and N/2 + N/2 with a
-resume in between give identical weights. Data order is a pure function of (seed, rank,
-position), which is what makes this hold with DataLoader workers and several processes.
+resume in between give identical weights. Data order is a pure function of (seed, rank, phase,
+position), which is what makes this hold with DataLoader workers, curriculum phases
+(curriculum.py) and several processes. The checkpoint holds only tensors and plain containers and
+is read with ``weights_only=True`` (state.py).
+
+Speed on a CPU (benchmarks/bench_train.py): clips are made by DataLoader worker processes while
+the model trains, and ``cpu_amp: bf16`` runs the step under bf16 autocast (with the math attention
+kernel), which pays on CPUs with bf16 matmuls (AVX512-BF16 / AMX).
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import random
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
-from cotracker3.checkpoint import build_model, load_weights, read_state_dict, save_weights
+from cotracker3.checkpoint import CheckpointError, build_model, load_weights, read_state_dict, save_weights
 from cotracker3.losses import sequence_losses
 
 from .configs import model_config
+from .curriculum import Phase, phase_at, phases
 from .data import ResumableSampler, build_dataset, collate, make_queries, resize_batch
 from .evaluation import evaluate_model, synthetic_eval_set
+from .state import (CHECKPOINT, RunError, append_jsonl, atomic_save, load_training_checkpoint, restore_schedule,
+                    rng_state, seed_everything, set_rng_state, truncate_jsonl)
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
 
 
 # -- distributed -------------------------------------------------------------------------------
 
-def setup_distributed() -> tuple[int, int, torch.device]:
-    """(rank, world_size, device) from torchrun's environment; a plain process is rank 0 of 1."""
+def setup_distributed(device: Optional[torch.device] = None) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device) from torchrun's environment; a plain process is rank 0 of 1.
+    ``device``: force "cpu" (default: this rank's GPU when there is one)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    if device is not None and torch.device(device).type == "cpu":
+        device = torch.device("cpu")
+    elif torch.cuda.is_available():
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
     else:
@@ -54,61 +65,6 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
-
-
-# -- files -------------------------------------------------------------------------------------
-
-def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file, fsync, then rename: a crash never leaves a partial file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def truncate_jsonl(path: Path, last_step: int) -> None:
-    """Keep the records with step <= last_step (and drop a torn last line) before appending."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if rec.get("step", -1) <= last_step:
-            keep.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in keep))
-    os.replace(tmp, path)
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 # -- model pieces ------------------------------------------------------------------------------
@@ -123,10 +79,19 @@ def build_optimizer(model: torch.nn.Module, train: dict, total_steps: int):
     """AdamW + OneCycleLR as the official script (cosine anneal, no momentum cycling)."""
     params = [p for n, p in model.named_parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=train["lr"], weight_decay=train["weight_decay"], eps=train["eps"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(
+    return opt, build_schedule(opt, train, total_steps)
+
+
+def build_schedule(opt: torch.optim.Optimizer, train: dict, total_steps: int):
+    """The one-cycle schedule of a ``total_steps`` run (plus the config's extra tail steps)."""
+    return torch.optim.lr_scheduler.OneCycleLR(
         opt, train["lr"], total_steps + max(1, train["schedule_extra_steps"]), pct_start=train["pct_start"],
         cycle_momentum=False, anneal_strategy=train["anneal_strategy"])
-    return opt, sched
+
+
+def _single_threaded_worker(worker_id: int) -> None:
+    """Data workers make whole clips in parallel; intra-op threads there would fight the model's."""
+    torch.set_num_threads(1)
 
 
 class Trainer:
@@ -137,16 +102,16 @@ class Trainer:
     """
 
     def __init__(self, conf: dict, run_dir, kind: Optional[str] = None, dataset=None, init: Optional[str] = None,
-                 eval_pickle: Optional[str] = None):
+                 eval_pickle: Optional[str] = None, device: Optional[torch.device] = None):
         self.conf = conf
         self.kind = kind or conf["model"]["kind"]
         self.conf["model"]["kind"] = self.kind
         self.train_conf = conf["train"]
         self.run_dir = Path(run_dir)
-        self.rank, self.world, self.device = setup_distributed()
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise RunError(f"output {self.run_dir} exists and is not a folder")
+        self.rank, self.world, self.device = setup_distributed(device)
         self.main = self.rank == 0
-        if self.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.model_args = model_config(conf, self.kind)
         seed_everything(self.train_conf["seed"])
         model = build_model(self.kind, None, **self.model_args)
@@ -161,10 +126,21 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.resolution = tuple(self.model_args["model_resolution"])
-        self.dataset = dataset if dataset is not None else build_dataset(
-            conf["data"], self.resolution, seed=self.train_conf["seed"])
-        self.eval_pickle = eval_pickle
+        self.phases = phases(conf)
+        self.dataset_override = dataset
         self.step = 0
+        self.phase = None
+        self.dataset = None
+        self.enter_phase(phase_at(self.phases, 0))
+        self.eval_pickle = eval_pickle
+        self.last_eval: Optional[dict] = None
+        self.clips_done = 0  # clips trained on by this object (all ranks)
+
+    def enter_phase(self, phase: Phase) -> None:
+        """Build the phase's dataset (clips rendered at its size) unless one was given."""
+        self.phase = phase
+        self.dataset = self.dataset_override if self.dataset_override is not None else build_dataset(
+            phase.data, phase.size, seed=self.train_conf["seed"] + 7919 * phase.index)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -178,7 +154,7 @@ class Trainer:
             "model_config": self.model_args,
             "kind": self.kind,
             "rng": rng_state(),
-            "data": {"position": self.step * self.train_conf["batch_size"]},
+            "data": {"phase": self.phase.index, "position": self.phase.position(self.step)},
         }
 
     def save_checkpoint(self) -> None:
@@ -186,10 +162,21 @@ class Trainer:
             atomic_save(self.state_dict(), self.run_dir / CHECKPOINT)
 
     def load_checkpoint(self) -> None:
-        ckpt = torch.load(self.run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+        """Restore everything a step depends on from RUN_DIR/checkpoint.pt (weights_only load).
+
+        The optimizer and scheduler must already be built for this call's schedule length; a
+        checkpoint written with another length continues the new one-cycle schedule at its step."""
+        path = self.run_dir / CHECKPOINT
+        ckpt = load_training_checkpoint(path)
+        same = json.dumps(ckpt["model_config"], sort_keys=True) == json.dumps(self.model_args, sort_keys=True)
+        if ckpt["kind"] != self.kind or not same:
+            raise CheckpointError(f"{path} was written for another model ({ckpt['kind']} {ckpt['model_config']}), "
+                                  f"not this run's {self.kind} {self.model_args}")
+        if ckpt["step"] > self.train_conf["steps"]:
+            raise RunError(f"{path} is at step {ckpt['step']}, past --steps {self.train_conf['steps']}")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        restore_schedule(self.scheduler, ckpt["scheduler"], ckpt["step"])
         self.step = ckpt["step"]
         set_rng_state(ckpt["rng"])
         if self.main:
@@ -200,13 +187,11 @@ class Trainer:
 
     def loss(self, batch: dict) -> dict:
         """Forward in train mode and the configured loss terms (their sum is ``loss``)."""
-        batch = resize_batch(batch, self.resolution)
+        batch = resize_batch(batch, self.phase.size)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         queries = make_queries(batch)
-        use_amp = self.device.type == "cuda" and self.train_conf["amp"] == "bf16"
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
         model = self.ddp or self.model
-        with amp:
+        with self.autocast():
             *_, train_data = model(batch["video"], queries, iters=self.train_conf["iters"], is_train=True)
         coords, vis, conf, valid = train_data  # losses in float32 (BCE is unsafe under autocast)
         train_data = tuple([[x.float() for x in w] for w in part] for part in (coords, vis, conf)) + (valid,)
@@ -220,38 +205,62 @@ class Trainer:
         out["loss"] = sum(out.values())
         return out
 
+    def autocast(self) -> ExitStack:
+        """bf16 autocast when configured for this device (``amp`` on CUDA, ``cpu_amp`` on a CPU). On a CPU
+        attention then uses the math kernel: the flash kernel's bf16 backward is ~10x slower there."""
+        stack = ExitStack()
+        amp = self.train_conf["amp"] if self.device.type == "cuda" else self.train_conf.get("cpu_amp", "fp32")
+        if amp == "bf16":
+            stack.enter_context(torch.autocast(self.device.type, dtype=torch.bfloat16))
+            if self.device.type == "cpu":
+                stack.enter_context(sdpa_kernel([SDPBackend.MATH]))
+        return stack
+
     # -- loop ------------------------------------------------------------------------------
 
     def fit(self, steps: Optional[int] = None, resume: bool = False, stop_at: Optional[int] = None,
-            max_minutes: Optional[float] = None) -> dict:
+            max_minutes: Optional[float] = None, budget=None) -> dict:
         """Train to ``steps`` (the schedule length); ``stop_at`` / ``max_minutes`` end this call
-        early (as if interrupted; a checkpoint is written). Returns the last logged record."""
+        early (as if interrupted; a checkpoint is written). ``budget`` (a budget.StepBudget) sets the
+        schedule length from the measured speed and stops at its deadline. Returns the last logged record."""
         tc = self.train_conf
         total = steps or tc["steps"]
         tc["steps"] = total
+        if total < 1:
+            raise RunError(f"the number of steps must be positive, got {total}")
         self.optimizer, self.scheduler = build_optimizer(self.model, tc, total)
-        if resume and (self.run_dir / CHECKPOINT).is_file():
+        if resume:
             self.load_checkpoint()
             log.info("resumed from step %d", self.step)
-        elif self.main:
-            for name in ("metrics.jsonl", "eval.jsonl"):
-                (self.run_dir / name).unlink(missing_ok=True)
+        elif (self.run_dir / CHECKPOINT).is_file():
+            raise RunError(f"{self.run_dir} already holds a training run ({CHECKPOINT}); "
+                           "resume it (--resume) or choose another output folder")
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if not resume:
+                for name in ("metrics.jsonl", "eval.jsonl"):
+                    (self.run_dir / name).unlink(missing_ok=True)
         if self.main:
             (self.run_dir / "config.json").write_text(json.dumps(self.conf, indent=1, default=list))
         end = min(total, stop_at or total)
 
-        bs = tc["batch_size"]
-        sampler = ResumableSampler(len(self.dataset), tc["seed"], self.rank, self.world, start=self.step * bs)
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=bs, sampler=sampler, num_workers=tc["num_workers"], collate_fn=collate,
-            pin_memory=self.device.type == "cuda", persistent_workers=False)
-        batches = iter(loader)
+        batches = None
         self.model.train()
         bar = tqdm(total=end, initial=self.step, disable=not self.main, desc="train", dynamic_ncols=True)
-        record, t_last, steps_since = {}, time.perf_counter(), 0
+        record, t_last, cpu_last, clips_since, steps_since = {}, time.perf_counter(), time.process_time(), 0, 0
+        wait_since = 0.0  # seconds the model waited for data
         deadline = time.perf_counter() + 60 * max_minutes if max_minutes else None
+        if budget is not None:
+            deadline = budget.deadline if deadline is None else min(deadline, budget.deadline)
         while self.step < end:
+            phase = phase_at(self.phases, self.step)
+            if batches is None or phase != self.phase:
+                if phase != self.phase:
+                    self.enter_phase(phase)
+                batches = iter(self.loader(start=phase.position(self.step)))
+            t_data = time.perf_counter()
             batch = next(batches)
+            wait_since += time.perf_counter() - t_data
             out = self.loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
@@ -260,13 +269,25 @@ class Trainer:
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
+            clips_since += len(batch["video"])
             steps_since += 1
+            self.clips_done += len(batch["video"]) * self.world
+            fitted = self._from_rank0(budget.total_steps(self.step) or 0) if budget and not budget.decided else 0
+            if budget is not None:
+                budget.decided = budget.decided or fitted > 0  # rank 0 decides for every rank
+            if fitted:  # the schedule that fits the budget, from here on
+                total = end = tc["steps"] = fitted
+                self.scheduler = build_schedule(self.optimizer, tc, total)
+                restore_schedule(self.scheduler, {}, self.step)
+                bar.total = end
             if self.step % tc["log_every"] == 0 or self.step == end:
                 now = time.perf_counter()
                 record = {"step": self.step, **{k: float(v.detach()) for k, v in out.items()},
                           "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0],
-                          "clips_per_s": steps_since * bs * self.world / (now - t_last)}
-                t_last, steps_since = now, 0
+                          "clips_per_s": clips_since * self.world / (now - t_last),
+                          "step_s": (now - t_last) / steps_since, "cpu_step_s": (time.process_time() - cpu_last) / steps_since,
+                          "data_wait_s": wait_since / steps_since}
+                t_last, cpu_last, clips_since, steps_since, wait_since = now, time.process_time(), 0, 0, 0.0
                 if self.main:
                     append_jsonl(self.run_dir / "metrics.jsonl", record)
                     bar.set_postfix(loss=f"{record['loss']:.3f}", clips_s=f"{record['clips_per_s']:.2f}")
@@ -276,7 +297,7 @@ class Trainer:
                 self.save_checkpoint()
             if (tc["eval_every"] and self.step % tc["eval_every"] == 0) or self.step == total or out_of_time:
                 self.evaluate()
-                t_last, steps_since = time.perf_counter(), 0  # clips/s measures training only
+                t_last, cpu_last, clips_since, steps_since, wait_since = time.perf_counter(), time.process_time(), 0, 0, 0.0
             if out_of_time:
                 tqdm.write(f"time limit reached at step {self.step} of {total}")
                 break
@@ -284,6 +305,26 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return record
+
+    def loader(self, start: int) -> torch.utils.data.DataLoader:
+        """Batches of the current phase from its sampler position ``start`` on. With ``num_workers`` > 0
+        clips are made in worker processes (one torch thread each) while the model trains, ``prefetch``
+        batches ahead per worker, so the model does not wait for data."""
+        tc = self.train_conf
+        sampler = ResumableSampler(len(self.dataset), tc["seed"], self.rank, self.world, start=start)
+        workers = tc["num_workers"]
+        extra = {"prefetch_factor": tc.get("prefetch", 2), "worker_init_fn": _single_threaded_worker} if workers else {}
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.phase.batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
+            pin_memory=self.device.type == "cuda", **extra)
+
+    def _from_rank0(self, value: int) -> int:
+        """Rank 0's integer for every rank."""
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], device=self.device, dtype=torch.long)
+        dist.broadcast(t, 0)
+        return int(t.item())
 
     def _agree(self, flag: bool) -> bool:
         """Rank 0's decision for every rank (so all processes stop at the same step)."""
@@ -308,6 +349,7 @@ class Trainer:
             self.model.train()
             append_jsonl(self.run_dir / "eval.jsonl", {"step": self.step, "error": repr(e)})
             return None
+        self.last_eval = metrics
         append_jsonl(self.run_dir / "eval.jsonl", {"step": self.step, **metrics})
         tqdm.write(f"eval @ {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return metrics

@@ -1,0 +1,97 @@
+"""Training for a fixed wall-clock budget: size the schedule to the measured speed, then evaluate and export.
+
+``train_for_budget`` is what ``pipelines/train.py --budget-minutes M`` runs (e.g. 9 minutes on one GPU):
+the one-cycle schedule needs its length up front, so the run first times a few steps, sets the
+length to what fits the rest of the training share of the budget, and continues that schedule at
+its current step (as a resumed run with a new ``--steps`` does). Training stops at the latest when
+its share is spent; evaluation on the config's synthetic set and the export of fp16 safetensors
+(with the model config in their metadata, like ``cotracker3/weights``) follow, and ``metrics.json``
+records what was done. On a GPU the config's ``gpu`` section applies (larger batch, clips
+rendered on the device in the training process).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .configs import merge
+from .trainer import Trainer
+
+TRAIN_SHARE = 0.85  # of the budget; the rest is left for evaluation and export
+WEIGHTS = "cotracker3_{config}_{kind}.safetensors"
+
+
+class StepBudget:
+    """Decides the schedule length once: after ``warmup`` steps it times steps until ``measure_s``
+    seconds or ``measure_steps`` steps have passed, then fits the remaining time."""
+
+    def __init__(self, seconds: float, warmup: int = 2, measure_steps: int = 10, measure_s: Optional[float] = None):
+        self.deadline = time.perf_counter() + seconds
+        self.warmup, self.measure_steps = warmup, measure_steps
+        self.measure_s = measure_s if measure_s is not None else 0.05 * seconds
+        self.t0 = self.step0 = None
+        self.decided = False
+
+    def total_steps(self, step: int) -> Optional[int]:
+        """The schedule length to switch to after ``step`` steps, once; otherwise None."""
+        if self.decided or step < self.warmup:
+            return None
+        now = time.perf_counter()
+        if self.t0 is None:
+            self.t0, self.step0 = now, step
+            return None
+        done = step - self.step0
+        if done < self.measure_steps and now - self.t0 < self.measure_s:
+            return None
+        self.decided = True
+        per_step = (now - self.t0) / done
+        return step + max(1, int((self.deadline - now) / per_step))
+
+
+def device_config(conf: dict, device: torch.device) -> dict:
+    """On CUDA: the config with its ``gpu`` section merged in and synthetic clips rendered on the device
+    (in the training process: no workers). The ``gpu`` section is removed either way."""
+    gpu = conf.pop("gpu", {})
+    if device.type != "cuda":
+        return conf
+    conf = merge(conf, gpu)
+    if conf["data"]["name"] == "synthetic":
+        conf["data"]["device"] = str(device)
+        conf["train"]["num_workers"] = 0
+    return conf
+
+
+def train_for_budget(conf: dict, out_dir, minutes: float, config_name: str, kind: Optional[str] = None,
+                     device: Optional[str] = None, init: Optional[str] = None) -> dict:
+    """Train, evaluate and export within ``minutes``; returns what OUT/metrics.json holds."""
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    conf = device_config(conf, dev)
+    conf["train"]["eval_every"] = 0  # evaluation once, at the end
+    trainer = Trainer(conf, out_dir, kind=kind, init=init, device=dev)
+    record = trainer.fit(steps=10**9, budget=StepBudget(60 * minutes * TRAIN_SHARE))
+    train_s = time.perf_counter() - t_start
+    metrics = trainer.last_eval if trainer.last_eval is not None else trainer.evaluate()
+    weights = out_dir / WEIGHTS.format(config=config_name, kind=trainer.kind)
+    trainer.export(weights, half=True)
+    clips = trainer.clips_done
+    result = {
+        "config": config_name, "kind": trainer.kind, "budget_minutes": minutes,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU {platform.machine()}, {torch.get_num_threads()} thread(s)",
+        "steps": trainer.step, "schedule_steps": trainer.train_conf["steps"], "clips": round(clips),
+        "train_seconds": round(train_s, 1), "total_seconds": round(time.perf_counter() - t_start, 1),
+        "clips_per_s": round(clips / max(train_s, 1e-9), 3), "final_loss": record.get("loss"),
+        "amp": trainer.train_conf["amp"] if dev.type == "cuda" else trainer.train_conf["cpu_amp"],
+        "batch_size": trainer.phase.batch_size, "eval": metrics, "weights": weights.name,
+    }
+    tmp = out_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, out_dir / "metrics.json")
+    return result
