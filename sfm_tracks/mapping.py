@@ -19,7 +19,7 @@ import pycolmap
 
 from . import database as dbm
 from . import feature_matches as fm
-from .cameras import CameraSpec, camera_spec, make_camera
+from .cameras import CameraSpec, camera_spec, frame_cameras
 from .errors import ReconstructionError
 from .geometric_filter import FilterOptions, frame_images, reprojection_errors, supported_tracks, track_points
 from .tracks import Tracks
@@ -71,7 +71,7 @@ def _options(options: dict) -> MappingOptions:
 
 
 def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, info: Optional[dict] = None,
-                **options) -> pycolmap.Reconstruction:
+                image_sizes=None, **options) -> pycolmap.Reconstruction:
     """Turn point tracks into a COLMAP reconstruction; image i is frame i, keypoint n is track n.
 
     camera: None (shared SIMPLE_RADIAL, focal prior 1.2 max(H, W)), a model name, a dict of
@@ -81,19 +81,23 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
     frames: optional (T, H, W, 3) uint8 images at the tracks' resolution; with them SIFT matches join
     the tracks where these do not connect the frames (options matches / image_set).
     info: optional dict that receives what was decided on the way (info["matches"]).
+    image_sizes: optional (T, 2) own size (H_t, W_t) of each frame when frames of different sizes sit at the
+    top-left of one (H, W) canvas; differing sizes get one camera per image (cameras.frame_cameras).
     options: MappingOptions fields. Raises ReconstructionError for degenerate input.
     """
     opts = _options(options)
     spec = camera_spec(camera)
-    ok = dbm.check_tracks(tracks, features=frames is not None and opts.matches != "off" and cam_from_world is None)
+    ok = dbm.check_tracks(tracks, features=frames is not None and opts.matches != "off" and cam_from_world is None,
+                          image_sizes=image_sizes)
+    cameras = frame_cameras(spec, tracks.image_size, tracks.num_frames, image_sizes)
     with _colmap_logging(opts.verbose), contextlib.ExitStack() as stack:
         work = Path(opts.work_dir) if opts.work_dir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sfm_tracks_")))
         work.mkdir(parents=True, exist_ok=True)
         if cam_from_world is not None:
-            rec = _posed_reconstruction(tracks, make_camera(spec, tracks.image_size), cam_from_world, ok)
+            rec = _posed_reconstruction(tracks, cameras, cam_from_world, ok)
             _complete_tracks(rec, tracks, ok, opts)
         else:
-            rec = _map(tracks, spec, ok, work, opts, frames, info)
+            rec = _map(tracks, spec, ok, work, opts, frames, info, cameras)
             if opts.complete_tracks:
                 _complete_tracks(rec, tracks, ok, opts)
         _filter(rec, tracks, opts)
@@ -109,18 +113,20 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
 
 
 def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: MappingOptions, frames=None,
-         info: Optional[dict] = None) -> pycolmap.Reconstruction:
+         info: Optional[dict] = None, cameras: Optional[list] = None) -> pycolmap.Reconstruction:
+    # cameras: frame t's camera (cameras.frame_cameras); default one shared camera
+    cameras = cameras or frame_cameras(spec, tracks.image_size, tracks.num_frames)
     db_path = work / "database.db"
     if db_path.exists():
         db_path.unlink()
     pairs = dbm.pair_schedule(tracks.num_frames, opts.neighbours, opts.max_stride)
     # Feature matches (SIFT) where tracks do not connect the frames, appended after the track keypoints.
     sift, plan = fm.feature_matches(frames, ok, pairs, work, opts.matches, opts.image_set, opts.min_matches, tracks.image_size,
-                                    fm.MatchOptions(num_threads=opts.num_threads))
+                                    fm.MatchOptions(num_threads=opts.num_threads), [(c.height, c.width) for c in cameras])
     if info is not None:
         info["matches"] = plan.summary()
     t0 = time.time()
-    n = dbm.write_database(db_path, tracks, make_camera(spec, tracks.image_size), pairs, ok, opts.min_matches, extra=sift)
+    n = dbm.write_database(db_path, tracks, cameras, pairs, ok, opts.min_matches, extra=sift)
     if n == 0:
         raise ReconstructionError(f"no frame pair shares >= {opts.min_matches} visible tracks" + (" or SIFT matches" if sift else ""))
     logger.info("database: %d frames, %d tracks, %d matched pairs (%.1fs)", tracks.num_frames, tracks.num_tracks, n, time.time() - t0)
@@ -144,7 +150,7 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
         po.ba_refine_focal_length = spec.refine_focal_length
         po.ba_refine_principal_point = spec.refine_principal_point
         po.ba_refine_extra_params = spec.refine_extra_params
-        po.constant_cameras = {1} if spec.fixed else set()
+        po.constant_cameras = {c.camera_id for c in cameras} if spec.fixed else set()
         po.mergedict(opts.pipeline)
         models = pycolmap.incremental_mapping(str(db_path), str(work), str(out), po)
     elif opts.mapper == "global":
@@ -178,19 +184,20 @@ def _as_rigid(pose) -> Optional[pycolmap.Rigid3d]:
     return pycolmap.Rigid3d(m[:3, :4])
 
 
-def _posed_reconstruction(tracks: Tracks, camera: pycolmap.Camera, cam_from_world, ok) -> pycolmap.Reconstruction:
-    """Images with the given poses and all tracks as keypoints (index == track id), no points yet."""
+def _posed_reconstruction(tracks: Tracks, cameras: list, cam_from_world, ok) -> pycolmap.Reconstruction:
+    """Images with the given poses and all tracks as keypoints (index == track id), no points yet; cameras[t]: frame t's."""
     if len(cam_from_world) != tracks.num_frames:
         raise ReconstructionError(f"got {len(cam_from_world)} poses for {tracks.num_frames} frames")
     poses = [_as_rigid(p) for p in cam_from_world]
     if sum(p is not None for p in poses) < 2:
         raise ReconstructionError("need known poses for at least 2 frames")
-    H, W = tracks.image_size
-    kp = np.where(ok[..., None], tracks.xy + dbm.COLMAP_OFFSET, np.array([W / 2, H / 2]))
+    centres = np.array([[c.width / 2, c.height / 2] for c in cameras])[:, None]
+    kp = np.where(ok[..., None], tracks.xy + dbm.COLMAP_OFFSET, centres)
     rec = pycolmap.Reconstruction()
-    rec.add_camera_with_trivial_rig(camera)
+    for camera in {c.camera_id: c for c in cameras}.values():
+        rec.add_camera_with_trivial_rig(camera)
     for t, name in enumerate(tracks.names()):
-        im = pycolmap.Image(name=name, keypoints=kp[t], camera_id=camera.camera_id, image_id=t + 1)
+        im = pycolmap.Image(name=name, keypoints=kp[t], camera_id=cameras[t].camera_id, image_id=t + 1)
         if poses[t] is None:
             rec.add_image_with_trivial_frame(im)
         else:
