@@ -412,7 +412,8 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
     if mask_dir is not None:
         with timer("masks"):
             masks = load_masks(mask_dir, names, in_sizes, sizes, size, work)
-    if mixed:  # the black padding around smaller frames is not the scene: no queries, no observations there
+    padded = mixed_sizes(sizes)
+    if padded:  # the black padding around smaller frames is not the scene: no queries, no observations there
         masks = exclude_padding(masks, sizes, size, work)
     qf = query_frames(len(frames), conf["queries"])
     problem = flat_frames(frames, qf)
@@ -437,7 +438,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         image_set = not isinstance(source, tuple) and Path(source).is_dir()
         try:
             rec = reconstruct(tracks, camera=spec, frames=frames, info=info, image_set=image_set, work_dir=str(work / "colmap"),
-                              image_sizes=sizes if mixed else None, **conf["mapping"])
+                              image_sizes=sizes if padded else None, **conf["mapping"])
         except ReconstructionError as e:
             if tracks.num_tracks:
                 raise
