@@ -398,7 +398,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
     with timer("read"):
         frames, names, in_sizes, sizes = load_frames(source, work, ic["max_frames"], ic["stride"], ic["max_side"], min_frames,
                                                      f" (a track must be seen in >= {fc['min_length']} frames)")
-    size, in_size, small = frames.shape[1:3], in_sizes[0], int(np.argmin(sizes.min(1)))
+    size, in_size, small = frames.shape[1:3], in_sizes[0].tolist(), int(np.argmin(sizes.min(1)))
     if sizes[small].min() < MIN_SIDE:
         what = f"image {names[small]} is" if mixed_sizes(sizes) else "frames are"
         raise InputError(f"{what} {sizes[small][1]}x{sizes[small][0]} px at tracking resolution "
