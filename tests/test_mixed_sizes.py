@@ -12,7 +12,8 @@ from sfm_tracks import Tracks
 from sfm_tracks.cameras import CameraSpec, frame_cameras
 from sfm_tracks.filters import off_padding
 from sfm_tracks.metrics import relative_pose_errors
-from sfm_tracks.pipeline import exclude_padding, load_frames
+from sfm_tracks.outdir import InputError
+from sfm_tracks.pipeline import exclude_padding, load_frames, load_masks
 from synthetic import orbit_poses, render_room, room_planes
 
 # (H, W, focal) per photo as rendered; --max-side 256 scales the 240x320 and 320x240 ones by 0.8
@@ -59,6 +60,31 @@ def test_canvas_padding_masks_and_cameras(tmp_path):
     assert own[1].focal_length == pytest.approx(1.2 * 70) and own[1].principal_point_x == pytest.approx(25)
     with pytest.raises(ValueError, match="one camera"):
         frame_cameras(CameraSpec(model="SIMPLE_PINHOLE", params=[50.0, 30.0, 20.0]), (70, 60), 2, sizes)
+
+
+def test_masks_of_mixed_sizes(tmp_path):
+    d = tmp_path / "masks"
+    d.mkdir()
+    cv2.imwrite(str(d / "a.png.png"), np.full((80, 120), 255, np.uint8))  # input 80x120 -> 40x60 at tracking size
+    cv2.imwrite(str(d / "b.png"), np.zeros((70, 50), np.uint8))
+    in_sizes, sizes = np.array([[80, 120], [70, 50]]), np.array([[40, 60], [70, 50]])
+    m = load_masks(d, ["a.png", "b.png"], in_sizes, sizes, (70, 60), tmp_path)
+    assert m.shape == (2, 70, 60) and m[0, :40, :60].all() and not m[0, 40:].any() and not m[1].any()
+    cv2.imwrite(str(d / "b.png"), np.zeros((50, 70), np.uint8))
+    with pytest.raises(InputError, match="mask b.png is 70x50, its frame 50x70"):
+        load_masks(d, ["a.png", "b.png"], in_sizes, sizes, (70, 60), tmp_path)
+
+
+def test_intrinsics_are_refused_for_mixed_sizes(tmp_path, capsys):
+    d = tmp_path / "photos"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for t, (h, w) in enumerate([(48, 64), (64, 48), (48, 64)]):
+        cv2.imwrite(str(d / f"{t}.png"), rng.integers(0, 255, (h, w, 3), np.uint8))
+    assert main([str(d), "-o", str(tmp_path / "out"), "--intrinsics", "50,32,24", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: --intrinsics describe one camera") and "2 sizes" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_mixed_size_photos_get_one_camera_each(tmp_path, capsys):
