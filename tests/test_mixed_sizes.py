@@ -11,9 +11,9 @@ from pipelines.reconstruct import main
 from sfm_tracks import Tracks
 from sfm_tracks.cameras import CameraSpec, frame_cameras
 from sfm_tracks.filters import off_padding
+from sfm_tracks.inputs import exclude_padding, load_frames, load_masks
 from sfm_tracks.metrics import relative_pose_errors
 from sfm_tracks.outdir import InputError
-from sfm_tracks.pipeline import exclude_padding, load_frames, load_masks
 from synthetic import orbit_poses, render_room, room_planes
 
 # (H, W, focal) per photo as rendered; --max-side 256 scales the 240x320 and 320x240 ones by 0.8
