@@ -72,6 +72,9 @@ def bench_colmap_sift(image_dir: Path, matcher: str, ref: dict | None = None, ma
 
     Returns the result dict, or (dict, largest model or None) with `return_model`."""
     names = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in (".jpg", ".png", ".jpeg"))
+    # one shared camera for same-size frames; photos of different sizes one camera each (as reconstruct.py does)
+    sizes = {(b.width, b.height) for b in (pycolmap.Bitmap.read(str(image_dir / n), False) for n in names)}
+    camera_mode = pycolmap.CameraMode.SINGLE if len(sizes) == 1 else pycolmap.CameraMode.PER_IMAGE
     with tempfile.TemporaryDirectory() as work:
         db = os.path.join(work, "database.db")
         t0 = time.time()
@@ -80,7 +83,7 @@ def bench_colmap_sift(image_dir: Path, matcher: str, ref: dict | None = None, ma
             eo.sift.max_num_features = max_features
         eo.num_threads = -1
         ro = pycolmap.ImageReaderOptions(camera_model="SIMPLE_RADIAL")
-        pycolmap.extract_features(db, str(image_dir), image_names=names, camera_mode=pycolmap.CameraMode.SINGLE,
+        pycolmap.extract_features(db, str(image_dir), image_names=names, camera_mode=camera_mode,
                                   reader_options=ro, extraction_options=eo, device=pycolmap.Device.cpu)
         t_extract = time.time() - t0
         t0 = time.time()

@@ -11,6 +11,9 @@ Masks (--mask-dir): one per frame, named like the frame (`frame_000000.png` for 
 (`<image name>.png`), at the input size; nonzero pixels are kept (COLMAP's convention), zero pixels get no
 queries and observations landing on them are dropped. --intrinsics are in input-image pixels with COLMAP's
 convention (principal point measured from the image corner) and are kept fixed.
+A folder of images of different sizes (a photo collection) is tracked on a common canvas, each image scaled to
+--max-side at its top-left; every image then gets its own camera (COLMAP's per-image camera mode), images/
+holds each at its own size, and --intrinsics (one camera) are refused.
 Bad input exits with status 2 and one line `error: ...`; nothing is written to OUTDIR then. OUTDIR must not
 be, contain or lie inside an input (sfm_tracks/outdir.py says what may be written, replaced and cleaned up).
 """

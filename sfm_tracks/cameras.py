@@ -1,13 +1,15 @@
 """Camera construction: model choice, focal prior, user intrinsics and what bundle adjustment may refine.
 
 Intrinsics given by the user are in COLMAP's convention (as in cameras.txt: principal point measured
-from the image corner). A video has one camera, so a single shared camera is the default.
+from the image corner). A video has one camera, so a single shared camera is the default; images of
+different sizes get one camera each (`frame_cameras`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
+import numpy as np
 import pycolmap
 
 MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
@@ -71,3 +73,21 @@ def make_camera(spec: CameraSpec, image_size, camera_id: int = 1) -> pycolmap.Ca
     # Without this flag two-view verification only fits F/H and the mapper ignores the focal guess.
     cam.has_prior_focal_length = True
     return cam
+
+
+def frame_cameras(spec: CameraSpec, image_size, num_frames: int, image_sizes=None) -> list:
+    """The camera of each of `num_frames` frames: one shared camera (id 1) of size (H, W) = image_size, or,
+    when image_sizes (T, 2) differ, camera t + 1 of size image_sizes[t] for frame t. That is COLMAP's
+    per-image camera mode: photos of different sizes come from different cameras or zoom settings."""
+    if image_sizes is None:
+        return [make_camera(spec, image_size)] * num_frames
+    sizes = np.asarray(image_sizes, np.int64).reshape(-1, 2)
+    if len(sizes) != num_frames:
+        raise ValueError(f"image_sizes has {len(sizes)} rows for {num_frames} frames")
+    if (sizes < 1).any() or (sizes > np.asarray(image_size)).any():
+        raise ValueError(f"image_sizes must lie within the tracks' image size {tuple(image_size)}")
+    if (sizes == sizes[0]).all():
+        return [make_camera(spec, (int(sizes[0, 0]), int(sizes[0, 1])))] * num_frames
+    if spec.params is not None:
+        raise ValueError(f"camera parameters describe one camera, but the frames come in {len(np.unique(sizes, axis=0))} sizes")
+    return [make_camera(spec, (int(s[0]), int(s[1])), camera_id=t + 1) for t, s in enumerate(sizes)]

@@ -19,16 +19,22 @@ logger = logging.getLogger(__name__)
 COLMAP_OFFSET = 0.5  # COLMAP puts the image corner at 0, the tracker the first pixel centre
 
 
-def usable(tracks: Tracks) -> np.ndarray:
-    """(T, N) observations fit to enter COLMAP: visible, finite and inside the image."""
+def usable(tracks: Tracks, image_sizes=None) -> np.ndarray:
+    """(T, N) observations fit to enter COLMAP: visible, finite and inside the image.
+
+    image_sizes: optional (T, 2) own size (H_t, W_t) of each frame, for frames of different sizes on one canvas.
+    """
     H, W = tracks.image_size
+    if image_sizes is not None:
+        H, W = np.asarray(image_sizes)[:, :1], np.asarray(image_sizes)[:, 1:2]
     xy = tracks.xy
     with np.errstate(invalid="ignore"):
         inside = (xy[..., 0] >= -0.5) & (xy[..., 0] <= W - 0.5) & (xy[..., 1] >= -0.5) & (xy[..., 1] <= H - 0.5)
     return tracks.visible & np.isfinite(xy).all(-1) & inside
 
 
-def check_tracks(tracks: Tracks, min_frames: int = 2, min_tracks_per_frame: int = 8, features: bool = False) -> np.ndarray:
+def check_tracks(tracks: Tracks, min_frames: int = 2, min_tracks_per_frame: int = 8, features: bool = False,
+                 image_sizes=None) -> np.ndarray:
     """Reject input that cannot give a reconstruction, with the reason; return the usable mask.
 
     features: SIFT matches will join the tracks, so frames (or the whole input) may have too few tracks.
@@ -47,7 +53,7 @@ def check_tracks(tracks: Tracks, min_frames: int = 2, min_tracks_per_frame: int 
     names = tracks.names()
     if len(set(names)) != len(names):
         raise ReconstructionError("image names must be unique: frames are matched to images by name")
-    ok = usable(tracks)
+    ok = usable(tracks, image_sizes)
     good_frames = (ok.sum(1) >= min_tracks_per_frame).sum()
     if good_frames < min_frames:
         raise ReconstructionError(
@@ -71,9 +77,11 @@ def pair_schedule(num_frames: int, neighbours: int = 3, max_stride: int | None =
     return [(i, i + s) for s in sorted(strides) for i in range(num_frames - s)]
 
 
-def write_database(db_path, tracks: Tracks, camera: pycolmap.Camera, pairs, ok=None, min_matches: int = 15,
+def write_database(db_path, tracks: Tracks, camera, pairs, ok=None, min_matches: int = 15,
                    extra=None) -> int:
-    """Write one camera, T images, N keypoints per image and the raw matches of `pairs`; return #pairs.
+    """Write the camera(s), T images, N keypoints per image and the raw matches of `pairs`; return #pairs.
+
+    camera: one pycolmap.Camera shared by all frames, or a list of T (cameras.frame_cameras), frame t's first.
 
     extra: optional feature_matches.SiftMatches; each image's SIFT keypoints follow its N track keypoints
     (index N + k) and each pair's SIFT matches are appended to its shared tracks (pairs outside the
@@ -82,15 +90,19 @@ def write_database(db_path, tracks: Tracks, camera: pycolmap.Camera, pairs, ok=N
     ok = usable(tracks) if ok is None else ok
     names = tracks.names()
     N = tracks.num_tracks
+    cams = list(camera) if isinstance(camera, (list, tuple)) else [camera] * tracks.num_frames
+    if len(cams) != tracks.num_frames:
+        raise ValueError(f"{len(cams)} cameras for {tracks.num_frames} frames")
     # Placeholder for unusable observations: the image centre, never referenced by a match.
-    H, W = tracks.image_size
-    kp = np.where(ok[..., None], tracks.xy + COLMAP_OFFSET, np.array([W / 2, H / 2])).astype(np.float32)
+    centres = np.array([[c.width / 2, c.height / 2] for c in cams])[:, None]
+    kp = np.where(ok[..., None], tracks.xy + COLMAP_OFFSET, centres).astype(np.float32)
     extra_matches = extra.matches if extra is not None else {}
     written = 0
     with pycolmap.Database.open(str(db_path)) as db:
-        db.write_camera(camera, use_camera_id=True)
+        for cam in {c.camera_id: c for c in cams}.values():
+            db.write_camera(cam, use_camera_id=True)
         for t in range(tracks.num_frames):
-            db.write_image(pycolmap.Image(name=names[t], camera_id=camera.camera_id, image_id=t + 1), use_image_id=True)
+            db.write_image(pycolmap.Image(name=names[t], camera_id=cams[t].camera_id, image_id=t + 1), use_image_id=True)
             db.write_keypoints(t + 1, kp[t] if extra is None else np.concatenate([kp[t], extra.keypoints[t]]))
         scheduled = [tuple(p) for p in pairs]
         for i, j in scheduled + sorted(set(extra_matches) - set(scheduled)):

@@ -127,12 +127,17 @@ def nerfstudio_intrinsics(camera: pycolmap.Camera) -> dict:
 
 
 def write_transforms(rec: pycolmap.Reconstruction, path, image_dir: str = "images", ply_file: Optional[str] = None) -> Path:
-    """nerfstudio transforms.json: camera-to-world in OpenGL camera axes, world frame left as COLMAP's."""
+    """nerfstudio transforms.json: camera-to-world in OpenGL camera axes, world frame left as COLMAP's.
+
+    One shared camera: its intrinsics at the top level. Several cameras (images of different sizes): each
+    frame carries its own fl_x, fl_y, cx, cy, w, h and distortion, as nerfstudio reads per-frame intrinsics.
+    """
     path = Path(path)
     cams = {im.camera_id for im in rec.images.values() if im.has_pose}
-    if len(cams) != 1:
-        raise ValueError(f"transforms.json export expects one shared camera, found {len(cams)}")
-    out = nerfstudio_intrinsics(rec.cameras[cams.pop()])
+    if not cams:
+        raise ValueError("transforms.json export needs at least one registered image")
+    shared = len(cams) == 1
+    out = nerfstudio_intrinsics(rec.cameras[min(cams)]) if shared else {"camera_model": "OPENCV"}
     frames = []
     for iid in sorted(rec.reg_image_ids()):
         im = rec.images[iid]
@@ -140,8 +145,11 @@ def write_transforms(rec: pycolmap.Reconstruction, path, image_dir: str = "image
         w2c[:3] = im.cam_from_world().matrix()
         c2w = np.linalg.inv(w2c)
         c2w[:3, :3] = c2w[:3, :3] @ OPENCV_TO_OPENGL
-        frames.append({"file_path": f"{image_dir}/{im.name}" if image_dir else im.name,
-                       "transform_matrix": c2w.tolist(), "colmap_im_id": int(iid)})
+        frame = {"file_path": f"{image_dir}/{im.name}" if image_dir else im.name,
+                 "transform_matrix": c2w.tolist(), "colmap_im_id": int(iid)}
+        if not shared:
+            frame.update({k: v for k, v in nerfstudio_intrinsics(rec.cameras[im.camera_id]).items() if k != "camera_model"})
+        frames.append(frame)
     out["frames"] = frames
     out["applied_transform"] = np.eye(4)[:3].tolist()  # no world re-orientation was applied
     if ply_file:

@@ -141,10 +141,11 @@ def _gray(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if f.ndim == 3 else f, dtype=np.uint8)
 
 
-def sift_matches(frames, pairs: list, work: Path, options: Optional[MatchOptions] = None) -> SiftMatches:
+def sift_matches(frames, pairs: list, work: Path, options: Optional[MatchOptions] = None, image_sizes=None) -> SiftMatches:
     """SIFT on the frames of `pairs` and pycolmap's matcher (ratio test, cross check) on each pair.
 
-    frames: (T, H, W, 3) uint8 (a memmap is fine). Descriptors go into a scratch pycolmap database in
+    frames: (T, H, W, 3) uint8 (a memmap is fine). image_sizes: optional (T, 2) own size of each frame on a
+    padded canvas; SIFT sees only that part, so neither the padding nor its edge gives keypoints. Descriptors go into a scratch pycolmap database in
     `work` and the matcher reads them from there, so memory stays bounded however many frames.
     """
     o = options or MatchOptions()
@@ -165,7 +166,8 @@ def sift_matches(frames, pairs: list, work: Path, options: Optional[MatchOptions
         cam = pycolmap.Camera.create_from_model_name(1, "SIMPLE_RADIAL", 1.2 * max(H, W), W, H)
         db.write_camera(cam, use_camera_id=True)
         for t in need:
-            kp, desc = extractor.extract_from_uint8_array(_gray(frames[t]))
+            frame = frames[t] if image_sizes is None else frames[t][:image_sizes[t][0], :image_sizes[t][1]]
+            kp, desc = extractor.extract_from_uint8_array(_gray(frame))
             xy = np.array([(k.x, k.y) for k in kp], np.float32).reshape(-1, 2)
             keypoints[t] = xy
             db.write_image(pycolmap.Image(name=f"{t}", camera_id=1, image_id=int(t) + 1), use_image_id=True)
@@ -195,10 +197,12 @@ def sift_matches(frames, pairs: list, work: Path, options: Optional[MatchOptions
 
 
 def feature_matches(frames, ok: np.ndarray, schedule: list, work: Path, mode: str = "auto", image_set: bool = False,
-                    min_matches: int = 15, image_size: Optional[tuple] = None, options: Optional[MatchOptions] = None) -> tuple:
+                    min_matches: int = 15, image_size: Optional[tuple] = None, options: Optional[MatchOptions] = None,
+                    image_sizes=None) -> tuple:
     """(SiftMatches or None, MatchPlan) for the track database; frames None means tracks only.
 
-    frames: (T, H, W, 3) uint8 at the tracks' resolution `image_size` (H, W); ok: (T, N) usable observations.
+    frames: (T, H, W, 3) uint8 at the tracks' resolution `image_size` (H, W); ok: (T, N) usable observations;
+    image_sizes: optional (T, 2) own size of each frame when frames of different sizes share a padded canvas.
     """
     if mode not in MATCH_MODES:
         raise ValueError(f"matches must be one of {MATCH_MODES}, got {mode!r}")
@@ -213,4 +217,4 @@ def feature_matches(frames, ok: np.ndarray, schedule: list, work: Path, mode: st
     plan = plan_matches(ok, schedule, mode, image_set, min_matches, options)
     if not plan.pairs:
         return None, plan
-    return sift_matches(frames, plan.pairs, work, options), plan
+    return sift_matches(frames, plan.pairs, work, options, image_sizes), plan

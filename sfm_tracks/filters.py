@@ -162,6 +162,15 @@ def stuck_at_border(tracks: Tracks, margin_px: float = 1.0, min_frames: int = 3)
     return ~(_run_length(at_border & tracks.visible) >= min_frames)
 
 
+def off_padding(tracks: Tracks, sizes: np.ndarray, margin_px: float = 10.0) -> np.ndarray:
+    """(T, N) keep-mask for frames of different sizes on one canvas (each at its top-left, black padding
+    beyond): observations at least `margin_px` inside their frame's own (H_t, W_t) = sizes[t]. The padding
+    is not the scene, and its edge is a strong static gradient that trackers lock on to."""
+    h, w = np.asarray(sizes)[:, :1], np.asarray(sizes)[:, 1:2]
+    with np.errstate(invalid="ignore"):
+        return (tracks.xy[..., 0] <= w - 1 - margin_px) & (tracks.xy[..., 1] <= h - 1 - margin_px)
+
+
 def too_short(tracks: Tracks, min_length: int = 2) -> np.ndarray:
     """(N,) keep-mask: tracks visible in at least `min_length` frames (fewer cannot triangulate)."""
     return tracks.visible.sum(0) >= min_length

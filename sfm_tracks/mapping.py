@@ -20,7 +20,7 @@ import pycolmap
 
 from . import database as dbm
 from . import feature_matches as fm
-from .cameras import CameraSpec, camera_spec, make_camera
+from .cameras import CameraSpec, camera_spec, frame_cameras
 from .degeneracy import check_not_pure_rotation
 from .errors import ReconstructionError
 from .geometric_filter import FilterOptions, frame_images, reprojection_errors, supported_tracks, track_points
@@ -86,7 +86,7 @@ def _options(options: dict) -> MappingOptions:
     return MappingOptions(**options)
 
 
-def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, **options) -> pycolmap.Reconstruction:
+def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, image_sizes=None, **options) -> pycolmap.Reconstruction:
     """Turn point tracks into a COLMAP reconstruction; image i is frame i, keypoint n is track n.
 
     camera: None (shared SIMPLE_RADIAL, focal prior 1.2 max(H, W)), a model name, a dict of
@@ -95,19 +95,23 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, *
     for unknown frames); then points are triangulated and bundle-adjusted instead of mapped.
     frames: optional (T, H, W, 3) uint8 images at the tracks' resolution; with them SIFT matches join
     the tracks where these do not connect the frames (options matches / image_set).
+    image_sizes: optional (T, 2) own size (H_t, W_t) of each frame when frames of different sizes sit at the
+    top-left of one (H, W) canvas; differing sizes get one camera per image (cameras.frame_cameras).
     options: MappingOptions fields. Raises ReconstructionError for degenerate input.
     """
     opts = _options(options)
     spec = camera_spec(camera)
-    ok = dbm.check_tracks(tracks, features=frames is not None and opts.matches != "off" and cam_from_world is None)
+    ok = dbm.check_tracks(tracks, features=frames is not None and opts.matches != "off" and cam_from_world is None,
+                          image_sizes=image_sizes)
+    cameras = frame_cameras(spec, tracks.image_size, tracks.num_frames, image_sizes)
     with _colmap_logging(opts.verbose), contextlib.ExitStack() as stack:
         work = Path(opts.work_dir) if opts.work_dir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sfm_tracks_")))
         work.mkdir(parents=True, exist_ok=True)
         if cam_from_world is not None:
-            rec = _posed_reconstruction(tracks, make_camera(spec, tracks.image_size), cam_from_world, ok)
+            rec = _posed_reconstruction(tracks, cameras, cam_from_world, ok)
             _complete_tracks(rec, tracks, ok, opts)
         else:
-            rec = _map(tracks, spec, ok, work, opts, frames)
+            rec = _map(tracks, spec, ok, work, opts, frames, cameras)
             if opts.complete_tracks:
                 _complete_tracks(rec, tracks, ok, opts)
         _filter(rec, tracks, opts)
@@ -122,18 +126,21 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, *
     return rec
 
 
-def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: MappingOptions, frames=None) -> pycolmap.Reconstruction:
+def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: MappingOptions, frames=None,
+         cameras: Optional[list] = None) -> pycolmap.Reconstruction:
+    # cameras: frame t's camera (cameras.frame_cameras); default one shared camera
+    cameras = cameras or frame_cameras(spec, tracks.image_size, tracks.num_frames)
     db_path = work / "database.db"
     if db_path.exists():
         db_path.unlink()
     pairs = dbm.pair_schedule(tracks.num_frames, opts.neighbours, opts.max_stride)
     # Feature matches (SIFT) where tracks do not connect the frames, appended after the track keypoints.
     sift, plan = fm.feature_matches(frames, ok, pairs, work, opts.matches, opts.image_set, opts.min_matches, tracks.image_size,
-                                    fm.MatchOptions(num_threads=opts.num_threads))
+                                    fm.MatchOptions(num_threads=opts.num_threads), [(c.height, c.width) for c in cameras])
     if opts.report is not None:
         opts.report["matches"] = plan.summary()
     t0 = time.time()
-    n = dbm.write_database(db_path, tracks, make_camera(spec, tracks.image_size), pairs, ok, opts.min_matches, extra=sift)
+    n = dbm.write_database(db_path, tracks, cameras, pairs, ok, opts.min_matches, extra=sift)
     if n == 0:
         raise ReconstructionError(f"no frame pair shares >= {opts.min_matches} visible tracks" + (" or SIFT matches" if sift else ""))
     logger.info("database: %d frames, %d tracks, %d matched pairs (%.1fs)", tracks.num_frames, tracks.num_tracks, n, time.time() - t0)
@@ -143,23 +150,26 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
     logger.info("two-view geometries: %s (%.1fs)", stats["configs"], time.time() - t0)
     if stats["num_verified"] == 0:
         raise ReconstructionError("no frame pair passed geometric verification: tracks are inconsistent or too few")
-    if opts.refuse_pure_rotation:
+    shared_camera = len({c.camera_id for c in cameras}) == 1  # the rotation-only fit assumes one focal length
+    if opts.refuse_pure_rotation and not shared_camera:
+        logger.info("pure-rotation check skipped: one camera per image (mixed image sizes)")
+    if opts.refuse_pure_rotation and shared_camera:
         fit = check_not_pure_rotation(db_path, tracks.image_size)  # raises: no baseline, the mapper would invent one
         if fit is not None and opts.report is not None:
             opts.report["rotation_only_fit"] = {"focal_px": round(fit.focal, 1), "residual_p90_px": round(fit.parallax_px, 3),
                                                 "residual_closest_pairs_px": round(fit.noise_px, 3)}
 
-    return _mapped_model(db_path, work, tracks, spec, ok, opts)
+    return _mapped_model(db_path, work, tracks, spec, ok, opts, cameras)
 
 
-def _mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, ok: np.ndarray, opts: MappingOptions):
+def _mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, ok: np.ndarray, opts: MappingOptions, cameras: list):
     """The configured mapper's largest model; when incremental mapping registers fewer than
     `fallback_fraction` of the frames with tracks (or none), the global mapper on the same database too,
     keeping the model that registers more frames. `opts.report` records what ran and what was kept."""
     report = opts.report if opts.report is not None else {}
     report.update(mapper=opts.mapper, tried=[opts.mapper])
     try:
-        rec, error = _run_mapper(opts.mapper, db_path, work, tracks, spec, opts), None
+        rec, error = _run_mapper(opts.mapper, db_path, work, tracks, spec, opts, cameras), None
     except ReconstructionError as e:
         rec, error = None, e
     wanted = opts.fallback_fraction * int((ok.sum(1) > 0).sum())
@@ -171,7 +181,7 @@ def _mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, o
     logger.warning("incremental mapping registered %d/%d frames: trying the global mapper", got, tracks.num_frames)
     report["tried"].append("global")
     try:
-        alt = _run_mapper("global", db_path, work, tracks, spec, opts)
+        alt = _run_mapper("global", db_path, work, tracks, spec, opts, cameras)
     except ReconstructionError:
         alt = None
     if alt is not None and alt.num_reg_images() > got:
@@ -183,7 +193,7 @@ def _mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, o
     return rec
 
 
-def _run_mapper(mapper: str, db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, opts: MappingOptions):
+def _run_mapper(mapper: str, db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, opts: MappingOptions, cameras: list):
     """COLMAP's incremental or GLOMAP's global mapping of the verified database -> its largest model."""
     out = work / "models" / mapper
     out.mkdir(parents=True, exist_ok=True)
@@ -197,7 +207,7 @@ def _run_mapper(mapper: str, db_path: Path, work: Path, tracks: Tracks, spec: Ca
         po.ba_refine_focal_length = spec.refine_focal_length
         po.ba_refine_principal_point = spec.refine_principal_point
         po.ba_refine_extra_params = spec.refine_extra_params
-        po.constant_cameras = {1} if spec.fixed else set()
+        po.constant_cameras = {c.camera_id for c in cameras} if spec.fixed else set()
         po.mergedict(opts.pipeline)
         models = pycolmap.incremental_mapping(str(db_path), str(work), str(out), po)
     elif mapper == "global":
@@ -232,19 +242,20 @@ def _as_rigid(pose) -> Optional[pycolmap.Rigid3d]:
     return pycolmap.Rigid3d(m[:3, :4])
 
 
-def _posed_reconstruction(tracks: Tracks, camera: pycolmap.Camera, cam_from_world, ok) -> pycolmap.Reconstruction:
-    """Images with the given poses and all tracks as keypoints (index == track id), no points yet."""
+def _posed_reconstruction(tracks: Tracks, cameras: list, cam_from_world, ok) -> pycolmap.Reconstruction:
+    """Images with the given poses and all tracks as keypoints (index == track id), no points yet; cameras[t]: frame t's."""
     if len(cam_from_world) != tracks.num_frames:
         raise ReconstructionError(f"got {len(cam_from_world)} poses for {tracks.num_frames} frames")
     poses = [_as_rigid(p) for p in cam_from_world]
     if sum(p is not None for p in poses) < 2:
         raise ReconstructionError("need known poses for at least 2 frames")
-    H, W = tracks.image_size
-    kp = np.where(ok[..., None], tracks.xy + dbm.COLMAP_OFFSET, np.array([W / 2, H / 2]))
+    centres = np.array([[c.width / 2, c.height / 2] for c in cameras])[:, None]
+    kp = np.where(ok[..., None], tracks.xy + dbm.COLMAP_OFFSET, centres)
     rec = pycolmap.Reconstruction()
-    rec.add_camera_with_trivial_rig(camera)
+    for camera in {c.camera_id: c for c in cameras}.values():
+        rec.add_camera_with_trivial_rig(camera)
     for t, name in enumerate(tracks.names()):
-        im = pycolmap.Image(name=name, keypoints=kp[t], camera_id=camera.camera_id, image_id=t + 1)
+        im = pycolmap.Image(name=name, keypoints=kp[t], camera_id=cameras[t].camera_id, image_id=t + 1)
         if poses[t] is None:
             rec.add_image_with_trivial_frame(im)
         else:

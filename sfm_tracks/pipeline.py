@@ -1,7 +1,8 @@
 """Video (or image folder) -> tracks -> COLMAP model, as small steps composed by `run` with a plain config dict.
 
-Steps: load frames (uint8, resized to `max_side`, kept in a memory-mapped file so a 1000-frame video never
-sits in RAM) -> select queries (SIFT + grid on frames spread over the video) -> track (any TrackProvider,
+Steps: load frames (`inputs`: uint8, resized to `max_side`, kept in a memory-mapped file so a 1000-frame video
+never sits in RAM; photos of different sizes on a padded canvas) -> select queries (SIFT + grid on frames
+spread over the video) -> track (any TrackProvider,
 always through `windowed`, so a tracker only ever sees `window` frames) -> filters -> `reconstruct` (plus
 SIFT matches where tracks do not connect the frames, `mapping.matches`) ->
 outputs. All outputs are written into a staging folder next to OUTDIR and renamed into place at the end,
@@ -14,7 +15,6 @@ import contextlib
 import copy
 import json
 import logging
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -27,13 +27,14 @@ from tqdm import tqdm
 from .cameras import MODELS, CameraSpec
 from .errors import ReconstructionError
 from .export import export, replace_dir
-from .filters import apply_filters, cycle_consistency, low_confidence, stuck_at_border, too_short
+from .filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
+from .inputs import PADDING_MARGIN_PX, exclude_padding, load_frames, load_masks, mixed_sizes
 from .mapping import reconstruct
-from .outdir import InputError, anonymous_memmap, check_overlap, check_replaceable, staging
+from .outdir import InputError, check_overlap, check_replaceable, staging
 from .providers import TrackProvider, make_provider
 from .queries import explain_no_tracks, flat_frames, select_queries, spread_frames
 from .tracks import Tracks
-from .video import IMAGE_EXTENSIONS, VideoError, iter_frames, list_images, resize_max_side, write_tracks_video
+from .video import IMAGE_EXTENSIONS, write_tracks_video
 from .windowed import window_bounds, windowed
 
 logger = logging.getLogger(__name__)
@@ -96,72 +97,6 @@ class Timer:
             yield
         finally:
             self.times[name] = round(self.times.get(name, 0.0) + time.time() - t0, 3)
-
-
-# ---------------------------------------------------------------------------------------------- frames
-
-def load_frames(source, work: Path, max_frames=None, stride: int = 1, max_side=None, min_frames: int = 2, why: str = ""):
-    """Decode frames one at a time into a uint8 memmap -> (frames (T, H, W, 3), names, input (H, W)).
-
-    The memmap's file is an unlinked temp file in `work`: nothing is left on disk however the run ends.
-
-    source: a video file / image folder path, or (frames array, names) already in memory (demo).
-    """
-    if isinstance(source, tuple):
-        arr, names = source
-        items = ((n, f) for n, f in zip(names[::stride][:max_frames], arr[::stride][:max_frames]))
-        desc = "frames"
-    else:
-        items = iter_frames(source, max_frames=max_frames, stride=stride)
-        desc = f"read {Path(source).name}"
-    names, shape, in_size = [], None, None
-    with tempfile.TemporaryFile(dir=work) as f:  # the memmap keeps its own descriptor
-        for name, frame in tqdm(items, desc=desc, unit="frame", leave=False):
-            if in_size is None:
-                in_size = frame.shape[:2]
-            elif frame.shape[:2] != in_size:
-                raise VideoError(f"frame {name} is {frame.shape[1]}x{frame.shape[0]}, the first frame {in_size[1]}x{in_size[0]}")
-            small = np.ascontiguousarray(resize_max_side(frame, max_side), dtype=np.uint8)
-            shape = small.shape
-            f.write(small.tobytes())
-            names.append(name)
-        if len(names) < min_frames:
-            what = "no decodable frames" if not names else f"only {len(names)} frame(s)"
-            raise VideoError(f"{source if not isinstance(source, tuple) else 'input'} gives {what}, at least {min_frames} needed{why}")
-        f.flush()
-        return np.memmap(f, dtype=np.uint8, mode="r", shape=(len(names),) + shape), names, in_size
-
-
-def _find_mask(mask_dir: Path, name: str, by_stem: dict) -> Optional[Path]:
-    """COLMAP's `<image name>.png`, else any image file with the same stem."""
-    colmap_style = mask_dir / f"{name}.png"
-    return colmap_style if colmap_style.is_file() else by_stem.get(Path(name).stem)
-
-
-def load_masks(mask_dir, names: list, in_size: tuple, size: tuple, work: Path) -> np.ndarray:
-    """(T, H, W) bool memmap, True = pixel may be tracked (nonzero mask pixels are kept, COLMAP's rule).
-
-    Every frame needs a mask of the input image size; anything else is an error, not a silent skip.
-    """
-    mask_dir = Path(mask_dir)
-    if not mask_dir.is_dir():
-        raise InputError(f"mask folder not found: {mask_dir}")
-    by_stem = {p.stem: p for p in list_images(mask_dir)}
-    missing = [n for n in names if _find_mask(mask_dir, n, by_stem) is None]
-    if missing:
-        raise InputError(f"mask folder {mask_dir} has no mask for {len(missing)} of {len(names)} frames (first: {missing[0]})")
-    H, W = size
-    masks = anonymous_memmap(work, bool, (len(names), H, W))
-    for t, n in enumerate(tqdm(names, desc="masks", unit="frame", leave=False)):
-        p = _find_mask(mask_dir, n, by_stem)
-        m = cv2.imdecode(np.fromfile(str(p), np.uint8), cv2.IMREAD_GRAYSCALE) if p.stat().st_size else None
-        if m is None:
-            raise InputError(f"cannot read mask {p}")
-        if m.shape != tuple(in_size):
-            raise InputError(f"mask {p.name} is {m.shape[1]}x{m.shape[0]}, its frame {in_size[1]}x{in_size[0]}")
-        masks[t] = cv2.resize(m, (W, H), interpolation=cv2.INTER_NEAREST) > 0 if (H, W) != tuple(in_size) else m > 0
-    masks.flush()
-    return masks
 
 
 # ---------------------------------------------------------------------------------------------- tracking
@@ -234,10 +169,16 @@ def mask_filter(tracks: Tracks, masks) -> np.ndarray:
     return keep
 
 
-def filter_tracks(tracks: Tracks, conf: dict, tracker: str, provider=None, frames=None, masks=None, tconf=None) -> tuple:
-    """Filtered Tracks and per-filter counts of rejected visible observations."""
+def filter_tracks(tracks: Tracks, conf: dict, tracker: str, provider=None, frames=None, masks=None, tconf=None,
+                  sizes=None) -> tuple:
+    """Filtered Tracks and per-filter counts of rejected visible observations.
+
+    sizes: (T, 2) each frame's own size when frames of different sizes share a padded canvas.
+    """
     keep = {"low_confidence": low_confidence(tracks, conf["min_conf"].get(tracker, 0.5)),
             "stuck_at_border": stuck_at_border(tracks, conf["border_margin_px"], conf["border_min_frames"])}
+    if sizes is not None and mixed_sizes(sizes):
+        keep["padding"] = off_padding(tracks, sizes, PADDING_MARGIN_PX)
     if masks is not None and conf["mask_observations"]:
         keep["mask"] = mask_filter(tracks, masks)
     if conf["cycle_anchors"] and provider is not None:
@@ -280,16 +221,33 @@ def camera_spec(conf: dict, in_size: tuple, size: tuple) -> CameraSpec:
 
 # ---------------------------------------------------------------------------------------------- outputs
 
-def write_images(folder: Path, frames, names: list) -> None:
-    """The frames the model refers to, at the model's resolution, under their image names."""
+def write_images(folder: Path, frames, names: list, sizes=None) -> None:
+    """The frames the model refers to, at the model's resolution, under their image names.
+
+    sizes: optional (T, 2) own size of each frame on a padded canvas; images are cropped to it.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for t, name in enumerate(tqdm(names, desc="write images", unit="img", leave=False)):
+        frame = np.asarray(frames[t]) if sizes is None else np.asarray(frames[t][:sizes[t][0], :sizes[t][1]])
         ext = Path(name).suffix.lower()
         params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else []
-        ok, buf = cv2.imencode(ext if ext in IMAGE_EXTENSIONS else ".png", cv2.cvtColor(np.asarray(frames[t]), cv2.COLOR_RGB2BGR), params)
+        ok, buf = cv2.imencode(ext if ext in IMAGE_EXTENSIONS else ".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
         if not ok:
             raise OSError(f"cannot encode image {name}")
         buf.tofile(str(folder / name))
+
+
+def camera_report(rec: pycolmap.Reconstruction) -> dict:
+    """The shared camera (model, params), or with one camera per image: model and each image's size and params."""
+    def params(cam):
+        return [round(float(p), 6) for p in cam.params]
+    cams = rec.cameras
+    first = cams[min(cams)]
+    if len(cams) == 1:
+        return {"model": first.model_name, "params": params(first)}
+    per_image = {im.name: {"width": int(cams[im.camera_id].width), "height": int(cams[im.camera_id].height),
+                           "params": params(cams[im.camera_id])} for im in sorted(rec.images.values(), key=lambda i: i.image_id)}
+    return {"model": first.model_name, "num_cameras": len(cams), "per_image": per_image}
 
 
 def model_stats(rec: pycolmap.Reconstruction, num_frames: int) -> dict:
@@ -344,18 +302,26 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
     ic, tc, fc = conf["input"], conf["tracker"], conf["filters"]
     min_frames = max(2, fc["min_length"])
     with timer("read"):
-        frames, names, in_size = load_frames(source, work, ic["max_frames"], ic["stride"], ic["max_side"], min_frames,
-                                             f" (a track must be seen in >= {fc['min_length']} frames)")
-    size = frames.shape[1:3]
-    if min(size) < MIN_SIDE:
-        raise InputError(f"frames are {size[1]}x{size[0]} px at tracking resolution (input {in_size[1]}x{in_size[0]}, "
-                         f"--max-side {ic['max_side']}); need >= {MIN_SIDE} px on each side")
+        frames, names, in_sizes, sizes = load_frames(source, work, ic["max_frames"], ic["stride"], ic["max_side"], min_frames,
+                                                     f" (a track must be seen in >= {fc['min_length']} frames)")
+    size, in_size, small = frames.shape[1:3], in_sizes[0].tolist(), int(np.argmin(sizes.min(1)))
+    if sizes[small].min() < MIN_SIDE:
+        what = f"image {names[small]} is" if mixed_sizes(sizes) else "frames are"
+        raise InputError(f"{what} {sizes[small][1]}x{sizes[small][0]} px at tracking resolution "
+                         f"(input {in_sizes[small][1]}x{in_sizes[small][0]}, --max-side {ic['max_side']}); need >= {MIN_SIDE} px on each side")
+    mixed = mixed_sizes(sizes) or mixed_sizes(in_sizes)
+    if mixed and conf["camera"]["intrinsics"] is not None:
+        raise InputError(f"--intrinsics describe one camera, but the {len(names)} images come in {len(np.unique(in_sizes, axis=0))} "
+                         "sizes and each gets its own camera; leave --intrinsics out")
     spec = camera_spec(conf["camera"], in_size, size)
     logger.info("tracker: %s (%s)", provider.name, tracker_reason(provider))
     masks = None
     if mask_dir is not None:
         with timer("masks"):
-            masks = load_masks(mask_dir, names, in_size, size, work)
+            masks = load_masks(mask_dir, names, in_sizes, sizes, size, work)
+    padded = mixed_sizes(sizes)
+    if padded:  # the black padding around smaller frames is not the scene: no queries, no observations there
+        masks = exclude_padding(masks, sizes, size, work)
     qf = query_frames(len(frames), conf["queries"])
     problem = flat_frames(frames, qf)
     if problem:
@@ -370,7 +336,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         raw = track(provider, frames, queries, tc)
         raw.image_names = names
     with timer("filter"):
-        tracks, filter_stats = filter_tracks(raw, fc, tracker_key(provider), provider, frames, masks, tc)
+        tracks, filter_stats = filter_tracks(raw, fc, tracker_key(provider), provider, frames, masks, tc, sizes)
     logger.info("filters: %s", filter_stats)
     if tracks.num_tracks == 0 and conf["mapping"]["matches"] == "off":
         raise ReconstructionError(explain_no_tracks(frames, qf, filter_stats, fc["min_length"]))
@@ -379,7 +345,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         image_set = not isinstance(source, tuple) and Path(source).is_dir()
         try:
             rec = reconstruct(tracks, camera=spec, frames=frames, report=mapping_report, image_set=image_set, work_dir=str(work / "colmap"),
-                              **conf["mapping"])
+                              image_sizes=sizes if padded else None, **conf["mapping"])
         except ReconstructionError as e:
             if tracks.num_tracks:
                 raise
@@ -387,20 +353,19 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
             raise ReconstructionError(f"{explain_no_tracks(frames, qf, filter_stats, fc['min_length'])} ({e})") from None
     with timer("export"):
         export(rec, staging_out, tracks, frames)
-        write_images(staging_out / "images", frames, names)
+        write_images(staging_out / "images", frames, names, sizes)
     if conf["output"]["video"]:
         with timer("video"):
             write_tracks_video(staging_out / "tracks.mp4", frames, tracks, conf["output"]["fps"])
-    cam = rec.cameras[next(iter(rec.cameras))]
     report = {
         **model_stats(rec, len(names)),
         "input": str(source) if not isinstance(source, tuple) else "in-memory frames",
-        "input_size": list(in_size), "model_size": list(size),
+        "input_size": in_sizes.tolist() if mixed else list(in_size), "model_size": sizes.tolist() if mixed else list(size),
         "tracker": provider.name, "checkpoint": checkpoint_source(provider),
         "queries": int(len(queries)), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3)},
         "tracker_choice": tracker_reason(provider),
         "matches": mapping_report.pop("matches", None), "mapping": mapping_report,
-        "camera": {"model": cam.model_name, "params": [round(float(p), 6) for p in cam.params]},
+        "camera": camera_report(rec),
         "timings_s": timer.times, "total_s": round(sum(timer.times.values()), 3),
         "config": conf,
     }

@@ -98,14 +98,8 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def _iter_images(paths: Sequence[Path]) -> Iterator[tuple[str, np.ndarray]]:
-    size = None
     for p in paths:
-        img = _read_image(p)
-        if size is None:
-            size = img.shape[:2]
-        elif img.shape[:2] != size:
-            raise VideoError(f"mixed image sizes: {p.name} is {img.shape[1]}x{img.shape[0]}, expected {size[1]}x{size[0]}")
-        yield p.name, img
+        yield p.name, _read_image(p)
 
 
 def iter_frames(path: str | Path, max_frames: Optional[int] = None, stride: int = 1, max_side: Optional[int] = None) -> Iterator[tuple[str, np.ndarray]]:
@@ -113,7 +107,7 @@ def iter_frames(path: str | Path, max_frames: Optional[int] = None, stride: int 
 
     `path` is a video file or a folder of images (sorted by file name). Every `stride`-th frame is kept,
     at most `max_frames` of them, downscaled to `max_side`. Video frames are named after their original
-    index (`frame_000042.png`), images keep their file names. Path problems raise here, at the call;
+    index (`frame_000042.png`), images keep their file names (and their own sizes: a folder may mix sizes). Path problems raise here, at the call;
     decoding problems raise while iterating.
     """
     path = Path(path)
@@ -144,9 +138,13 @@ def _limit(source, max_frames, max_side):
 
 
 def read_frames(path: str | Path, max_frames: Optional[int] = None, stride: int = 1, max_side: Optional[int] = None, min_frames: int = 1) -> tuple[np.ndarray, list[str]]:
-    """All frames at once: ((T, H, W, 3) uint8 RGB, names). Raises VideoError when fewer than `min_frames`."""
+    """All frames at once: ((T, H, W, 3) uint8 RGB, names). Raises VideoError when fewer than `min_frames`
+    or when the images differ in size (the reconstruction pipeline puts those on a common canvas)."""
     names, frames = [], []
     for name, frame in iter_frames(path, max_frames=max_frames, stride=stride, max_side=max_side):
+        if frames and frame.shape != frames[0].shape:
+            raise VideoError(f"mixed image sizes: {name} is {frame.shape[1]}x{frame.shape[0]}, "
+                             f"expected {frames[0].shape[1]}x{frames[0].shape[0]}")
         names.append(name)
         frames.append(frame)
     if not frames:
