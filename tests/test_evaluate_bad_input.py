@@ -71,8 +71,8 @@ def test_refused_before_reading_data(tmp_path, data, capsys, monkeypatch):
     cases = {
         "missing checkpoint": (["--checkpoint", tmp_path / "w.pth"], f"checkpoint not found: {tmp_path / 'w.pth'}"),
         "garbage checkpoint": (["--checkpoint", tmp_path / "garbage.pth"], f"cannot read checkpoint {tmp_path / 'garbage.pth'}"),
-        "empty checkpoint": (["--checkpoint", tmp_path / "empty.pth"], f"cannot read checkpoint {tmp_path / 'empty.pth'}"),
-        "hostile checkpoint": (["--checkpoint", tmp_path / "hostile.pth"], f"cannot read checkpoint {tmp_path / 'hostile.pth'}"),
+        "empty checkpoint": (["--checkpoint", tmp_path / "empty.pth"], f"checkpoint {tmp_path / 'empty.pth'} is empty (0 bytes)"),
+        "hostile checkpoint": (["--checkpoint", tmp_path / "hostile.pth"], "refusing to unpickle it"),
         "missing data": (["--data", tmp_path / "nope.pkl"], f"no such file or folder: {tmp_path / 'nope.pkl'}"),
         "-o is a folder": (["-o", tmp_path / "a_folder"], "is a folder; name the JSON file"),
         "-o under a file": (["-o", tmp_path / "a_file" / "m.json"], f"cannot write under {tmp_path / 'a_file'}"),
