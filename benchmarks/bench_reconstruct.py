@@ -77,9 +77,9 @@ def pose_agreement(rec, names: list, keys: list, ref: dict) -> dict:
 
 def how(report: dict) -> str:
     """Which tracker ran and what the feature matches did, as the report says."""
-    m = report.get("matches")
-    m = m.get("decision", m.get("mode")) if isinstance(m, dict) else m
-    return f"{report['tracker']}; matches {m or 'n/a'}; mapper {report.get('mapper', 'incremental')}"
+    m = report.get("matches") or {}
+    sift = f"SIFT on {m['sift_pairs']} pairs ({m['loop_pairs']} loop)" if m.get("enabled") else "no SIFT"
+    return f"{report['tracker']}; {sift}; {report.get('mapping', {}).get('mapper', 'incremental')} mapper"
 
 
 def run_default(source: Path, out: Path, extra: list) -> tuple:
@@ -104,6 +104,10 @@ def bench_set(label: str, data: Path, work: Path, extra: list) -> list:
     if err:
         rows.append({"case": f"{label}: reconstruct.py", "error": err, "time_s": wall})
         logger.info("%s", rows[-1])
+        if kind == "images":  # no OUT/images: COLMAP gets the input photos themselves
+            res = bench_colmap_sift(data / rel_input, "exhaustive", max_features=None)
+            rows.append({"case": f"{label}: COLMAP SIFT exhaustive (input photos)", "registered": res["registered"],
+                         "points": res.get("points", 0), "time_s": res["time_s"], "how": res["time_split"]})
         return rows
     rec = pycolmap.Reconstruction(str(out / "sparse" / "0"))
     names = sorted(p.name for p in (out / "images").iterdir())

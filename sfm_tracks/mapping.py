@@ -154,7 +154,7 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
     if opts.refuse_pure_rotation and not shared_camera:
         logger.info("pure-rotation check skipped: one camera per image (mixed image sizes)")
     if opts.refuse_pure_rotation and shared_camera:
-        fit = check_not_pure_rotation(db_path, tracks.image_size)  # raises: no baseline, the mapper would invent one
+        fit = check_not_pure_rotation(db_path, tracks.image_size, max_residual_px=opts.verify_max_error)  # raises: no baseline, the mapper would invent one
         if fit is not None and opts.report is not None:
             opts.report["rotation_only_fit"] = {"focal_px": round(fit.focal, 1), "residual_p90_px": round(fit.parallax_px, 3),
                                                 "residual_closest_pairs_px": round(fit.noise_px, 3)}

@@ -64,3 +64,19 @@ def test_cli_exits_2_with_one_line(turning, tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]  # progress bars aside
     assert len(err) == 1 and err[0].startswith("error: pure rotation") and "cannot reconstruct 3D" in err[0]
     assert not out.exists()
+
+
+def test_wide_baselines_everywhere_are_not_mistaken_for_rotation(monkeypatch, tmp_path):
+    """A photo set around an object has large misfits on its closest pairs too (kitchen: 39 px, 68 px at the
+    90th percentile, ratio 1.7): a misfit above the verification threshold is parallax whatever the ratio."""
+    import sfm_tracks.degeneracy as deg
+
+    residuals = np.array([38.0, 40.0, 45.0, 60.0, 70.0])
+    fit = deg.RotationFit(300.0, residuals, np.array([1, 1, 2, 3, 4]))
+    monkeypatch.setattr(deg, "verified_matches", lambda db: [None] * len(residuals))
+    monkeypatch.setattr(deg, "fit_rotation", lambda pairs, size: fit)
+    assert check_not_pure_rotation(tmp_path / "db", (100, 100)) is fit
+    small = deg.RotationFit(300.0, residuals / 40, fit.stride)  # the same ratios at 1-2 px: no baseline
+    monkeypatch.setattr(deg, "fit_rotation", lambda pairs, size: small)
+    with pytest.raises(ReconstructionError, match="pure rotation"):
+        check_not_pure_rotation(tmp_path / "db", (100, 100))
