@@ -53,26 +53,25 @@ def patch_correlation(rows: torch.Tensor, shape, xy: torch.Tensor, support: torc
     """Correlation of each point's support features with the bilinear (2r+1)^2 neighbourhood around it.
 
     rows: flat_level of a (B, S, C, h, w) level, shape = (B, S, h, w); xy (B, S, n, 2) level units;
-    support (B, n, (2r+1)^2, C). Returns (B, S, n, (2r+1)^4) float32 in the official layout
-    (neighbour-major, neighbours x-major: index a*(2r+1)+b is dx = a - r, dy = b - r).
+    support (B, n, (2r+1)^2, C). Returns (B, n, S, (2r+1)^4) in rows' dtype -- point-major, so that
+    one matmul per point covers all S frames -- in the official layout (neighbour-major, neighbours
+    x-major: index a*(2r+1)+b is dx = a - r, dy = b - r).
     """
     B, S, h, w = shape
     n = xy.shape[2]
     k = 2 * radius + 2
+    xy = xy.transpose(1, 2)  # (B, n, S, 2)
     base = xy.floor()
-    frac = (xy - base).float()  # (B, S, n, 2)
+    frac = (xy - base).to(rows.dtype)
     start = base.long() - radius
     steps = torch.arange(k, device=xy.device)
-    cols = (start[..., 0, None] + steps).clamp_(0, w - 1)  # (B, S, n, k)
+    cols = (start[..., 0, None] + steps).clamp_(0, w - 1)  # (B, n, S, k)
     rws = (start[..., 1, None] + steps).clamp_(0, h - 1)
-    frame = torch.arange(B * S, device=xy.device).view(B, S, 1, 1, 1) * (h * w)
-    index = frame + cols[..., :, None] * 1 + rws[..., None, :] * w  # (B, S, n, k x, k y)
-    patch = rows.index_select(0, index.reshape(-1)).view(B, S, n, k * k, -1)  # (B, S, n, k*k, C)
-    corr = patch @ support[:, None].to(rows.dtype).transpose(-1, -2)  # (B, S, n, k*k, 49)
-    corr = corr.float().view(B, S, n, k, k, -1)
-    fx = frac[..., 0, None, None, None]
-    fy = frac[..., 1, None, None, None]
-    top = corr[:, :, :, :-1, :-1] * (1 - fx) + corr[:, :, :, 1:, :-1] * fx  # x-interpolation at y
-    bottom = corr[:, :, :, :-1, 1:] * (1 - fx) + corr[:, :, :, 1:, 1:] * fx  # ... at y + 1
-    return (top * (1 - fy) + bottom * fy).flatten(3)
-
+    frame = (torch.arange(B, device=xy.device).view(B, 1, 1) * S + torch.arange(S, device=xy.device)) * (h * w)  # (B, 1, S)
+    index = frame[..., None, None] + cols[..., :, None] + rws[..., None, :] * w  # (B, n, S, k x, k y)
+    patch = rows.index_select(0, index.reshape(-1)).view(B * n, S * k * k, -1)  # (B n, S k k, C)
+    corr = torch.bmm(patch, support.reshape(B * n, -1, support.shape[-1]).to(rows.dtype).transpose(1, 2))
+    corr = corr.view(B, n, S, k, k, -1)  # (B, n, S, k x, k y, 49)
+    corr = torch.lerp(corr[:, :, :, :-1], corr[:, :, :, 1:], frac[..., 0, None, None, None])  # along x
+    corr = torch.lerp(corr[:, :, :, :, :-1], corr[:, :, :, :, 1:], frac[..., 1, None, None, None])  # along y
+    return corr.flatten(3)

@@ -303,8 +303,8 @@ class CoTrackerThreeBase(nn.Module):
             for i, level in enumerate(pyramid):
                 if fast_rows is not None:
                     corr = patch_correlation(fast_rows[i], (B, S) + level.shape[-2:], c / 2 ** i,
-                                             support[i][:, n0:n0 + chunk], self.corr_radius)
-                    level_embs.append(corr_mlp(corr))
+                                             support[i][:, n0:n0 + chunk], self.corr_radius)  # (B, n, S, 2401)
+                    level_embs.append(corr_mlp(corr).transpose(1, 2))
                     continue
                 pts = (c / 2 ** i)[..., None, :] + offsets  # (B, S, n, 49, 2)
                 local = bilinear_sample(level.flatten(0, 1), pts.flatten(0, 1))  # (B*S, n, 49, C)

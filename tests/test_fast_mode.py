@@ -47,6 +47,7 @@ def test_patch_correlation_equals_sampling_every_neighbour():
     local = bilinear_sample(level.flatten(0, 1), (xy[..., None, :] + neighbourhood(3)).flatten(0, 1)).view(B, S, n, 49, C)
     ref = (local @ support[:, None].transpose(-1, -2)).flatten(-2)
     got = patch_correlation(flat_level(level, torch.float32), (B, S, h, w), xy, support, 3)
+    got = got.transpose(1, 2)  # point-major -> (B, S, n, 2401)
     assert got.shape == ref.shape == (B, S, n, 49 * 49)
     assert (got - ref).abs().max() <= 1e-5 * ref.abs().max()
 
