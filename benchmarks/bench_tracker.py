@@ -61,6 +61,25 @@ def _inputs(T: int, N: int, H: int, W: int, video_path, device):
     return video.to(device), queries.to(device)
 
 
+STAGES = {"encoder": ("", "encode"), "support features": ("", "support_features"),
+          "correlation (incl. MLP)": ("", "correlation_embedding"), "correlation MLP": ("corr_mlp", "forward"),
+          "transformer": ("updateformer", "forward")}
+
+
+def _time_stages(model, totals: dict) -> None:
+    """Wrap the model's stage methods so that each call adds its wall time to totals[stage]."""
+    for stage, (child, name) in STAGES.items():
+        obj = model.get_submodule(child) if child else model
+        inner = getattr(obj, name)
+
+        def timed(*a, _inner=inner, _stage=stage, **k):
+            t0 = time.perf_counter()
+            out = _inner(*a, **k)
+            totals[_stage] = totals.get(_stage, 0.0) + time.perf_counter() - t0
+            return out
+        setattr(obj, name, timed)
+
+
 def _run(cfg: dict, queue) -> None:
     import torch
 
@@ -79,6 +98,9 @@ def _run(cfg: dict, queue) -> None:
     model = model.eval().to(dev)
     kwargs = {} if official else {"mode": cfg["impl"]}
     video, queries = _inputs(cfg["T"], cfg["N"], 384, 512, cfg["video"], dev)
+    stages = {}
+    if cfg["profile"] and not official:
+        _time_stages(model, stages)
 
     def sync():
         if dev.type == "cuda":
@@ -99,7 +121,8 @@ def _run(cfg: dict, queue) -> None:
         peak = torch.cuda.max_memory_allocated() / 2**30
     else:
         peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 2**20  # KiB -> GiB
-    queue.put({**cfg, "seconds": min(times), "peak_gib": peak, "xy": out[0].cpu().numpy(), "vis": out[1].cpu().numpy()})
+    stages = {k: v / len(times) for k, v in stages.items()}
+    queue.put({**cfg, "seconds": min(times), "peak_gib": peak, "stages": stages, "xy": out[0].cpu().numpy(), "vis": out[1].cpu().numpy()})
 
 
 def measure(cfg: dict) -> dict:
@@ -119,7 +142,7 @@ def deltas(xy, vis, ref_xy, ref_vis) -> dict:
 
 
 def speed_table(args) -> None:
-    impls = ["exact", "fast"] + (["official"] if _official_model() is not None else [])
+    impls = [i for i in args.impls.split(",") if i != "official" or _official_model() is not None]
     print(f"# {datetime.date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, device {args.device}, "
           f"threads {args.threads or 'default'}, iters {args.iters}, 384x512, video {args.video or 'seeded noise'}")
     if "official" not in impls:
@@ -129,12 +152,22 @@ def speed_table(args) -> None:
         T, N = (int(v) for v in size.split("x"))
         rows = {}
         for impl in impls:
-            rows[impl] = measure(dict(device=args.device, threads=args.threads, T=T, N=N, iters=args.iters, impl=impl,
-                                      repeats=args.repeats, video=args.video))
-            r, ex = rows[impl], rows["exact"]
-            acc = deltas(r["xy"], r["vis"], ex["xy"], ex["vis"])
-            print(f"{T:>4} {N:>5} {impl:>8} {r['seconds']:>8.2f} {ex['seconds'] / r['seconds']:>7.2f}x {r['peak_gib']:>9.2f} "
-                  f"{acc['mean_px']:>8.4f} {acc['p99_px']:>7.4f} {acc['max_px']:>7.4f} {acc['vis_agree'] * 100:>8.2f}%", flush=True)
+            rows[impl] = r = measure(dict(device=args.device, threads=args.threads, T=T, N=N, iters=args.iters, impl=impl,
+                                          repeats=args.repeats, video=args.video, profile=args.profile))
+            line = f"{T:>4} {N:>5} {impl:>8} {r['seconds']:>8.2f}"
+            if "exact" in rows:  # same-run ratio and accuracy against exact mode
+                ex = rows["exact"]
+                acc = deltas(r["xy"], r["vis"], ex["xy"], ex["vis"])
+                line += (f" {ex['seconds'] / r['seconds']:>7.2f}x {r['peak_gib']:>9.2f} {acc['mean_px']:>8.4f} {acc['p99_px']:>7.4f} "
+                         f"{acc['max_px']:>7.4f} {acc['vis_agree'] * 100:>8.2f}%")
+            else:
+                line += f" {'-':>8} {r['peak_gib']:>9.2f}"
+            print(line, flush=True)
+        if args.profile:
+            print(f"# stages (s/call, share of the call) at T={T}, N={N}:")
+            for stage in STAGES:
+                print(f"#   {stage:>24} " + "  ".join(f"{i} {rows[i]['stages'].get(stage, 0):7.2f} s {rows[i]['stages'].get(stage, 0) / rows[i]['seconds'] * 100:4.1f}%"
+                                                      for i in rows if rows[i]["stages"]))
 
 
 def real_video_accuracy(args) -> None:
@@ -178,7 +211,9 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     ap.add_argument("--sizes", default="24x256,60x1024", help="TxN list, or 'none'")
+    ap.add_argument("--impls", default="exact,fast,official", help="exact first: ratios and accuracy are against it")
     ap.add_argument("--iters", type=int, default=4)
+    ap.add_argument("--profile", action="store_true", help="also time the model's stages (encoder, correlation, transformer)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--video", help="a real video for the speed table (first T frames at 384x512); default seeded noise")
     ap.add_argument("--real-videos", help="folder of .mp4 files: fast vs exact accuracy with the default weights")

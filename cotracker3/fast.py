@@ -1,11 +1,12 @@
 """The fast inference path of CoTracker3 (`mode="fast"`): same network, cheaper arithmetic.
 
 Three changes against the exact path, each measured in BENCHMARKS.md ("Tracker speed on CPU"):
-- the feature encoder and the correlation MLP run in bf16 on bf16 copies of their weights (made
-  per call, so a model being trained is never stale). The transformer stays fp32: every bf16
-  variant of it measured (pure, autocast, bf16 attention or MLP only) broke the accuracy bound
-  of 0.05 px mean. Pure torch ops: the same code runs on CPU and CUDA.
-- channels-last memory format in the feature encoder (oneDNN's fast convolution layout).
+- channels-last memory format in the fp32 feature encoder (oneDNN's fast convolution layout).
+  A bf16 encoder is ~2x faster but moved real-video tracks of the shipped weights by 0.08-0.12 px
+  mean (bound: 0.05), also with a fp32 stem or a fp32 fusion head.
+- the correlation MLP runs in bf16 on a bf16 copy of its weights (made per call, so a model
+  being trained is never stale). The transformer stays fp32: every bf16 variant of it measured
+  (pure, autocast, bf16 attention or MLP only) broke the 0.05 px mean bound.
 - a correlation that gathers one (2r+2)^2 integer patch per point and level and interpolates
   the correlation once: the (2r+1)^2 samples around a point share their fractional weights, so
   this equals bilinear sampling of every neighbour (border padding reproduced by clamping).
@@ -40,8 +41,8 @@ class Bf16:
 
 
 def encode_fast(fnet: torch.nn.Module, frames: torch.Tensor) -> torch.Tensor:
-    """frames (M, 3, H, W) -> fp32 features (M, C, H/stride, W/stride) via bf16 channels-last convs."""
-    return Bf16(fnet)(frames.contiguous(memory_format=torch.channels_last)).contiguous()
+    """frames (M, 3, H, W) -> fp32 features (M, C, H/stride, W/stride) through channels-last convolutions."""
+    return fnet(frames.contiguous(memory_format=torch.channels_last)).contiguous()
 
 
 def flat_level(level: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

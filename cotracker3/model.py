@@ -221,6 +221,7 @@ def sincos_time_embedding(length: int, dim: int) -> torch.Tensor:
 # The tracker
 
 FAST_CORR_CHUNK = 256  # points per correlation chunk in fast mode when none is set (bounds memory)
+FAST_ENCODER_CHUNK = 8  # frames per encoder call in fast mode (T=60 at once peaked at 4.4 GiB)
 
 
 class CoTrackerThreeBase(nn.Module):
@@ -257,6 +258,7 @@ class CoTrackerThreeBase(nn.Module):
         """video (B, T, 3, H, W) in [-1, 1] -> L2-normalised features (B, T, C, H/stride, W/stride)."""
         B, T = video.shape[:2]
         fnet = (lambda x: encode_fast(self.fnet, x)) if fast else self.fnet
+        chunk = min(chunk, FAST_ENCODER_CHUNK) if fast else chunk
         fmaps = torch.cat([fnet(c.flatten(0, 1)).unflatten(0, (B, -1)) for c in video.split(chunk, dim=1)], dim=1)
         norm = torch.sqrt(torch.clamp(fmaps.square().sum(dim=2, keepdim=True), min=1e-12))
         return (fmaps / norm).to(video.dtype)
@@ -378,7 +380,7 @@ class CoTrackerThreeOffline(CoTrackerThreeBase):
 
     def forward(self, video: torch.Tensor, queries: torch.Tensor, iters: int = 4, is_train: bool = False,
                 add_space_attn: bool = True, fmaps_chunk_size: int = 200, mode: str = "exact"):
-        """video (B, T, 3, H, W) in [0, 255]; queries (B, N, 3) (t, x, y) px; mode "exact" or "fast" (bf16, inference).
+        """video (B, T, 3, H, W) in [0, 255]; queries (B, N, 3) (t, x, y) px; mode "exact" or "fast" (cotracker3.fast, inference).
 
         Returns coords (B, T, N, 2) px, vis (B, T, N), conf (B, T, N) probabilities, and train_data:
         None, or ([per-iteration coords]], [[per-iteration vis]], [[per-iteration conf]], ones mask (B, T, N)).

@@ -112,7 +112,7 @@ class CoTrackerPredictor(_PredictorBase):
     checkpoint: None (random weights, as the official class), "default" (official weights from the
     torch hub cache or a download, else the small weights shipped here), or a path. window_len: None
     keeps the checkpoint's own (60 for the official offline model); a value overrides it.
-    mode: "exact" (official numerics) or "fast" (bf16 encoder and correlation, see cotracker3.fast).
+    mode: "exact" (official numerics) or "fast" (channels-last encoder, bf16 correlation, see cotracker3.fast).
     """
 
     def __init__(self, checkpoint: Optional[str] = None, window_len: Optional[int] = None, mode: str = "exact", **model_config):

@@ -14,6 +14,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from cotracker3.evaluation import evaluate_keypoints, evaluate_tracker, load_bad
 from cotracker3.predictor import CoTrackerPredictor
 from cotracker3.training.evaluation import cotracker_predict_fn, synthetic_eval_set
 from sfm_tracks import LucasKanadeProvider, read_frames
+from sfm_tracks.providers import add_fast_flag, tracker_mode
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the team's data, beside the repository
 BADJA_VIDEO = SHARED_DATA / "cotracker_videos" / "bear.mp4"
@@ -40,13 +42,13 @@ def lk_predict_fn():
     return predict
 
 
-def make_predict_fn(checkpoint: str, iters: int, query_mode: str):
+def make_predict_fn(checkpoint: str, iters: int, query_mode: str, fast: Optional[bool] = None):
     if checkpoint == "lk":
         return lk_predict_fn(), "sfm_tracks LucasKanadeProvider (pyramidal LK, 21x21, 3 levels, forward-backward step check)"
-    predictor = CoTrackerPredictor(checkpoint=checkpoint).eval()
-    if torch.cuda.is_available():
-        predictor = predictor.cuda()
-    return cotracker_predict_fn(predictor, iters=iters), predictor.checkpoint_source
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    mode = tracker_mode(fast, device)
+    predictor = CoTrackerPredictor(checkpoint=checkpoint, mode=mode).eval().to(device)
+    return cotracker_predict_fn(predictor, iters=iters), f"{predictor.checkpoint_source}, {mode} mode"
 
 
 def main(argv=None):
@@ -59,11 +61,12 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1_000_000, help="synthetic set seed")
     p.add_argument("--iters", type=int, default=6)
     p.add_argument("--threads", type=int)
+    add_fast_flag(p)
     p.add_argument("-o", "--output", help="write the metrics JSON here")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    predict, source = make_predict_fn(args.checkpoint, args.iters, args.query_mode)
+    predict, source = make_predict_fn(args.checkpoint, args.iters, args.query_mode, args.fast)
     t0 = time.perf_counter()
     if args.badja:
         metrics = evaluate_keypoints(predict, read_frames(BADJA_VIDEO)[0], load_badja_npz(BADJA_KEYPOINTS))

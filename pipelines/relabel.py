@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from sfm_tracks.providers import TRACKERS as TEACHER_NAMES, make_provider as make_teacher
+from sfm_tracks.providers import TRACKERS as TEACHER_NAMES, add_fast_flag, make_provider as make_teacher, tracker_mode
 from sfm_tracks.pseudo_labels import DEFAULT_CONF, TooFewQueries, label_stats, label_video
 from sfm_tracks.video import VideoError, iter_frames, resize_max_side
 
@@ -171,7 +171,7 @@ def label_file(path: Path, outdir: Path, teachers, conf: dict) -> dict:
 # -- the run -----------------------------------------------------------------------------------
 
 def run(inputs: Sequence[str], outdir, conf: Optional[dict] = None, teachers=None, teacher_names=("lk",),
-        checkpoint: str = "default", device: str = "cpu", shard: Optional[str] = None) -> dict:
+        checkpoint: str = "default", device: str = "cpu", shard: Optional[str] = None, mode: str = "exact") -> dict:
     """Label this shard's videos not yet in the manifest; returns the summary dict."""
     conf = {**DEFAULT_CONF, **DEFAULTS, **(conf or {})}
     outdir = Path(outdir)
@@ -184,7 +184,7 @@ def run(inputs: Sequence[str], outdir, conf: Optional[dict] = None, teachers=Non
     summary = {"shard": f"{index}/{count}", "inputs": len(paths), "already_in_manifest": len(paths) - len(todo),
                "done": 0, "skipped": 0, "failed": 0, "labels": label_stats(*(np.zeros((0, 0), t) for t in (bool, bool, np.int8)))}
     if todo and teachers is None:  # build once, up front: a missing checkpoint fails the run, not every video
-        teachers = [(n, make_teacher(n, checkpoint, device)) for n in teacher_names]
+        teachers = [(n, make_teacher(n, checkpoint, device, mode)) for n in teacher_names]
     for path in tqdm(todo, desc=f"relabel {index}/{count}", dynamic_ncols=True):
         try:
             record = label_file(path, outdir, teachers, conf)
@@ -220,6 +220,7 @@ def main(argv=None) -> dict:
     p.add_argument("--no-geometric-filter", action="store_true", help="skip the 3D filter (geo_state all 0)")
     p.add_argument("--shard", help="I/N: label every N-th input starting at I (default: RANK/WORLD_SIZE)")
     p.add_argument("--device", default="cpu")
+    add_fast_flag(p)
     p.add_argument("--max-frames", type=int, default=DEFAULTS["max_frames"])
     p.add_argument("--max-side", type=int, default=DEFAULTS["max_side"], help="track at this size (px); 0 = original")
     p.add_argument("--seed", type=int, default=DEFAULT_CONF["seed"])
@@ -233,7 +234,7 @@ def main(argv=None) -> dict:
             "geometric_filter": not args.no_geometric_filter, "max_frames": args.max_frames,
             "max_side": args.max_side or None, "seed": args.seed}
     summary = run(args.inputs, args.output, conf, teacher_names=names, checkpoint=args.checkpoint,
-                  device=args.device, shard=args.shard)
+                  device=args.device, shard=args.shard, mode=tracker_mode(args.fast, args.device))
     print(format_summary(summary))
     return summary
 

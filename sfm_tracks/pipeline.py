@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONF = {
     "input": {"max_frames": None, "stride": 1, "max_side": 1024},
     "queries": {"query_every": 8, "min_query_frames": 4, "max_points_per_frame": 512, "method": "sift+grid", "min_distance": 8.0},
-    "tracker": {"name": "lk", "checkpoint": "default", "device": "cpu", "window": 48, "overlap": 8, "max_queries": 2048},
+    "tracker": {"name": "lk", "checkpoint": "default", "device": "cpu", "mode": "exact", "window": 48, "overlap": 8, "max_queries": 2048},
     "filters": {
         "cycle_anchors": 0,  # >0: forward-backward cycle check with that many anchors per side (costs ~1 extra tracking pass)
         "cycle_threshold_px": 3.0,
@@ -326,7 +326,7 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
             with timer("masks"):
                 masks = load_masks(mask_dir, names, in_size, size, work)
         with timer("load_tracker"):
-            provider = provider or make_provider(tc["name"], tc["checkpoint"], tc["device"])
+            provider = provider or make_provider(tc["name"], tc["checkpoint"], tc["device"], tc["mode"])
         with timer("queries"):
             queries = query_points(frames, conf["queries"], masks)
         logger.info("%d queries on %d frames of %dx%d", len(queries), len(frames), size[1], size[0])

@@ -9,6 +9,7 @@ queries to (1, N, 3), call the predictor with backward_tracking=True and wrap th
 """
 from __future__ import annotations
 
+import argparse
 from abc import ABC, abstractmethod
 from typing import Optional
 
@@ -145,14 +146,28 @@ def run_chunked(provider: TrackProvider, frames: np.ndarray, queries: np.ndarray
 TRACKERS = ("cotracker3", "cotracker3-online", "lk")
 
 
-def make_provider(name: str, checkpoint: Optional[str] = "default", device: str = "cpu") -> TrackProvider:
-    """A TrackProvider by CLI name; CoTracker3 raises cotracker3.CheckpointError when no weights are found."""
+def tracker_mode(fast: Optional[bool], device: str) -> str:
+    """The CLIs' `--fast/--no-fast`: unset means fast on CPU (within the accuracy bounds of BENCHMARKS.md), exact on GPU."""
+    return "fast" if fast or (fast is None and str(device).startswith("cpu")) else "exact"
+
+
+def add_fast_flag(parser) -> None:
+    """`--fast` / `--no-fast` on a CLI (default: fast on CPU, exact elsewhere); read it with tracker_mode."""
+    parser.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
+                        help="CoTracker3 fast mode (cotracker3.fast; default on CPU); --no-fast: exact, official numerics")
+
+
+def make_provider(name: str, checkpoint: Optional[str] = "default", device: str = "cpu", mode: str = "exact") -> TrackProvider:
+    """A TrackProvider by CLI name; CoTracker3 raises cotracker3.CheckpointError when no weights are found.
+
+    mode: CoTracker3's "exact" or "fast" (cotracker3.fast); ignored by Lucas-Kanade.
+    """
     if name == "lk":
         return LucasKanadeProvider()
     if name == "cotracker3":
         from .cotracker import CoTrackerProvider
-        return CoTrackerProvider(checkpoint=checkpoint, device=device)
+        return CoTrackerProvider(checkpoint=checkpoint, device=device, mode=mode)
     if name == "cotracker3-online":
         from .cotracker import CoTrackerOnlineProvider
-        return CoTrackerOnlineProvider(checkpoint=checkpoint, device=device)
+        return CoTrackerOnlineProvider(checkpoint=checkpoint, device=device, mode=mode)
     raise ValueError(f"tracker must be one of {TRACKERS}, got {name!r}")
