@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fast import Bf16, check_mode, encode_fast, flat_level, patch_correlation
+
 
 # ----------------------------------------------------------------------------------------------
 # Feature encoder
@@ -218,6 +220,9 @@ def sincos_time_embedding(length: int, dim: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 # The tracker
 
+FAST_CORR_CHUNK = 256  # points per correlation chunk in fast mode when none is set (bounds memory)
+FAST_ENCODER_CHUNK = 8  # frames per encoder call in fast mode (T=60 at once peaked at 4.4 GiB)
+
 
 class CoTrackerThreeBase(nn.Module):
     """Shared parts: features, 4-level correlation, iterative transformer refinement."""
@@ -249,10 +254,12 @@ class CoTrackerThreeBase(nn.Module):
 
     # -- features ------------------------------------------------------------------------------
 
-    def encode(self, video: torch.Tensor, chunk: int = 200) -> torch.Tensor:
+    def encode(self, video: torch.Tensor, chunk: int = 200, fast: bool = False) -> torch.Tensor:
         """video (B, T, 3, H, W) in [-1, 1] -> L2-normalised features (B, T, C, H/stride, W/stride)."""
         B, T = video.shape[:2]
-        fmaps = torch.cat([self.fnet(c.flatten(0, 1)).unflatten(0, (B, -1)) for c in video.split(chunk, dim=1)], dim=1)
+        fnet = (lambda x: encode_fast(self.fnet, x)) if fast else self.fnet
+        chunk = min(chunk, FAST_ENCODER_CHUNK) if fast else chunk
+        fmaps = torch.cat([fnet(c.flatten(0, 1)).unflatten(0, (B, -1)) for c in video.split(chunk, dim=1)], dim=1)
         norm = torch.sqrt(torch.clamp(fmaps.square().sum(dim=2, keepdim=True), min=1e-12))
         return (fmaps / norm).to(video.dtype)
 
@@ -280,20 +287,27 @@ class CoTrackerThreeBase(nn.Module):
                 out[i][b, sel] = bilinear_sample(level[b, t][None], pts[None])[0]
         return out
 
-    def correlation_embedding(self, pyramid: List[torch.Tensor], coords: torch.Tensor, support: List[torch.Tensor]) -> torch.Tensor:
+    def correlation_embedding(self, pyramid: List[torch.Tensor], coords: torch.Tensor, support: List[torch.Tensor],
+                              fast_rows: Optional[List[torch.Tensor]] = None, corr_mlp=None) -> torch.Tensor:
         """4-level local correlation of each track's support features with the frame around its estimate.
 
         pyramid: levels (B, S, C, h, w); coords (B, S, N, 2) feature units; support: (B, N, 49, C) per level.
+        fast_rows: None (exact path), or the levels as `fast.flat_level` rows (fast path, with corr_mlp its Bf16 MLP).
         Returns (B, S, N, levels * 256).
         """
         B, S, N, _ = coords.shape
         offsets = neighbourhood(self.corr_radius, coords.device, coords.dtype)
-        chunk = self.corr_chunk_size or N
+        chunk = self.corr_chunk_size or (FAST_CORR_CHUNK if fast_rows is not None else N)
         embs = []
         for n0 in range(0, N, chunk):
             c = coords[:, :, n0:n0 + chunk]
             level_embs = []
             for i, level in enumerate(pyramid):
+                if fast_rows is not None:
+                    corr = patch_correlation(fast_rows[i], (B, S) + level.shape[-2:], c / 2 ** i,
+                                             support[i][:, n0:n0 + chunk], self.corr_radius)  # (B, n, S, 2401)
+                    level_embs.append(corr_mlp(corr).transpose(1, 2))
+                    continue
                 pts = (c / 2 ** i)[..., None, :] + offsets  # (B, S, n, 49, 2)
                 local = bilinear_sample(level.flatten(0, 1), pts.flatten(0, 1))  # (B*S, n, 49, C)
                 local = local.view(B, S, c.shape[2], -1, level.shape[2])
@@ -311,8 +325,8 @@ class CoTrackerThreeBase(nn.Module):
 
     # -- refinement ----------------------------------------------------------------------------
 
-    def refine(self, pyramid, coords, support, vis, conf, iters: int, add_space_attn: bool = True):
-        """Iteratively update tracks in one window.
+    def refine(self, pyramid, coords, support, vis, conf, iters: int, add_space_attn: bool = True, fast: bool = False):
+        """Iteratively update tracks in one window (`fast`: bf16 correlation of cotracker3.fast).
 
         pyramid: levels (B, S, C, h, w); coords (B, S, N, 2) feature units; support per level (B, N, 49, C);
         vis, conf (B, S, N) logits. Returns per-iteration lists of coords (B, S, N, 2) in pixels and
@@ -322,9 +336,11 @@ class CoTrackerThreeBase(nn.Module):
         motion_scale = coords.new_tensor([self.model_resolution[1], self.model_resolution[0]]) / self.stride
         time_emb = self.time_embedding(S, coords.dtype)
         coord_preds, vis_preds, conf_preds = [], [], []
+        fast_rows = [flat_level(level, torch.bfloat16) for level in pyramid] if fast else None
+        corr_mlp = Bf16(self.corr_mlp) if fast else None
         for _ in range(iters):
             coords = coords.detach()
-            corr = self.correlation_embedding(pyramid, coords, support)
+            corr = self.correlation_embedding(pyramid, coords, support, fast_rows, corr_mlp)
             forward = F.pad(coords[:, :-1] - coords[:, 1:], (0, 0, 0, 0, 0, 1))
             backward = F.pad(coords[:, 1:] - coords[:, :-1], (0, 0, 0, 0, 1, 0))
             motion = posenc(torch.cat([forward / motion_scale, backward / motion_scale], dim=-1))
@@ -363,23 +379,24 @@ class CoTrackerThreeOffline(CoTrackerThreeBase):
         super().__init__(**kwargs)
 
     def forward(self, video: torch.Tensor, queries: torch.Tensor, iters: int = 4, is_train: bool = False,
-                add_space_attn: bool = True, fmaps_chunk_size: int = 200):
-        """video (B, T, 3, H, W) in [0, 255]; queries (B, N, 3) (t, x, y) px.
+                add_space_attn: bool = True, fmaps_chunk_size: int = 200, mode: str = "exact"):
+        """video (B, T, 3, H, W) in [0, 255]; queries (B, N, 3) (t, x, y) px; mode "exact" or "fast" (cotracker3.fast, inference).
 
         Returns coords (B, T, N, 2) px, vis (B, T, N), conf (B, T, N) probabilities, and train_data:
         None, or ([per-iteration coords]], [[per-iteration vis]], [[per-iteration conf]], ones mask (B, T, N)).
         """
+        fast = check_mode(mode)
         self._check_inputs(video, queries)
         B, T = video.shape[:2]
         N = queries.shape[1]
         video = 2 * (video / 255.0) - 1.0
-        pyramid = self.pyramid(self.encode(video, fmaps_chunk_size))
+        pyramid = self.pyramid(self.encode(video, fmaps_chunk_size, fast))
         frames = queries[..., 0].long()
         xy = queries[..., 1:] / self.stride
         support = self.support_features(pyramid, frames, xy)
         coords = xy[:, None].expand(B, T, N, 2).float()
         zeros = torch.zeros(B, T, N, device=video.device, dtype=coords.dtype)
-        coord_preds, vis_logits, conf_logits = self.refine(pyramid, coords, support, zeros, zeros, iters, add_space_attn)
+        coord_preds, vis_logits, conf_logits = self.refine(pyramid, coords, support, zeros, zeros, iters, add_space_attn, fast)
         vis_preds = [torch.sigmoid(v) for v in vis_logits]
         conf_preds = [torch.sigmoid(c) for c in conf_logits]
         train_data = None
@@ -405,13 +422,14 @@ class CoTrackerThreeOnline(CoTrackerThreeBase):
         self.online_conf_predicted = None
 
     def forward(self, video: torch.Tensor, queries: torch.Tensor, iters: int = 4, is_train: bool = False,
-                add_space_attn: bool = True, fmaps_chunk_size: int = 200, is_online: bool = False):
+                add_space_attn: bool = True, fmaps_chunk_size: int = 200, is_online: bool = False, mode: str = "exact"):
         """Full clip (`is_online=False`, windows with overlap) or one streamed chunk (`is_online=True`).
 
         In online mode `video` is the chunk starting at frame `self.online_ind` (at most window_len
         frames) and the returned arrays cover every frame seen so far. Outputs as the offline model;
         train_data holds one list per window.
         """
+        fast = check_mode(mode)
         S = self.window_len
         step = S // 2
         self._check_inputs(video, queries, check_frames=not is_online)
@@ -431,7 +449,7 @@ class CoTrackerThreeOnline(CoTrackerThreeBase):
         pad = S - T if is_online else (S - T % S) % S
         if pad:
             video = torch.cat([video, video[:, -1:].expand(B, pad, C, H, W)], dim=1)
-        pyramid = self.pyramid(self.encode(video, fmaps_chunk_size if not is_train else video.shape[1]))
+        pyramid = self.pyramid(self.encode(video, fmaps_chunk_size if not is_train else video.shape[1], fast))
         frames = queries[..., 0].long()
         xy = queries[..., 1:] / self.stride
 
@@ -479,7 +497,7 @@ class CoTrackerThreeOnline(CoTrackerThreeBase):
                 conf = torch.where(carried, extend(conf_pred), conf)
             active = (frames < ind + S)[:, :, None, None].to(xy.dtype)  # tracks queried by the window's end
             window = pyramid if is_online else [level[:, ind:ind + S] for level in pyramid]
-            c_it, v_it, k_it = self.refine(window, coords, [s * active for s in support], vis, conf, iters, add_space_attn)
+            c_it, v_it, k_it = self.refine(window, coords, [s * active for s in support], vis, conf, iters, add_space_attn, fast)
             keep = T if is_online else min(T - ind, S)
             coords_pred[:, ind:ind + S] = c_it[-1][:, :keep]
             vis_pred[:, ind:ind + S] = v_it[-1][:, :keep]

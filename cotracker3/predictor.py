@@ -4,7 +4,8 @@ They resize the video to the model resolution (384x512), build query grids, add 
 grid, run backward tracking for queries after frame 0, overwrite each track at its query frame
 with the query itself, and rescale to the input resolution, exactly as the official classes do.
 Beyond the official API: `return_scores=True` also returns float visibility and confidence, and
-`corr_chunk_size` / `fmaps_chunk_size` bound memory with unchanged outputs.
+`corr_chunk_size` / `fmaps_chunk_size` bound memory with unchanged outputs, and `mode="fast"`
+trades a measured sliver of accuracy for speed (cotracker3.fast; default "exact" = official numerics).
 
 Inputs are checked before the model sees them (`_as_inputs`): numpy arrays and lists are converted to
 tensors, wrong shapes, dtypes, NaN and out-of-range values raise ValueError naming the problem. A float
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import build_model
+from .fast import check_mode
 
 
 def get_points_on_a_grid(size: int, extent: Tuple[int, int], device=None) -> torch.Tensor:
@@ -104,16 +106,18 @@ def _check_queries(queries: torch.Tensor, B: int, T: Optional[int], H: int, W: i
 class _PredictorBase(torch.nn.Module):
     support_grid_size = 6
 
-    def _setup(self, model) -> None:
+    def _setup(self, model, mode: str = "exact") -> None:
+        check_mode(mode)
         self.model = model.eval()
         self.interp_shape = model.model_resolution
+        self.mode = mode
 
     @classmethod
-    def from_model(cls, model):
+    def from_model(cls, model, mode: str = "exact"):
         """Wrap an existing model (e.g. one being trained) without rebuilding or reloading it."""
         predictor = cls.__new__(cls)
         torch.nn.Module.__init__(predictor)
-        predictor._setup(model)
+        predictor._setup(model, mode)
         return predictor
 
     @property
@@ -156,11 +160,13 @@ class CoTrackerPredictor(_PredictorBase):
     checkpoint: None (random weights, as the official class), "default" (official weights from the
     torch hub cache or a download, else the small weights shipped here), or a path. window_len: None
     keeps the checkpoint's own (60 for the official offline model); a value overrides it.
+    mode: "exact" (official numerics) or "fast" (channels-last encoder, bf16 correlation, see cotracker3.fast).
     """
 
-    def __init__(self, checkpoint: Optional[str] = None, window_len: Optional[int] = None, **model_config):
+    def __init__(self, checkpoint: Optional[str] = None, window_len: Optional[int] = None, mode: str = "exact", **model_config):
         super().__init__()
-        self._setup(build_model("offline", checkpoint, window_len=window_len, **model_config))
+        check_mode(mode)
+        self._setup(build_model("offline", checkpoint, window_len=window_len, **model_config), mode)
 
     @torch.no_grad()
     def forward(self, video: torch.Tensor, queries: Optional[torch.Tensor] = None, segm_mask: Optional[torch.Tensor] = None,
@@ -209,7 +215,7 @@ class CoTrackerPredictor(_PredictorBase):
         N = queries.shape[1]
         if add_support_grid:
             queries = torch.cat([queries, self._support_grid(B, device)], dim=1)
-        tracks, vis, conf, _ = self.model(resized, queries, iters=iters, fmaps_chunk_size=fmaps_chunk_size)
+        tracks, vis, conf, _ = self.model(resized, queries, iters=iters, fmaps_chunk_size=fmaps_chunk_size, mode=self.mode)
         if backward_tracking:
             tracks, vis, conf = self._backward(resized, queries, tracks, vis, conf, iters, fmaps_chunk_size)
         tracks, vis, conf, queries = tracks[:, :, :N], vis[:, :, :N], conf[:, :, :N], queries[:, :N]
@@ -230,7 +236,7 @@ class CoTrackerPredictor(_PredictorBase):
         T = video.shape[1]
         inv_queries = queries.clone()
         inv_queries[:, :, 0] = T - 1 - inv_queries[:, :, 0]
-        inv = self.model(video.flip(1), inv_queries, iters=iters, fmaps_chunk_size=fmaps_chunk_size)
+        inv = self.model(video.flip(1), inv_queries, iters=iters, fmaps_chunk_size=fmaps_chunk_size, mode=self.mode)
         before = torch.arange(T, device=video.device)[None, :, None] < queries[:, None, :, 0]  # (B, T, N)
         tracks = torch.where(before[..., None], inv[0].flip(1), tracks)
         vis = torch.where(before, inv[1].flip(1), vis)
@@ -241,15 +247,16 @@ class CoTrackerPredictor(_PredictorBase):
 class CoTrackerOnlinePredictor(_PredictorBase):
     """Online CoTracker3: feed chunks of `2 * step` frames every `step` frames.
 
-    window_len: None keeps the checkpoint's own (16 for the official online model).
+    window_len: None keeps the checkpoint's own (16 for the official online model); mode as the offline predictor.
     """
 
-    def __init__(self, checkpoint: Optional[str] = None, window_len: Optional[int] = None, **model_config):
+    def __init__(self, checkpoint: Optional[str] = None, window_len: Optional[int] = None, mode: str = "exact", **model_config):
         super().__init__()
-        self._setup(build_model("online", checkpoint, window_len=window_len, **model_config))
+        check_mode(mode)
+        self._setup(build_model("online", checkpoint, window_len=window_len, **model_config), mode)
 
-    def _setup(self, model) -> None:
-        super()._setup(model)
+    def _setup(self, model, mode: str = "exact") -> None:
+        super()._setup(model, mode)
         self.step = model.window_len // 2
         self.queries = None
 
@@ -284,7 +291,7 @@ class CoTrackerOnlinePredictor(_PredictorBase):
             raise RuntimeError("call the predictor with is_first_step=True (and the queries) first")
         if T > 2 * self.step:
             raise ValueError(f"chunks must have at most {2 * self.step} frames, got {T}")
-        tracks, vis, conf, _ = self.model(self._resize(video_chunk), self.queries, iters=iters, is_online=True)
+        tracks, vis, conf, _ = self.model(self._resize(video_chunk), self.queries, iters=iters, is_online=True, mode=self.mode)
         tracks, vis, conf = tracks[:, :, :self.N], vis[:, :, :self.N], conf[:, :, :self.N]
         tracks = tracks * self._to_input(H, W, device)
         visible = vis * conf > 0.6

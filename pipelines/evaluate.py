@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
@@ -33,6 +34,7 @@ from cotracker3.predictor import CoTrackerPredictor  # noqa: E402
 from cotracker3.training.evaluation import cotracker_predict_fn, synthetic_eval_set  # noqa: E402
 from pipelines.cli import ArgumentParser, UsageError, fail, nonnegative_int, positive_int  # noqa: E402
 from sfm_tracks import LucasKanadeProvider, VideoError, read_frames  # noqa: E402
+from sfm_tracks.providers import add_fast_flag, tracker_mode  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the team's data, beside the repository
 BADJA_VIDEO = SHARED_DATA / "cotracker_videos" / "bear.mp4"
@@ -51,13 +53,13 @@ def lk_predict_fn():
     return predict
 
 
-def make_predict_fn(checkpoint: str, iters: int, query_mode: str):
+def make_predict_fn(checkpoint: str, iters: int, query_mode: str, fast: Optional[bool] = None):
     if checkpoint == "lk":
         return lk_predict_fn(), "sfm_tracks LucasKanadeProvider (pyramidal LK, 21x21, 3 levels, forward-backward step check)"
-    predictor = CoTrackerPredictor(checkpoint=checkpoint).eval()
-    if torch.cuda.is_available():
-        predictor = predictor.cuda()
-    return cotracker_predict_fn(predictor, iters=iters), predictor.checkpoint_source
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    mode = tracker_mode(fast, device)
+    predictor = CoTrackerPredictor(checkpoint=checkpoint, mode=mode).eval().to(device)
+    return cotracker_predict_fn(predictor, iters=iters), f"{predictor.checkpoint_source}, {mode} mode"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -70,6 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=nonnegative_int, default=1_000_000, help="synthetic set seed")
     p.add_argument("--iters", type=positive_int, default=6)
     p.add_argument("--threads", type=positive_int)
+    add_fast_flag(p)
     p.add_argument("-o", "--output", type=Path, help="write the metrics JSON here")
     return p.parse_args(argv)
 
@@ -144,7 +147,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     try:
         check_inputs(args)
-        predict, source = make_predict_fn(args.checkpoint, args.iters, args.query_mode)
+        predict, source = make_predict_fn(args.checkpoint, args.iters, args.query_mode, args.fast)
         result = evaluate(args, predict, source)
         print_result(result)
         if args.output:

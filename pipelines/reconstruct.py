@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from cotracker3 import CheckpointError  # noqa: E402
 from sfm_tracks import ReconstructionError, VideoError  # noqa: E402
 from sfm_tracks.pipeline import run  # noqa: E402
-from sfm_tracks.providers import TRACKERS  # noqa: E402
+from sfm_tracks.providers import TRACKERS, add_fast_flag, tracker_mode  # noqa: E402
 
 logger = logging.getLogger("reconstruct")
 
@@ -55,6 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "(decided by the weights' stored score against Lucas-Kanade; today Lucas-Kanade)")
     ap.add_argument("--checkpoint", default="default", help="weights file, or 'default' (official from the torch hub cache, else ours)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    add_fast_flag(ap)
     ap.add_argument("--max-frames", type=positive_int, help="use at most N frames (after --stride)")
     ap.add_argument("--stride", type=positive_int, default=1, help="use every K-th frame")
     ap.add_argument("--max-side", type=positive_int, default=1024, help="downscale frames to this long side for tracking and the model")
@@ -85,7 +86,8 @@ def config(args) -> dict:
     return {
         "input": {"max_frames": args.max_frames, "stride": args.stride, "max_side": args.max_side},
         "queries": {"max_points_per_frame": args.points_per_frame},
-        "tracker": {"name": args.tracker, "checkpoint": args.checkpoint, "device": args.device, "window": args.window},
+        "tracker": {"name": args.tracker, "checkpoint": args.checkpoint, "device": args.device, "window": args.window,
+                    "mode": tracker_mode(args.fast, args.device)},
         "filters": {"cycle_anchors": args.cycle},
         "camera": {"model": model.upper(), "intrinsics": intrinsics},
         "mapping": {"mapper": args.mapper, "matches": args.matches},

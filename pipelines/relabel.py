@@ -36,7 +36,7 @@ from tqdm import tqdm  # noqa: E402
 from cotracker3 import CheckpointError  # noqa: E402
 from pipelines.cli import ArgumentParser, UsageError, fail, nonnegative_int, positive_float, positive_int  # noqa: E402
 from pipelines.relabel_inputs import collect_inputs, parse_shard, shard_inputs  # noqa: E402
-from sfm_tracks.providers import TRACKERS as TEACHER_NAMES, make_provider as make_teacher  # noqa: E402
+from sfm_tracks.providers import TRACKERS as TEACHER_NAMES, add_fast_flag, make_provider as make_teacher, tracker_mode  # noqa: E402
 from sfm_tracks.pseudo_labels import DEFAULT_CONF, TooFewQueries, label_stats, label_video  # noqa: E402
 from sfm_tracks.video import VideoError, iter_frames, resize_max_side  # noqa: E402
 
@@ -205,18 +205,18 @@ def label_file(path: Path, outdir: Path, teachers, conf: dict) -> dict:
 
 # -- the run -----------------------------------------------------------------------------------
 
-def build_teachers(names: Sequence[str], checkpoint: str = "default", device: str = "cpu") -> list:
+def build_teachers(names: Sequence[str], checkpoint: str = "default", device: str = "cpu", mode: str = "exact") -> list:
     """[(resolved name, provider)] once per distinct tracker; `auto` is resolved and its reason logged."""
     teachers = {}
     for n in names:
-        provider = make_teacher(n, checkpoint, device)
+        provider = make_teacher(n, checkpoint, device, mode)
         log.info("teacher %s: %s", provider.choice.name, provider.choice.reason)
         teachers.setdefault(provider.choice.name, provider)
     return list(teachers.items())
 
 
 def run(inputs: Sequence[str], outdir, conf: Optional[dict] = None, teachers=None, teacher_names=("auto",),
-        checkpoint: str = "default", device: str = "cpu", shard: Optional[str] = None) -> dict:
+        checkpoint: str = "default", device: str = "cpu", shard: Optional[str] = None, mode: str = "exact") -> dict:
     """Label this shard's videos not yet in the manifest; returns the summary dict.
 
     Inputs, shard, teachers (their weights) and OUTDIR are checked before any video is decoded or
@@ -236,7 +236,7 @@ def run(inputs: Sequence[str], outdir, conf: Optional[dict] = None, teachers=Non
     if teachers is None:  # built once, up front: a missing checkpoint fails the run, not every video
         if not teacher_names:
             raise UsageError(f"no teachers given; choose from {','.join(TEACHER_NAMES)}")
-        teachers = build_teachers(teacher_names, checkpoint, device)
+        teachers = build_teachers(teacher_names, checkpoint, device, mode)
     created = prepare_outdir(outdir)
     try:
         for path in tqdm(todo, desc=f"relabel {index}/{count}", dynamic_ncols=True):
@@ -306,6 +306,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-geometric-filter", action="store_true", help="skip the 3D filter (geo_state all 0)")
     p.add_argument("--shard", help="I/N: label every N-th input starting at I (default: RANK/WORLD_SIZE)")
     p.add_argument("--device", default="cpu")
+    add_fast_flag(p)
     p.add_argument("--max-frames", type=positive_int, default=DEFAULTS["max_frames"], help="(at least 2 are tracked)")
     p.add_argument("--max-side", type=nonnegative_int, default=DEFAULTS["max_side"], help="track at this size (px); 0 = original")
     p.add_argument("--seed", type=nonnegative_int, default=DEFAULT_CONF["seed"])
@@ -323,7 +324,7 @@ def main(argv=None) -> int:
     try:
         check_device(args.device, names)
         summary = run(args.inputs, args.output, conf, teacher_names=names, checkpoint=args.checkpoint,
-                      device=args.device, shard=args.shard)
+                      device=args.device, shard=args.shard, mode=tracker_mode(args.fast, args.device))
     except (UsageError, CheckpointError, OSError) as e:
         return fail(e)
     print(format_summary(summary))

@@ -41,15 +41,15 @@ class CoTrackerProvider(TrackProvider):
     """Offline CoTracker3. `checkpoint`: "default" (best weights found, see cotracker3.checkpoint), a path, or None.
 
     visible = vis > `vis_threshold` (0.9, the official predictor's) and inside the image; confidence = the
-    model's confidence that the point lies within 12 px of the truth.
+    model's confidence that the point lies within 12 px of the truth. mode: "exact" or "fast" (see cotracker3.fast).
     """
 
     name = "cotracker3"
 
     def __init__(self, checkpoint: Optional[str] = "default", device: str = "cpu", iters: int = 6,
-                 vis_threshold: float = 0.9, corr_chunk_size: Optional[int] = 256, **model_config):
+                 vis_threshold: float = 0.9, corr_chunk_size: Optional[int] = 256, mode: str = "exact", **model_config):
         self.device = _device(device)
-        self.predictor = CoTrackerPredictor(checkpoint=checkpoint, **model_config).to(self.device)
+        self.predictor = CoTrackerPredictor(checkpoint=checkpoint, mode=mode, **model_config).to(self.device)
         self.predictor.set_chunking(corr_chunk_size)
         self.iters = iters
         self.vis_threshold = vis_threshold
@@ -75,9 +75,9 @@ class CoTrackerOnlineProvider(TrackProvider):
     name = "cotracker3-online"
 
     def __init__(self, checkpoint: Optional[str] = "default", device: str = "cpu", iters: int = 6, vis_threshold: float = 0.6,
-                 **model_config):
+                 mode: str = "exact", **model_config):
         self.device = _device(device)
-        self.predictor = CoTrackerOnlinePredictor(checkpoint=checkpoint, **model_config).to(self.device)
+        self.predictor = CoTrackerOnlinePredictor(checkpoint=checkpoint, mode=mode, **model_config).to(self.device)
         self.iters = iters
         self.vis_threshold = vis_threshold
 

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONF = {
     "input": {"max_frames": None, "stride": 1, "max_side": 1024},
     "queries": {"query_every": 8, "min_query_frames": 4, "max_points_per_frame": 512, "method": "sift+grid", "min_distance": 8.0},
-    "tracker": {"name": "auto", "checkpoint": "default", "device": "cpu", "window": 48, "overlap": 8, "max_queries": 2048},
+    "tracker": {"name": "auto", "checkpoint": "default", "device": "cpu", "mode": "exact", "window": 48, "overlap": 8, "max_queries": 2048},
     "filters": {
         "cycle_anchors": 0,  # >0: forward-backward cycle check with that many anchors per side (costs ~1 extra tracking pass)
         "cycle_threshold_px": 3.0,
@@ -277,7 +277,7 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
     check_replaceable(out_dir, overwrite)
     timer = Timer()
     with timer("load_tracker"):  # weights first: a bad checkpoint must not cost a full decode
-        provider = provider or make_provider(tc["name"], tc["checkpoint"], tc["device"])
+        provider = provider or make_provider(tc["name"], tc["checkpoint"], tc["device"], tc["mode"])
     with staging(out_dir) as work:
         rec, report = _run_in(work, source, out_dir, conf, mask_dir, provider, timer)
     report["model"] = rec

@@ -9,6 +9,7 @@ queries to (1, N, 3), call the predictor with backward_tracking=True and wrap th
 """
 from __future__ import annotations
 
+import argparse
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Optional
@@ -160,6 +161,17 @@ def run_chunked(provider: TrackProvider, frames: np.ndarray, queries: np.ndarray
 TRACKERS = ("auto", "cotracker3", "cotracker3-online", "lk")
 
 
+def tracker_mode(fast: Optional[bool], device: str) -> str:
+    """The CLIs' `--fast/--no-fast`: unset means fast on CPU (within the accuracy bounds of BENCHMARKS.md), exact on GPU."""
+    return "fast" if fast or (fast is None and str(device).startswith("cpu")) else "exact"
+
+
+def add_fast_flag(parser) -> None:
+    """`--fast` / `--no-fast` on a CLI (default: fast on CPU, exact elsewhere); read it with tracker_mode."""
+    parser.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
+                        help="CoTracker3 fast mode (cotracker3.fast; default on CPU); --no-fast: exact, official numerics")
+
+
 @dataclass
 class TrackerChoice:
     """What `auto` (or an explicit name) resolves to: a concrete tracker, its weights and why."""
@@ -203,18 +215,19 @@ def choose_tracker(name: str = "auto", checkpoint: Optional[str] = "default") ->
                                      f"{why}; cotracker3/weights/MODEL_CARD.md")
 
 
-def make_provider(name: str = "auto", checkpoint: Optional[str] = "default", device: str = "cpu") -> TrackProvider:
+def make_provider(name: str = "auto", checkpoint: Optional[str] = "default", device: str = "cpu", mode: str = "exact") -> TrackProvider:
     """A TrackProvider by CLI name (`auto`: see choose_tracker); `provider.choice` says what ran and why.
 
+    mode: CoTracker3's "exact" or "fast" (cotracker3.fast); ignored by Lucas-Kanade.
     CoTracker3 raises cotracker3.CheckpointError when no weights are found."""
     choice = choose_tracker(name, checkpoint)
     if choice.name == "lk":
         provider = LucasKanadeProvider()
     elif choice.name == "cotracker3":
         from .cotracker import CoTrackerProvider
-        provider = CoTrackerProvider(checkpoint=choice.checkpoint, device=device)
+        provider = CoTrackerProvider(checkpoint=choice.checkpoint, device=device, mode=mode)
     else:
         from .cotracker import CoTrackerOnlineProvider
-        provider = CoTrackerOnlineProvider(checkpoint=choice.checkpoint, device=device)
+        provider = CoTrackerOnlineProvider(checkpoint=choice.checkpoint, device=device, mode=mode)
     provider.choice = choice
     return provider
