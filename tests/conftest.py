@@ -4,9 +4,11 @@ A clone has no ``../shared`` beside it, so the README's TEST command deselects t
 (pyproject addopts ``-m "not shared_data"``); ``.ci/run`` selects them with ``-m shared_data``.
 Selected without the data they fail, never skip: a green run must mean they ran.
 """
+import contextlib
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -28,3 +30,26 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "shared_data" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("shared_data"):
             item.add_marker(pytest.mark.shared_data)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Training tests on one thread: a 2-core machine shared with other jobs runs them faster and steadier."""
+    with _torch_threads(1):
+        yield
+
+
+@pytest.fixture
+def two_torch_threads():
+    with _torch_threads(2):
+        yield

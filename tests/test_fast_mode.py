@@ -20,12 +20,7 @@ sys.path.insert(0, str(FIX))
 from make_weights import make_state_dict  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 def assert_within_bounds(fast_xy, exact_xy, fast_vis, exact_vis):

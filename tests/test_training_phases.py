@@ -13,12 +13,7 @@ from cotracker3.training.state import CHECKPOINT, load_training_checkpoint
 from pipelines.train import main
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_curriculum(steps):
