@@ -378,9 +378,17 @@ class CoTrackerThreeOffline(CoTrackerThreeBase):
         kwargs.setdefault("window_len", 60)
         super().__init__(**kwargs)
 
+    def features(self, video: torch.Tensor, fmaps_chunk_size: int = 200, mode: str = "exact") -> torch.Tensor:
+        """video (B, T, 3, H, W) in [0, 255] -> the encoder's (B, T, C, H/stride, W/stride) features, computed once
+        so that a second pass over the same frames (the predictor's time-reversed one) can reuse them."""
+        return self.encode(2 * (video / 255.0) - 1.0, fmaps_chunk_size, check_mode(mode))
+
     def forward(self, video: torch.Tensor, queries: torch.Tensor, iters: int = 4, is_train: bool = False,
-                add_space_attn: bool = True, fmaps_chunk_size: int = 200, mode: str = "exact"):
-        """video (B, T, 3, H, W) in [0, 255]; queries (B, N, 3) (t, x, y) px; mode "exact" or "fast" (cotracker3.fast, inference).
+                add_space_attn: bool = True, fmaps_chunk_size: int = 200, mode: str = "exact",
+                fmaps: Optional[torch.Tensor] = None):
+        """video (B, T, 3, H, W) in [0, 255]; queries (B, N, 3) (t, x, y) px; mode "exact" or "fast" (cotracker3.fast, inference);
+        fmaps: this video's `features(video, fmaps_chunk_size, mode)` (frames encode independently, so the
+        time-reversed video's are these flipped), else computed here.
 
         Returns coords (B, T, N, 2) px, vis (B, T, N), conf (B, T, N) probabilities, and train_data:
         None, or ([per-iteration coords]], [[per-iteration vis]], [[per-iteration conf]], ones mask (B, T, N)).
@@ -389,8 +397,9 @@ class CoTrackerThreeOffline(CoTrackerThreeBase):
         self._check_inputs(video, queries)
         B, T = video.shape[:2]
         N = queries.shape[1]
-        video = 2 * (video / 255.0) - 1.0
-        pyramid = self.pyramid(self.encode(video, fmaps_chunk_size, fast))
+        if fmaps is None:
+            fmaps = self.encode(2 * (video / 255.0) - 1.0, fmaps_chunk_size, fast)
+        pyramid = self.pyramid(fmaps)
         frames = queries[..., 0].long()
         xy = queries[..., 1:] / self.stride
         support = self.support_features(pyramid, frames, xy)

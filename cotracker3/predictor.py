@@ -215,9 +215,13 @@ class CoTrackerPredictor(_PredictorBase):
         N = queries.shape[1]
         if add_support_grid:
             queries = torch.cat([queries, self._support_grid(B, device)], dim=1)
-        tracks, vis, conf, _ = self.model(resized, queries, iters=iters, fmaps_chunk_size=fmaps_chunk_size, mode=self.mode)
+        # Both time directions see the same frames: encode them once (an offline model's `features`).
+        fmaps = self.model.features(resized, fmaps_chunk_size, self.mode) if backward_tracking and hasattr(self.model, "features") else None
+        extra = {} if fmaps is None else {"fmaps": fmaps}
+        tracks, vis, conf, _ = self.model(resized, queries, iters=iters, fmaps_chunk_size=fmaps_chunk_size, mode=self.mode, **extra)
         if backward_tracking:
-            tracks, vis, conf = self._backward(resized, queries, tracks, vis, conf, iters, fmaps_chunk_size)
+            extra = {} if fmaps is None else {"fmaps": fmaps.flip(1)}
+            tracks, vis, conf = self._backward(resized, queries, tracks, vis, conf, iters, fmaps_chunk_size, extra)
         tracks, vis, conf, queries = tracks[:, :, :N], vis[:, :, :N], conf[:, :, :N], queries[:, :N]
         visible = vis > 0.9
         # Each track passes exactly through its query point, visible there.
@@ -231,12 +235,12 @@ class CoTrackerPredictor(_PredictorBase):
             return tracks, visible, vis, conf
         return tracks, visible
 
-    def _backward(self, video, queries, tracks, vis, conf, iters, fmaps_chunk_size):
-        """Track the time-reversed video and use it for the frames before each query."""
+    def _backward(self, video, queries, tracks, vis, conf, iters, fmaps_chunk_size, extra=None):
+        """Track the time-reversed video and use it for the frames before each query (`extra`: its features)."""
         T = video.shape[1]
         inv_queries = queries.clone()
         inv_queries[:, :, 0] = T - 1 - inv_queries[:, :, 0]
-        inv = self.model(video.flip(1), inv_queries, iters=iters, fmaps_chunk_size=fmaps_chunk_size, mode=self.mode)
+        inv = self.model(video.flip(1), inv_queries, iters=iters, fmaps_chunk_size=fmaps_chunk_size, mode=self.mode, **(extra or {}))
         before = torch.arange(T, device=video.device)[None, :, None] < queries[:, None, :, 0]  # (B, T, N)
         tracks = torch.where(before[..., None], inv[0].flip(1), tracks)
         vis = torch.where(before, inv[1].flip(1), vis)

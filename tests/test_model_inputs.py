@@ -97,6 +97,23 @@ def test_predictor_scores_and_query_overwrite():
     assert torch.equal(visible[0, 3:, 0], vis[0, 3:, 0] > 0.9)
 
 
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_backward_pass_reuses_the_forward_features_bit_for_bit(mode, monkeypatch):
+    """Frames encode independently: the reversed video's features are the forward ones flipped, so the
+    predictor encodes once for both directions and its outputs equal two full model calls exactly."""
+    torch.manual_seed(0)
+    pred = CoTrackerPredictor(window_len=8, mode=mode, **SMALL)
+    raw = _video()
+    video = pred._resize(raw)
+    assert torch.equal(pred.model.features(video.flip(1), mode=mode), pred.model.features(video, mode=mode).flip(1))
+    q = torch.tensor([[[2.0, 10.0, 7.0], [5.0, 40.0, 20.0]]])
+    shared = pred(raw, queries=q, backward_tracking=True, return_scores=True)
+    monkeypatch.delattr(CoTrackerThreeOffline, "features")  # the predictor then lets each pass encode itself
+    twice = pred(raw, queries=q, backward_tracking=True, return_scores=True)
+    for a, b in zip(shared, twice):
+        assert torch.equal(a, b)
+
+
 def test_predictor_converts_numpy_and_list_inputs():
     """numpy / list queries and a numpy video give exactly the tensor results."""
     import numpy as np
