@@ -1,0 +1,22 @@
+"""reconstruct.py with its defaults on real photo sets of the team's shared data (marker shared_data).
+
+Guards what issue 11 fixed: a 360-degree photo set (kitchen) is not mistaken for pure rotation, and photos
+of different sizes and cameras (british_museum) get one camera each; both register at least COLMAP's count
+(BENCHMARKS.md, Reconstruct).
+"""
+import json
+
+import pytest
+
+from pipelines.reconstruct import main
+
+pytestmark = pytest.mark.shared_data
+
+
+@pytest.mark.parametrize("name, at_least, cameras", [("british_museum", 10, 10), ("statue", 9, 1), ("kitchen", 23, 1)])
+def test_photo_set_registers_like_colmap(shared_data, tmp_path, name, at_least, cameras):
+    out = tmp_path / name
+    assert main([str(shared_data / "vggsfm_examples" / name / "images"), "-o", str(out), "--no-video", "-q", "--max-side", "640"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames_registered"] >= at_least and report["tracker"] == "lucas-kanade"
+    assert report["matches"]["enabled"] and report["camera"].get("num_cameras", 1) == cameras
