@@ -362,7 +362,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         "input": str(source) if not isinstance(source, tuple) else "in-memory frames",
         "input_size": in_sizes.tolist() if mixed else list(in_size), "model_size": sizes.tolist() if mixed else list(size),
         "tracker": provider.name, "checkpoint": checkpoint_source(provider),
-        "queries": int(len(queries)), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3)},
+        "queries": int(len(queries)), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3) if tracks.num_tracks else 0.0},
         "tracker_choice": tracker_reason(provider),
         "matches": mapping_report.pop("matches", None), "mapping": mapping_report,
         "camera": camera_report(rec),
