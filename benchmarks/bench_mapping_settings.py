@@ -5,7 +5,7 @@
 
 TRACKS.npz: the filtered tracks a `reconstruct.py` run wrote (e.g. apple.mp4 --tracker lk --max-side 640).
 Reference: a COLMAP model of the same frames (images matched by frame index). Rotation agreement is the
-gauge-free pairwise relative rotation error (sfm_tracks.metrics.relative_pose_errors). Each variant runs
+gauge-free pairwise relative rotation error (sfm_tracks.colmap.metrics.relative_pose_errors). Each variant runs
 `reconstruct()` with the MappingOptions given below; stage times come from the mapping log.
 """
 import argparse
@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pycolmap  # noqa: E402
 
 from sfm_tracks import Tracks, reconstruct  # noqa: E402
-from sfm_tracks.metrics import poses_by_frame, relative_pose_errors  # noqa: E402
+from sfm_tracks.colmap.metrics import poses_by_frame, relative_pose_errors  # noqa: E402
 from sfm_tracks.testing import synthetic_scene  # noqa: E402
 
 BEFORE = {"fast_ba": False, "deterministic": False, "verify_trials": (100, 10000)}  # settings before this change
@@ -37,7 +37,7 @@ VARIANTS = {
 
 
 class StageTimes(logging.Handler):
-    """Collect '<stage> ... (12.3s)' timings from sfm_tracks.mapping's log."""
+    """Collect '<stage> ... (12.3s)' timings from sfm_tracks.colmap.mapping's log."""
 
     def __init__(self):
         super().__init__()
@@ -62,7 +62,7 @@ def reference_poses(model_dir: str, num_frames: int) -> np.ndarray:
 
 def run_variant(tracks: Tracks, gt: np.ndarray, options: dict) -> dict:
     handler = StageTimes()
-    log = logging.getLogger("sfm_tracks.mapping")
+    log = logging.getLogger("sfm_tracks.colmap.mapping")
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     t0 = time.time()

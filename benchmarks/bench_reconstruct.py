@@ -30,7 +30,7 @@ import pycolmap
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench_sfm import DEFAULT_DATA, _table, bench_colmap_sift  # noqa: E402
-from sfm_tracks.metrics import aligned_pose_errors, relative_pose_errors  # noqa: E402
+from sfm_tracks.colmap.metrics import aligned_pose_errors, relative_pose_errors  # noqa: E402
 
 logger = logging.getLogger("bench_reconstruct")
 

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_rotation_check.py [--tracks OUT/tracks.npz ...]
 
-Per case: LK tracks (or synthetic tracks) -> database -> COLMAP verification -> sfm_tracks.degeneracy's fit:
+Per case: LK tracks (or synthetic tracks) -> database -> COLMAP verification -> sfm_tracks.colmap.degeneracy's fit:
 the focal found, the 90th-percentile pair residual, the residual of the closest pairs, their ratio, and
 whether reconstruct() would refuse the input as a pure rotation.
 """
@@ -17,12 +17,12 @@ import pycolmap  # noqa: E402
 
 from cotracker3.data.synthetic import generate_clip  # noqa: E402
 from sfm_tracks import Tracks  # noqa: E402
-from sfm_tracks import database as dbm  # noqa: E402
-from sfm_tracks.cameras import camera_spec, make_camera  # noqa: E402
-from sfm_tracks.degeneracy import fit_rotation, verified_matches  # noqa: E402
+from sfm_tracks.colmap import database as dbm  # noqa: E402
+from sfm_tracks.colmap.cameras import camera_spec, make_camera  # noqa: E402
+from sfm_tracks.colmap.degeneracy import fit_rotation, verified_matches  # noqa: E402
 from sfm_tracks.errors import ReconstructionError  # noqa: E402
 from sfm_tracks.pipeline import DEFAULT_CONF, query_points  # noqa: E402
-from sfm_tracks.providers import LucasKanadeProvider  # noqa: E402
+from sfm_tracks.tracking.providers import LucasKanadeProvider  # noqa: E402
 from sfm_tracks.testing import synthetic_scene  # noqa: E402
 from tests.synthetic import rotating_video  # noqa: E402
 
@@ -49,7 +49,7 @@ def main():
     ap.add_argument("--tracks", nargs="*", default=[])
     args = ap.parse_args()
     pycolmap.logging.minloglevel = 2
-    from sfm_tracks.degeneracy import check_not_pure_rotation
+    from sfm_tracks.colmap.degeneracy import check_not_pure_rotation
     for name, tracks, focal in cases(args.tracks):
         db = Path(tempfile.mkdtemp()) / "database.db"
         dbm.write_database(db, tracks, make_camera(camera_spec(None), tracks.image_size), dbm.pair_schedule(tracks.num_frames), dbm.usable(tracks))

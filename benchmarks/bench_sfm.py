@@ -24,7 +24,7 @@ import pycolmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sfm_tracks import LucasKanadeProvider, Tracks, geometric_filter, read_frames, reconstruct, select_queries  # noqa: E402
-from sfm_tracks.metrics import poses_by_frame, relative_pose_errors  # noqa: E402
+from sfm_tracks.colmap.metrics import poses_by_frame, relative_pose_errors  # noqa: E402
 from sfm_tracks.testing import GOOD, MOVING, synthetic_scene  # noqa: E402
 
 logger = logging.getLogger("bench_sfm")

@@ -175,7 +175,7 @@ def real_video_accuracy(args) -> None:
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from sfm_tracks.cotracker import CoTrackerProvider
+    from sfm_tracks.tracking.cotracker import CoTrackerProvider
     from sfm_tracks.video import read_frames
 
     if args.threads:

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from cotracker3 import CheckpointError  # noqa: E402
 from sfm_tracks import ReconstructionError, VideoError  # noqa: E402
 from sfm_tracks.pipeline import run  # noqa: E402
-from sfm_tracks.providers import TRACKERS, add_fast_flag, tracker_mode  # noqa: E402
+from sfm_tracks.tracking.providers import TRACKERS, add_fast_flag, tracker_mode  # noqa: E402
 
 logger = logging.getLogger("reconstruct")
 
@@ -107,7 +107,7 @@ def demo_scene():
 
 def pose_accuracy(rec, names: list, gt: np.ndarray) -> dict:
     """Pose errors of a model against true (T, 3, 4) cam_from_world matched by image name."""
-    from sfm_tracks.metrics import aligned_pose_errors, relative_pose_errors
+    from sfm_tracks.colmap.metrics import aligned_pose_errors, relative_pose_errors
 
     by_name = {im.name: im.cam_from_world().matrix() for im in rec.images.values() if im.has_pose}
     est = np.array([by_name.get(n, np.full((3, 4), np.nan)) for n in names])

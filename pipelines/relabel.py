@@ -36,7 +36,7 @@ from tqdm import tqdm  # noqa: E402
 from cotracker3 import CheckpointError  # noqa: E402
 from pipelines.cli import ArgumentParser, UsageError, fail, nonnegative_int, positive_float, positive_int  # noqa: E402
 from pipelines.relabel_inputs import collect_inputs, parse_shard, shard_inputs  # noqa: E402
-from sfm_tracks.providers import TRACKERS as TEACHER_NAMES, add_fast_flag, make_provider as make_teacher, tracker_mode  # noqa: E402
+from sfm_tracks.tracking.providers import TRACKERS as TEACHER_NAMES, add_fast_flag, make_provider as make_teacher, tracker_mode  # noqa: E402
 from sfm_tracks.pseudo_labels import DEFAULT_CONF, TooFewQueries, label_stats, label_video  # noqa: E402
 from sfm_tracks.video import VideoError, iter_frames, resize_max_side  # noqa: E402
 

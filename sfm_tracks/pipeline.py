@@ -24,18 +24,18 @@ import numpy as np
 import pycolmap
 from tqdm import tqdm
 
-from .cameras import MODELS, CameraSpec
+from .colmap.cameras import MODELS, CameraSpec
 from .errors import ReconstructionError
-from .export import export, replace_dir
-from .filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
+from .colmap.export import export, replace_dir
+from .tracking.filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
 from .inputs import PADDING_MARGIN_PX, exclude_padding, load_frames, load_masks, mixed_sizes
-from .mapping import reconstruct
+from .colmap.mapping import reconstruct
 from .outdir import InputError, check_overlap, check_replaceable, staging
-from .providers import TrackProvider, make_provider
-from .queries import explain_no_tracks, flat_frames, select_queries, spread_frames
+from .tracking.providers import TrackProvider, make_provider
+from .tracking.queries import explain_no_tracks, flat_frames, select_queries, spread_frames
 from .tracks import Tracks
 from .video import IMAGE_EXTENSIONS, write_tracks_video
-from .windowed import window_bounds, windowed
+from .tracking.windowed import window_bounds, windowed
 
 logger = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .errors import ReconstructionError
-from .filters import cycle_consistency
-from .geometric_filter import UNVERIFIABLE, geometric_filter
-from .mapping import reconstruct
-from .providers import TrackProvider
-from .queries import sift_points
+from .tracking.filters import cycle_consistency
+from .colmap.geometric_filter import UNVERIFIABLE, geometric_filter
+from .colmap.mapping import reconstruct
+from .tracking.providers import TrackProvider
+from .tracking.queries import sift_points
 from .tracks import Tracks
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 
 from sfm_tracks import Tracks
-from sfm_tracks.providers import TrackProvider
+from sfm_tracks.tracking.providers import TrackProvider
 
 
 def translating_video(T=12, H=64, W=80, velocity=(1.5, -0.5), seed=0, stamp=False):

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from cotracker3 import CoTrackerOnlinePredictor
-from sfm_tracks.cotracker import CoTrackerOnlineProvider, CoTrackerProvider
+from sfm_tracks.tracking.cotracker import CoTrackerOnlineProvider, CoTrackerProvider
 from tests.synthetic import translating_video
 
 SMALL = dict(latent_dim=32, hidden_size=48, corr_hidden=32, num_virtual_tracks=4, space_depth=1, model_resolution=(32, 48))

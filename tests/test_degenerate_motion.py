@@ -1,5 +1,4 @@
 """Degenerate camera motion: a camera that only turns is refused with the cause named, never given a translation."""
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -8,11 +7,11 @@ import pytest
 
 from pipelines.reconstruct import main
 from sfm_tracks import ReconstructionError, reconstruct
-from sfm_tracks import database as dbm
-from sfm_tracks.cameras import camera_spec, make_camera
-from sfm_tracks.degeneracy import check_not_pure_rotation, fit_rotation, verified_matches
+from sfm_tracks.colmap import database as dbm
+from sfm_tracks.colmap.cameras import camera_spec, make_camera
+from sfm_tracks.colmap.degeneracy import check_not_pure_rotation, fit_rotation, verified_matches
 from sfm_tracks.pipeline import DEFAULT_CONF, query_points
-from sfm_tracks.providers import LucasKanadeProvider
+from sfm_tracks.tracking.providers import LucasKanadeProvider
 from sfm_tracks.testing import synthetic_scene
 from tests.synthetic import rotating_video
 
@@ -69,7 +68,7 @@ def test_cli_exits_2_with_one_line(turning, tmp_path, capsys):
 def test_wide_baselines_everywhere_are_not_mistaken_for_rotation(monkeypatch, tmp_path):
     """A photo set around an object has large misfits on its closest pairs too (kitchen: 39 px, 68 px at the
     90th percentile, ratio 1.7): a misfit above the verification threshold is parallax whatever the ratio."""
-    import sfm_tracks.degeneracy as deg
+    import sfm_tracks.colmap.degeneracy as deg
 
     residuals = np.array([38.0, 40.0, 45.0, 60.0, 70.0])
     fit = deg.RotationFit(300.0, residuals, np.array([1, 1, 2, 3, 4]))

@@ -85,7 +85,7 @@ def test_fast_online_model_within_bounds_and_mode_checked():
 def test_fast_provider_on_shipped_weights():
     """The provider plumbs mode through; the shipped small weights stay within the bounds too."""
     from cotracker3.checkpoint import EMBEDDED_DIR, EMBEDDED_FILES
-    from sfm_tracks.cotracker import CoTrackerProvider
+    from sfm_tracks.tracking.cotracker import CoTrackerProvider
     from synthetic import translating_video
 
     frames = translating_video(T=12, H=64, W=80)
@@ -103,7 +103,7 @@ def test_fast_provider_on_shipped_weights():
 def test_cli_fast_flag_defaults_to_fast_on_cpu_only():
     import argparse
 
-    from sfm_tracks.providers import add_fast_flag, tracker_mode
+    from sfm_tracks.tracking.providers import add_fast_flag, tracker_mode
 
     p = argparse.ArgumentParser()
     add_fast_flag(p)

@@ -9,9 +9,9 @@ import pytest
 
 from pipelines.reconstruct import main
 from sfm_tracks import Tracks
-from sfm_tracks import database as dbm
-from sfm_tracks.feature_matches import SiftMatches, plan_matches
-from sfm_tracks.metrics import relative_pose_errors
+from sfm_tracks.colmap import database as dbm
+from sfm_tracks.colmap.feature_matches import SiftMatches, plan_matches
+from sfm_tracks.colmap.metrics import relative_pose_errors
 from sfm_tracks.pipeline import run
 from synthetic import orbit_poses, render_room, room_planes
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from sfm_tracks import Tracks
-from sfm_tracks.filters import (
+from sfm_tracks.tracking.filters import (
     anchor_frames,
     apply_filters,
     cycle_consistency,

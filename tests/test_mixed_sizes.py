@@ -9,10 +9,10 @@ import pytest
 
 from pipelines.reconstruct import main
 from sfm_tracks import Tracks
-from sfm_tracks.cameras import CameraSpec, frame_cameras
-from sfm_tracks.filters import off_padding
+from sfm_tracks.colmap.cameras import CameraSpec, frame_cameras
+from sfm_tracks.tracking.filters import off_padding
 from sfm_tracks.inputs import exclude_padding, load_frames, load_masks
-from sfm_tracks.metrics import relative_pose_errors
+from sfm_tracks.colmap.metrics import relative_pose_errors
 from sfm_tracks.outdir import InputError
 from synthetic import orbit_poses, render_room, room_planes
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sfm_tracks.providers import LucasKanadeProvider, TrackProvider
+from sfm_tracks.tracking.providers import LucasKanadeProvider, TrackProvider
 from tests.synthetic import TranslationProvider, gt_positions, translating_video
 
 V = (1.5, -0.5)

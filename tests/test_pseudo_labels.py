@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from sfm_tracks.geometric_filter import REJECTED, UNVERIFIABLE, VERIFIED
+from sfm_tracks.colmap.geometric_filter import REJECTED, UNVERIFIABLE, VERIFIED
 from sfm_tracks.pseudo_labels import TooFewQueries, choose_teacher, geometric_states, label_video, sample_queries, DEFAULT_CONF
 from sfm_tracks.testing import DRIFT, GOOD, JUMP, MOVING, synthetic_scene
 from tests.synthetic import TranslationProvider, textured_video

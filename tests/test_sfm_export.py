@@ -7,8 +7,8 @@ import pycolmap
 import pytest
 
 from sfm_tracks import Tracks, reconstruct
-from sfm_tracks.export import export, read_transforms, write_model, write_transforms
-from sfm_tracks.metrics import poses_by_frame
+from sfm_tracks.colmap.export import export, read_transforms, write_model, write_transforms
+from sfm_tracks.colmap.metrics import poses_by_frame
 from sfm_tracks.testing import synthetic_scene
 
 

@@ -1,7 +1,7 @@
 """Verdict rules on hand-made error tables (no mapping needed)."""
 import numpy as np
 
-from sfm_tracks.geometric_filter import FilterOptions, verdicts
+from sfm_tracks.colmap.geometric_filter import FilterOptions, verdicts
 
 
 def test_verdict_rules():

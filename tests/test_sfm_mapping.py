@@ -1,11 +1,10 @@
 """Tracks -> reconstruction -> geometric verdicts on synthetic scenes with known geometry."""
 import numpy as np
-import pycolmap
 import pytest
 
 from sfm_tracks import geometric_filter, reconstruct, reprojection_errors
-from sfm_tracks.database import pair_schedule
-from sfm_tracks.metrics import poses_by_frame, relative_pose_errors
+from sfm_tracks.colmap.database import pair_schedule
+from sfm_tracks.colmap.metrics import poses_by_frame, relative_pose_errors
 from sfm_tracks.testing import DRIFT, GOOD, JUMP, MOVING, synthetic_scene
 
 OUTLIER_PX = 6.0  # an injected error this large (2x the verify threshold) must not be verified

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from sfm_tracks.vggsfm import VGGSfMTrackerAdapter, detect_query_frame_index, swap_order
+from sfm_tracks.tracking.vggsfm import VGGSfMTrackerAdapter, detect_query_frame_index, swap_order
 from tests.synthetic import TranslationProvider, gt_positions, translating_video
 
 V = (1.0, -0.5)

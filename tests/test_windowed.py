@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from sfm_tracks import Tracks
-from sfm_tracks.providers import LucasKanadeProvider, TrackProvider
-from sfm_tracks.windowed import window_bounds, windowed
+from sfm_tracks.tracking.providers import LucasKanadeProvider, TrackProvider
+from sfm_tracks.tracking.windowed import window_bounds, windowed
 from tests.synthetic import TranslationProvider, translating_video
 
 V = (1.0, 0.25)

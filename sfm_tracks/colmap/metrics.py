@@ -8,7 +8,7 @@ import numpy as np
 import pycolmap
 
 from .geometric_filter import frame_images
-from .tracks import Tracks
+from ..tracks import Tracks
 
 
 def poses_by_frame(rec: pycolmap.Reconstruction, tracks: Tracks) -> np.ndarray:

@@ -13,7 +13,7 @@ import torch
 from cotracker3 import CoTrackerOnlinePredictor, CoTrackerPredictor
 
 from .providers import TrackProvider
-from .tracks import Tracks
+from ..tracks import Tracks
 
 
 def _inside(xy: torch.Tensor, H: int, W: int) -> torch.Tensor:

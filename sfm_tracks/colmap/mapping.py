@@ -22,9 +22,9 @@ from . import database as dbm
 from . import feature_matches as fm
 from .cameras import CameraSpec, camera_spec, frame_cameras
 from .degeneracy import check_not_pure_rotation
-from .errors import ReconstructionError
+from ..errors import ReconstructionError
 from .geometric_filter import FilterOptions, frame_images, reprojection_errors, supported_tracks, track_points
-from .tracks import Tracks
+from ..tracks import Tracks
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from .providers import TrackProvider, run_chunked
-from .tracks import Tracks
+from ..tracks import Tracks
 
 
 def window_bounds(num_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:

@@ -11,8 +11,8 @@ import logging
 import numpy as np
 import pycolmap
 
-from .errors import ReconstructionError
-from .tracks import Tracks
+from ..errors import ReconstructionError
+from ..tracks import Tracks
 
 logger = logging.getLogger(__name__)
 

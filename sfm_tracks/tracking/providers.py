@@ -17,7 +17,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from .tracks import Tracks
+from ..tracks import Tracks
 
 
 def check_inputs(frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

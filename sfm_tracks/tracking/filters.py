@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from .providers import TrackProvider
-from .tracks import Tracks
+from ..tracks import Tracks
 
 
 def first_visible_frame(visible: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pycolmap
 
-from .errors import ReconstructionError
+from ..errors import ReconstructionError
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pycolmap
 
 from .database import COLMAP_OFFSET, usable
-from .tracks import Tracks
+from ..tracks import Tracks
 
 VERIFIED, UNVERIFIABLE, REJECTED = 1, 0, -1
 
