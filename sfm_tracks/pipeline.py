@@ -25,17 +25,17 @@ import pycolmap
 from tqdm import tqdm
 
 from .colmap.cameras import MODELS, CameraSpec
-from .errors import ReconstructionError
 from .colmap.export import export, replace_dir
-from .tracking.filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
-from .inputs import PADDING_MARGIN_PX, exclude_padding, load_frames, load_masks, mixed_sizes
 from .colmap.mapping import reconstruct
+from .errors import ReconstructionError
+from .inputs import PADDING_MARGIN_PX, exclude_padding, load_frames, load_masks, mixed_sizes
 from .outdir import InputError, check_overlap, check_replaceable, staging
+from .tracking.filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
 from .tracking.providers import TrackProvider, make_provider
 from .tracking.queries import explain_no_tracks, flat_frames, select_queries, spread_frames
+from .tracking.windowed import window_bounds, windowed
 from .tracks import Tracks
 from .video import IMAGE_EXTENSIONS, write_tracks_video
-from .tracking.windowed import window_bounds, windowed
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def filter_tracks(tracks: Tracks, conf: dict, tracker: str, provider=None, frame
     """
     keep = {"low_confidence": low_confidence(tracks, conf["min_conf"].get(tracker, 0.5)),
             "stuck_at_border": stuck_at_border(tracks, conf["border_margin_px"], conf["border_min_frames"])}
-    if sizes is not None and mixed_sizes(sizes):
+    if sizes is not None:
         keep["padding"] = off_padding(tracks, sizes, PADDING_MARGIN_PX)
     if masks is not None and conf["mask_observations"]:
         keep["mask"] = mask_filter(tracks, masks)
@@ -305,11 +305,12 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         frames, names, in_sizes, sizes = load_frames(source, work, ic["max_frames"], ic["stride"], ic["max_side"], min_frames,
                                                      f" (a track must be seen in >= {fc['min_length']} frames)")
     size, in_size, small = frames.shape[1:3], in_sizes[0].tolist(), int(np.argmin(sizes.min(1)))
+    padded = mixed_sizes(sizes)  # frames of different sizes share a canvas: its padding is not the scene
     if sizes[small].min() < MIN_SIDE:
-        what = f"image {names[small]} is" if mixed_sizes(sizes) else "frames are"
+        what = f"image {names[small]} is" if padded else "frames are"
         raise InputError(f"{what} {sizes[small][1]}x{sizes[small][0]} px at tracking resolution "
                          f"(input {in_sizes[small][1]}x{in_sizes[small][0]}, --max-side {ic['max_side']}); need >= {MIN_SIDE} px on each side")
-    mixed = mixed_sizes(sizes) or mixed_sizes(in_sizes)
+    mixed = padded or mixed_sizes(in_sizes)  # the report then gives every frame's sizes
     if mixed and conf["camera"]["intrinsics"] is not None:
         raise InputError(f"--intrinsics describe one camera, but the {len(names)} images come in {len(np.unique(in_sizes, axis=0))} "
                          "sizes and each gets its own camera; leave --intrinsics out")
@@ -319,8 +320,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
     if mask_dir is not None:
         with timer("masks"):
             masks = load_masks(mask_dir, names, in_sizes, sizes, size, work)
-    padded = mixed_sizes(sizes)
-    if padded:  # the black padding around smaller frames is not the scene: no queries, no observations there
+    if padded:  # no queries and no observations in the black padding around smaller frames
         masks = exclude_padding(masks, sizes, size, work)
     qf = query_frames(len(frames), conf["queries"])
     problem = flat_frames(frames, qf)
@@ -336,7 +336,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         raw = track(provider, frames, queries, tc)
         raw.image_names = names
     with timer("filter"):
-        tracks, filter_stats = filter_tracks(raw, fc, tracker_key(provider), provider, frames, masks, tc, sizes)
+        tracks, filter_stats = filter_tracks(raw, fc, tracker_key(provider), provider, frames, masks, tc, sizes if padded else None)
     logger.info("filters: %s", filter_stats)
     if tracks.num_tracks == 0 and conf["mapping"]["matches"] == "off":
         raise ReconstructionError(explain_no_tracks(frames, qf, filter_stats, fc["min_length"]))

@@ -19,10 +19,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import ReconstructionError
-from .tracking.filters import cycle_consistency
 from .colmap.geometric_filter import UNVERIFIABLE, geometric_filter
 from .colmap.mapping import reconstruct
+from .errors import ReconstructionError
+from .tracking.filters import cycle_consistency
 from .tracking.providers import TrackProvider
 from .tracking.queries import sift_points
 from .tracks import Tracks

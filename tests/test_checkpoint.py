@@ -172,18 +172,13 @@ def test_safetensors_with_bad_metadata(tmp_path):
     from safetensors.torch import save_file
 
     state = {k: v.contiguous() for k, v in _model(window_len=8).state_dict().items()}
-    save_file(state, str(tmp_path / "unknown.safetensors"), metadata={"config": '{"window_len": 8, "fancy_layers": 3}'})
-    with pytest.raises(CheckpointError, match="unknown model config key.*'fancy_layers'"):
-        build_model("offline", str(tmp_path / "unknown.safetensors"))
-    save_file(state, str(tmp_path / "list.safetensors"), metadata={"config": "[1, 2]"})
-    with pytest.raises(CheckpointError, match="must be a JSON object"):
-        build_model("offline", str(tmp_path / "list.safetensors"))
-    save_file(state, str(tmp_path / "json.safetensors"), metadata={"config": "{not json"})
-    with pytest.raises(CheckpointError, match="not valid JSON"):
-        build_model("offline", str(tmp_path / "json.safetensors"))
-    save_file(state, str(tmp_path / "type.safetensors"), metadata={"config": '{"window_len": 8, "latent_dim": "wide"}'})
-    with pytest.raises(CheckpointError, match="rejects its config"):
-        build_model("offline", str(tmp_path / "type.safetensors"))
+    bad_configs = {"unknown": ('{"window_len": 8, "fancy_layers": 3}', "unknown model config key.*'fancy_layers'"),
+                   "list": ("[1, 2]", "must be a JSON object"), "json": ("{not json", "not valid JSON"),
+                   "type": ('{"window_len": 8, "latent_dim": "wide"}', "rejects its config")}
+    for name, (config, match) in bad_configs.items():
+        save_file(state, str(tmp_path / f"{name}.safetensors"), metadata={"config": config})
+        with pytest.raises(CheckpointError, match=match):
+            build_model("offline", str(tmp_path / f"{name}.safetensors"))
     data = (tmp_path / "unknown.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 3])
     with pytest.raises(CheckpointError, match="truncated or not a safetensors file"):

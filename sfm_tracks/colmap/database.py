@@ -77,6 +77,13 @@ def pair_schedule(num_frames: int, neighbours: int = 3, max_stride: int | None =
     return [(i, i + s) for s in sorted(strides) for i in range(num_frames - s)]
 
 
+def track_keypoints(tracks: Tracks, ok: np.ndarray, cameras: list) -> np.ndarray:
+    """(T, N, 2) keypoints in COLMAP's pixel convention, index == track id: usable observations (ok (T, N)) where
+    the track is, the others at their frame's image centre (cameras[t]), a placeholder no match refers to."""
+    centres = np.array([[c.width / 2, c.height / 2] for c in cameras])[:, None]
+    return np.where(ok[..., None], tracks.xy + COLMAP_OFFSET, centres)
+
+
 def write_database(db_path, tracks: Tracks, camera, pairs, ok=None, min_matches: int = 15,
                    extra=None) -> int:
     """Write the camera(s), T images, N keypoints per image and the raw matches of `pairs`; return #pairs.
@@ -93,9 +100,7 @@ def write_database(db_path, tracks: Tracks, camera, pairs, ok=None, min_matches:
     cams = list(camera) if isinstance(camera, (list, tuple)) else [camera] * tracks.num_frames
     if len(cams) != tracks.num_frames:
         raise ValueError(f"{len(cams)} cameras for {tracks.num_frames} frames")
-    # Placeholder for unusable observations: the image centre, never referenced by a match.
-    centres = np.array([[c.width / 2, c.height / 2] for c in cams])[:, None]
-    kp = np.where(ok[..., None], tracks.xy + COLMAP_OFFSET, centres).astype(np.float32)
+    kp = track_keypoints(tracks, ok, cams).astype(np.float32)
     extra_matches = extra.matches if extra is not None else {}
     written = 0
     with pycolmap.Database.open(str(db_path)) as db:

@@ -17,8 +17,8 @@ import numpy as np
 import open3d as o3d
 import pycolmap
 
-from .database import COLMAP_OFFSET
 from ..tracks import Tracks
+from .database import COLMAP_OFFSET
 
 # COLMAP/OpenCV camera axes (x right, y down, z forward) -> OpenGL/nerfstudio (x right, y up, z back).
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0])

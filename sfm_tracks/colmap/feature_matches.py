@@ -109,20 +109,18 @@ def plan_matches(ok: np.ndarray, schedule: list, mode: str = "auto", image_set: 
     links = weak_links(ok, o)
     loops = loop_pairs(ok, o, min_matches)
     T = len(ok)
+    loop_note = f"; {len(loops)} loop-closure pair(s) between keyframes the tracks do not connect"
     if image_set and T * (T - 1) // 2 <= o.max_exhaustive_pairs:
         # photos need not be in order: a small set is matched exhaustively, as COLMAP would
         pairs = {(i, j) for i in range(T) for j in range(i + 1, T)}
         why = f"{mode}: the input is an image set of {T} photos, every pair (loop closure included)"
     elif mode == "all" or image_set:
-        why = "all: every scheduled pair" if mode == "all" else "auto: the input is an image set, every scheduled pair"
+        why = ("all: every scheduled pair" if mode == "all" else "auto: the input is an image set, every scheduled pair") + loop_note
         pairs = set(map(tuple, schedule)) | loops
     else:
-        bridges = bridge_pairs(links, len(ok), o.bridge)
-        pairs = bridges | loops
+        pairs = bridge_pairs(links, len(ok), o.bridge) | loops
         why = (f"auto: {len(links)} weak link(s) between consecutive frames (< {o.min_shared} shared tracks or "
-               f"< {o.min_shared_fraction:.0%} of the median)" if links else "auto: consecutive frames are well connected by tracks")
-    if "every pair" not in why:
-        why += f"; {len(loops)} loop-closure pair(s) between keyframes the tracks do not connect"
+               f"< {o.min_shared_fraction:.0%} of the median)" if links else "auto: consecutive frames are well connected by tracks") + loop_note
     plan = MatchPlan(mode, why, sorted(pairs), links, len(loops))
     logger.info("feature matches: %s -> %d SIFT pairs on %d frames", why, len(plan.pairs), len(plan.frames))
     return plan

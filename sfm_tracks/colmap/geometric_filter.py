@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pycolmap
 
-from .database import COLMAP_OFFSET, usable
 from ..tracks import Tracks
+from .database import COLMAP_OFFSET, usable
 
 VERIFIED, UNVERIFIABLE, REJECTED = 1, 0, -1
 

@@ -20,11 +20,11 @@ import pycolmap
 
 from . import database as dbm
 from . import feature_matches as fm
+from ..errors import ReconstructionError
+from ..tracks import Tracks
 from .cameras import CameraSpec, camera_spec, frame_cameras
 from .degeneracy import check_not_pure_rotation
-from ..errors import ReconstructionError
 from .geometric_filter import FilterOptions, frame_images, reprojection_errors, supported_tracks, track_points
-from ..tracks import Tracks
 
 logger = logging.getLogger(__name__)
 
@@ -126,10 +126,8 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
     return rec
 
 
-def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: MappingOptions, frames=None,
-         cameras: Optional[list] = None) -> pycolmap.Reconstruction:
-    # cameras: frame t's camera (cameras.frame_cameras); default one shared camera
-    cameras = cameras or frame_cameras(spec, tracks.image_size, tracks.num_frames)
+def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: MappingOptions, frames, cameras: list) -> pycolmap.Reconstruction:
+    """Database (tracks, SIFT matches), verification, pure-rotation check, mapping; cameras[t]: frame t's camera."""
     db_path = work / "database.db"
     if db_path.exists():
         db_path.unlink()
@@ -150,15 +148,13 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
     logger.info("two-view geometries: %s (%.1fs)", stats["configs"], time.time() - t0)
     if stats["num_verified"] == 0:
         raise ReconstructionError("no frame pair passed geometric verification: tracks are inconsistent or too few")
-    shared_camera = len({c.camera_id for c in cameras}) == 1  # the rotation-only fit assumes one focal length
-    if opts.refuse_pure_rotation and not shared_camera:
-        logger.info("pure-rotation check skipped: one camera per image (mixed image sizes)")
-    if opts.refuse_pure_rotation and shared_camera:
+    if opts.refuse_pure_rotation and len({c.camera_id for c in cameras}) > 1:
+        logger.info("pure-rotation check skipped: one camera per image (the rotation-only fit assumes one focal length)")
+    elif opts.refuse_pure_rotation:
         fit = check_not_pure_rotation(db_path, tracks.image_size, max_residual_px=opts.verify_max_error)  # raises: no baseline, the mapper would invent one
         if fit is not None and opts.report is not None:
             opts.report["rotation_only_fit"] = {"focal_px": round(fit.focal, 1), "residual_p90_px": round(fit.parallax_px, 3),
                                                 "residual_closest_pairs_px": round(fit.noise_px, 3)}
-
     return _mapped_model(db_path, work, tracks, spec, ok, opts, cameras)
 
 
@@ -249,8 +245,7 @@ def _posed_reconstruction(tracks: Tracks, cameras: list, cam_from_world, ok) -> 
     poses = [_as_rigid(p) for p in cam_from_world]
     if sum(p is not None for p in poses) < 2:
         raise ReconstructionError("need known poses for at least 2 frames")
-    centres = np.array([[c.width / 2, c.height / 2] for c in cameras])[:, None]
-    kp = np.where(ok[..., None], tracks.xy + dbm.COLMAP_OFFSET, centres)
+    kp = dbm.track_keypoints(tracks, ok, cameras)
     rec = pycolmap.Reconstruction()
     for camera in {c.camera_id: c for c in cameras}.values():
         rec.add_camera_with_trivial_rig(camera)

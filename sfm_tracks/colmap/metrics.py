@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pycolmap
 
-from .geometric_filter import frame_images
 from ..tracks import Tracks
+from .geometric_filter import frame_images
 
 
 def poses_by_frame(rec: pycolmap.Reconstruction, tracks: Tracks) -> np.ndarray:

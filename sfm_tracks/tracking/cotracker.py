@@ -12,8 +12,8 @@ import torch
 
 from cotracker3 import CoTrackerOnlinePredictor, CoTrackerPredictor
 
-from .providers import TrackProvider
 from ..tracks import Tracks
+from .providers import TrackProvider
 
 
 def _inside(xy: torch.Tensor, H: int, W: int) -> torch.Tensor:

@@ -18,8 +18,8 @@ from typing import Optional
 
 import numpy as np
 
-from .providers import TrackProvider
 from ..tracks import Tracks
+from .providers import TrackProvider
 
 
 def first_visible_frame(visible: np.ndarray) -> np.ndarray:

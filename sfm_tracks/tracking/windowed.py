@@ -16,8 +16,8 @@ from typing import Optional
 
 import numpy as np
 
-from .providers import TrackProvider, run_chunked
 from ..tracks import Tracks
+from .providers import TrackProvider, run_chunked
 
 
 def window_bounds(num_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:
