@@ -7,6 +7,10 @@ restarted with the same command neither loses nor duplicates anything: videos al
 manifest (done, skipped or failed) are not redone; a half-written .npz is simply rewritten. An
 OUTDIR/<stem>.npz that is not that video's labels is never overwritten (the video is recorded as failed).
 
+The paper's teachers: ``--teachers lk,cotracker3=OFF.safetensors,cotracker3-online=ON.safetensors --epochs 3``
+draws a teacher per video for each of 3 epochs; the student's dataset reads the epoch's labels (manifest
+``epochs``), so every pass over the videos sees each video as labelled by that pass's teacher.
+
 Scale-out: ``--shard I/N`` (or torchrun's RANK / WORLD_SIZE) takes every N-th of the sorted inputs.
 Coordinates are stored in the tracked frame size (``frame_size``; ``scale`` = tracked / original).
 
@@ -37,7 +41,7 @@ from cotracker3 import CheckpointError  # noqa: E402
 from pipelines.cli import ArgumentParser, UsageError, fail, nonnegative_int, positive_float, positive_int  # noqa: E402
 from pipelines.relabel_inputs import collect_inputs, parse_shard, shard_inputs  # noqa: E402
 from sfm_tracks.tracking.providers import TRACKERS as TEACHER_NAMES, add_fast_flag, make_provider as make_teacher, tracker_mode  # noqa: E402
-from sfm_tracks.pseudo_labels import DEFAULT_CONF, TooFewQueries, label_stats, label_video  # noqa: E402
+from sfm_tracks.pseudo_labels import DEFAULT_CONF, TooFewQueries, epoch_teachers, label_stats, label_video  # noqa: E402
 from sfm_tracks.video import VideoError, iter_frames, resize_max_side  # noqa: E402
 
 log = logging.getLogger("relabel")
@@ -45,6 +49,7 @@ MANIFEST = "manifest.jsonl"
 FINISHED = ("done", "skipped", "failed")
 
 DEFAULTS = {  # pipeline settings on top of sfm_tracks.pseudo_labels.DEFAULT_CONF
+    "epochs": 1,  # teacher draws per video (label files: one per distinct teacher drawn)
     "max_frames": 64,
     "max_side": 512,
 }
@@ -177,39 +182,54 @@ def check_replaceable(out: Path, video: Path) -> None:
 
 
 def label_file(path: Path, outdir: Path, teachers, conf: dict) -> dict:
-    """Label one video and write OUTDIR/<stem>.npz; returns its manifest record (without the path)."""
+    """Label one video and write OUTDIR/<stem>.npz; returns its manifest record (without the path).
+
+    With ``conf["epochs"]`` > 1 a teacher is drawn per epoch (the paper's random teacher per video and
+    epoch); each distinct teacher labels the video once, the epoch-0 one into <stem>.npz and any other
+    into <stem>.<teacher>.npz, and the record's ``epochs`` lists the file of each epoch."""
     t0 = time.time()
-    out = outdir / f"{path.stem}.npz"
-    check_replaceable(out, path)
+    drawn = epoch_teachers(teachers, path.stem, conf["seed"], conf["epochs"])
+    names = {t: f"{path.stem}.npz" if t == drawn[0] else f"{path.stem}.{t}.npz" for t in dict.fromkeys(drawn)}
+    for name in names.values():
+        check_replaceable(outdir / name, path)
     frames, original, size = load_video(path, conf["max_frames"], conf["max_side"])
-    labels = label_video(frames, teachers, path.stem, conf)
     scale = np.array([size[1] / original[1], size[0] / original[0]], np.float32)  # (sx, sy)
-    write_npz(out, {
-        "queries": labels.queries.astype(np.float32),
-        "tracks": labels.tracks.astype(np.float32),
-        "visible": labels.visible.astype(bool),
-        "cycle_ok": labels.cycle_ok.astype(bool),
-        "geo_state": labels.geo_state.astype(np.int8),
-        "teacher": np.array(labels.teacher),
-        "video_path": np.array(str(path)),
-        "num_frames": np.int64(len(frames)),
-        "frame_size": np.array(size, np.int64),  # (H, W) the coordinates refer to
-        "original_size": np.array(original, np.int64),  # (H, W) of the decoded video
-        "scale": scale,  # stored = (original + 0.5) * scale - 0.5, per axis (x, y)
-        "note": np.array(labels.note),
-    })
-    return {"status": "done", "labels": out.name, "teacher": labels.teacher, "num_frames": len(frames),
-            "frame_size": list(size), "num_tracks": int(labels.tracks.shape[1]), "note": labels.note,
-            "stats": labels.stats, "seconds": round(time.time() - t0, 2)}
+    stats, notes = {}, []
+    for teacher, name in names.items():
+        labels = label_video(frames, [t for t in teachers if t[0] == teacher], path.stem, conf)
+        write_npz(outdir / name, {
+            "queries": labels.queries.astype(np.float32),
+            "tracks": labels.tracks.astype(np.float32),
+            "visible": labels.visible.astype(bool),
+            "cycle_ok": labels.cycle_ok.astype(bool),
+            "geo_state": labels.geo_state.astype(np.int8),
+            "teacher": np.array(labels.teacher),
+            "video_path": np.array(str(path)),
+            "num_frames": np.int64(len(frames)),
+            "frame_size": np.array(size, np.int64),  # (H, W) the coordinates refer to
+            "original_size": np.array(original, np.int64),  # (H, W) of the decoded video
+            "scale": scale,  # stored = (original + 0.5) * scale - 0.5, per axis (x, y)
+            "note": np.array(labels.note),
+        })
+        stats = {k: stats.get(k, 0) + v for k, v in labels.stats.items()}
+        notes.append(labels.note if len(names) == 1 else f"{teacher}: {labels.note}")
+    record = {"status": "done", "labels": names[drawn[0]], "teacher": drawn[0], "num_frames": len(frames),
+              "frame_size": list(size), "num_tracks": int(labels.tracks.shape[1]), "note": "; ".join(notes),
+              "stats": stats, "seconds": round(time.time() - t0, 2)}
+    if conf["epochs"] > 1:
+        record["epochs"] = [names[t] for t in drawn]
+    return record
 
 
 # -- the run -----------------------------------------------------------------------------------
 
 def build_teachers(names: Sequence[str], checkpoint: str = "default", device: str = "cpu", mode: str = "exact") -> list:
-    """[(resolved name, provider)] once per distinct tracker; `auto` is resolved and its reason logged."""
+    """[(resolved name, provider)] once per distinct tracker; `auto` is resolved and its reason logged.
+    A name may carry its own weights, ``cotracker3-online=PATH``; the others use ``checkpoint``."""
     teachers = {}
     for n in names:
-        provider = make_teacher(n, checkpoint, device, mode)
+        n, _, weights = n.partition("=")
+        provider = make_teacher(n, weights or checkpoint, device, mode)
         log.info("teacher %s: %s", provider.choice.name, provider.choice.reason)
         teachers.setdefault(provider.choice.name, provider)
     return list(teachers.items())
@@ -299,7 +319,10 @@ def main(argv=None) -> int:
     p.add_argument("inputs", nargs="+", help="video files, folders of videos, or .txt lists")
     p.add_argument("-o", "--output", required=True, help="OUTDIR for <stem>.npz and manifest.jsonl")
     p.add_argument("--teachers", default="auto", help=f"comma-separated subset of {','.join(TEACHER_NAMES)} "
-                   "(auto: official CoTracker3 weights if found, else the best tracker shipped)")
+                   "(auto: official CoTracker3 weights if found, else the best tracker shipped); NAME=WEIGHTS gives "
+                   "one teacher its own weights, e.g. lk,cotracker3=off.safetensors,cotracker3-online=on.safetensors")
+    p.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"], help="draw a random teacher per video "
+                   "for each of this many training epochs (as the paper); each distinct teacher labels the video once")
     p.add_argument("--checkpoint", default="default", help="CoTracker3 teachers' weights (default: best found)")
     p.add_argument("--num-queries", type=positive_int, default=DEFAULT_CONF["num_queries"])
     p.add_argument("--cycle-threshold", type=positive_float, default=DEFAULT_CONF["cycle_threshold"], help="px")
@@ -313,14 +336,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     names = [n.strip() for n in args.teachers.split(",") if n.strip()]
-    bad = set(names) - set(TEACHER_NAMES)
+    bad = {n.partition("=")[0] for n in names} - set(TEACHER_NAMES)
     if bad or not names:
         return fail(f"--teachers {args.teachers!r}: choose one or more of {','.join(TEACHER_NAMES)}")
     if args.max_frames < 2:
         return fail(f"--max-frames {args.max_frames}: at least 2 frames are needed to track")
     conf = {"num_queries": args.num_queries, "cycle_threshold": args.cycle_threshold,
             "geometric_filter": not args.no_geometric_filter, "max_frames": args.max_frames,
-            "max_side": args.max_side or None, "seed": args.seed}
+            "max_side": args.max_side or None, "seed": args.seed, "epochs": args.epochs}
     try:
         check_device(args.device, names)
         summary = run(args.inputs, args.output, conf, teacher_names=names, checkpoint=args.checkpoint,

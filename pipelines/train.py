@@ -4,7 +4,8 @@ Fine-tune on pseudo-labels (``pipelines/relabel.py`` output):
 ``python -m pipelines.train --stage pseudo --labels LABELS_DIR --init default -o runs/student``.
 
 Curriculum (short clips, then 16- and 24-frame clips at 192 and 256 px): ``--config small_curriculum``
-(offline) and ``--config small_online`` (the online teacher); spend at most ~2 h of CPU in one
+(offline) and ``--config small_online`` (the online teacher); ``--init default --skip-phases 1`` starts
+from the shipped small weights, which already learnt the first phase (8-frame 128 px clips); spend at most ~2 h of CPU in one
 sitting with ``--max-minutes 120`` and continue later with ``--resume``.
 
 Several GPUs / nodes: ``torchrun --nproc_per_node 8 -m pipelines.train ...`` (same arguments).
@@ -39,6 +40,7 @@ from cotracker3.checkpoint import CheckpointError, resolve_checkpoint
 from cotracker3.training import CONFIGS, RunError, Trainer, get_config
 from cotracker3.training.budget import train_for_budget
 from cotracker3.training.configs import STAGES
+from cotracker3.training.curriculum import skip_phases
 
 
 class UsageError(Exception):
@@ -87,10 +89,14 @@ def run(argv=None) -> Trainer:
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt (which must exist)")
     p.add_argument("--stage", choices=sorted(STAGES), default="synthetic", help="pseudo: fine-tune on --labels")
     p.add_argument("--labels", help="relabel OUTDIR (stage pseudo)")
+    p.add_argument("--filters", default="cycle,geometric", help="stage pseudo: label filters to honour, "
+                   "comma-separated subset of cycle,geometric, or none (ablations)")
     p.add_argument("--synthetic-fraction", type=fraction, help="stage pseudo: share of synthetic clips mixed in")
     p.add_argument("--init", help="initial weights (any checkpoint build_model reads; 'default': the best found; "
                                   "stage pseudo defaults to 'default')")
     p.add_argument("--model", choices=["offline", "online"], help="default: the config's")
+    p.add_argument("--skip-phases", type=int, default=0, metavar="N", help="drop the first N curriculum phases "
+                   "(their steps too), for an --init that already learnt them, e.g. the shipped small weights")
     p.add_argument("--export", help="write the final weights here (fp16 .safetensors with the config)")
     p.add_argument("--eval-data", help="TAP-Vid pickle for periodic evaluation (default: synthetic set in RUN_DIR)")
     p.add_argument("--max-minutes", type=positive(float), help="stop (with a checkpoint) after this much wall time")
@@ -111,11 +117,17 @@ def run(argv=None) -> Trainer:
     if args.stage == "pseudo":
         if not args.labels:
             p.error("--stage pseudo needs --labels")
-        overrides["data"] = {"labels": args.labels}
+        filters = [f for f in args.filters.split(",") if f and f != "none"]
+        if set(filters) - {"cycle", "geometric"}:
+            p.error(f"--filters {args.filters!r}: choose from cycle,geometric or none")
+        overrides["data"] = {"labels": args.labels, "filters": filters}
         if args.synthetic_fraction is not None:
             overrides["data"]["synthetic_fraction"] = args.synthetic_fraction
         init = init or "default"  # the paper fine-tunes a synthetic-trained model, never from scratch
-    conf = get_config(args.config, args.stage, **overrides)
+    try:
+        conf = skip_phases(get_config(args.config, args.stage, **overrides), args.skip_phases)
+    except ValueError as e:
+        raise UsageError(f"--skip-phases {args.skip_phases}: {e}") from None
     if init == "default":
         try:
             init = str(resolve_checkpoint(args.model or conf["model"]["kind"], "default")[0])

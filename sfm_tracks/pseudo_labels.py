@@ -64,11 +64,18 @@ def video_rng(name: str, seed: int, purpose: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(f"{purpose}:{name}".encode())])
 
 
-def choose_teacher(teachers: Sequence[tuple[str, TrackProvider]], name: str, seed: int = 0) -> tuple[str, TrackProvider]:
-    """One (name, provider) per video, drawn at random but reproducibly from the video name."""
+def choose_teacher(teachers: Sequence[tuple[str, TrackProvider]], name: str, seed: int = 0,
+                   epoch: int = 0) -> tuple[str, TrackProvider]:
+    """One (name, provider) per video and epoch, drawn at random but reproducibly from the video name."""
     if not teachers:
         raise ValueError("no teachers")
-    return teachers[int(video_rng(name, seed, "teacher").integers(len(teachers)))]
+    purpose = "teacher" if epoch == 0 else f"teacher:{epoch}"
+    return teachers[int(video_rng(name, seed, purpose).integers(len(teachers)))]
+
+
+def epoch_teachers(teachers: Sequence[tuple[str, TrackProvider]], name: str, seed: int, epochs: int) -> list[str]:
+    """The teacher names drawn for a video's first `epochs` epochs (the paper draws one per video and epoch)."""
+    return [choose_teacher(teachers, name, seed, e)[0] for e in range(epochs)]
 
 
 def sample_queries(frames: np.ndarray, conf: dict, rng: np.random.Generator) -> np.ndarray:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from sfm_tracks.colmap.geometric_filter import REJECTED, UNVERIFIABLE, VERIFIED
-from sfm_tracks.pseudo_labels import TooFewQueries, choose_teacher, geometric_states, label_video, sample_queries, DEFAULT_CONF
+from sfm_tracks.pseudo_labels import TooFewQueries, choose_teacher, epoch_teachers, geometric_states, label_video, sample_queries, DEFAULT_CONF
 from sfm_tracks.testing import DRIFT, GOOD, JUMP, MOVING, synthetic_scene
 from tests.synthetic import TranslationProvider, textured_video
 
@@ -89,3 +89,11 @@ def test_teacher_draw_is_seeded_by_name():
     assert picks == [choose_teacher(teachers, f"video{i}")[0] for i in range(60)]
     assert set(picks) == {"a", "b", "c"}
     assert picks != [choose_teacher(teachers, f"video{i}", seed=1)[0] for i in range(60)]
+
+
+def test_a_teacher_per_video_and_epoch():
+    teachers = [("a", None), ("b", None), ("c", None)]
+    draws = [epoch_teachers(teachers, f"video{i}", 0, 4) for i in range(30)]
+    assert [d[0] for d in draws] == [choose_teacher(teachers, f"video{i}")[0] for i in range(30)]  # epoch 0 as before
+    assert draws == [epoch_teachers(teachers, f"video{i}", 0, 4) for i in range(30)]
+    assert sum(len(set(d)) > 1 for d in draws) > 15  # most videos meet several teachers over 4 epochs

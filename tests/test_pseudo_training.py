@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cotracker3.data.pseudo_labels import PseudoLabelDataset, label_files
+from cotracker3.data.pseudo_labels import PseudoLabelDataset, label_files, label_mask
 from cotracker3.training import Trainer, get_config
 from pipelines import relabel
 from sfm_tracks.video import write_video
@@ -48,6 +48,21 @@ def test_dataset_uses_only_kept_labels(labels):
     np.testing.assert_allclose(s["trajectory"][:, :k].numpy(), (tracks[:, keep] + 0.5) * scale - 0.5, atol=1e-4)
     qf = s["query_frame"][:k].numpy()
     assert s["visibility"][qf, np.arange(k)].all()  # queried where a label exists
+
+
+@pytest.mark.parametrize("filters,track0_late,track1_late", [
+    (("cycle", "geometric"), False, False), (("cycle",), True, False), (("geometric",), False, True), ((), True, True)])
+def test_filter_ablations_choose_the_label_mask(labels, filters, track0_late, track1_late):
+    ds = PseudoLabelDataset(str(labels), seq_len=T, num_tracks=64, crop_size=(48, 64), samples_per_video=1, filters=filters)
+    with np.load(labels / "clip.npz") as z:
+        keep = np.flatnonzero(label_mask(z, filters).sum(0) >= 2)
+        seen = z["visible"]
+    vis = ds[0]["visibility"].numpy()
+    for track, late, frame in ((0, track0_late, 6), (1, track1_late, 4)):
+        col = np.flatnonzero(keep == track)[0]
+        assert vis[frame:, col].any() == (late and seen[frame:, track].any())
+    with pytest.raises(ValueError, match="unknown label filters"):
+        PseudoLabelDataset(str(labels), seq_len=T, num_tracks=8, crop_size=(48, 64), filters=("colour",))
 
 
 def test_pseudo_stage_recipe_freezes_vis_conf_head(labels, tmp_path):

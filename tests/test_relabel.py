@@ -145,3 +145,39 @@ def test_cli_with_geometric_filter(videos, tmp_path):
     # a translating plane has no parallax: the 3D filter cannot verify anything and says so
     assert rec["note"].startswith("reconstruction failed")
     assert rec["stats"]["unverifiable"] == rec["stats"]["after_cycle"] and rec["stats"]["rejected"] == 0
+
+
+def test_a_teacher_per_epoch_labels_each_distinct_teacher_once(videos, tmp_path):
+    from cotracker3.data.pseudo_labels import PseudoLabelDataset, epoch_files
+    from sfm_tracks.pseudo_labels import epoch_teachers
+    from sfm_tracks.tracking.providers import LucasKanadeProvider
+    teachers = [("lk", LucasKanadeProvider()), ("lk-small-window", LucasKanadeProvider(win_size=9))]
+    s = relabel.run([str(videos)], tmp_path, dict(CONF, epochs=4), teachers=teachers)
+    assert s["done"] == 3
+    recs = manifest(tmp_path)
+    for i in range(3):
+        drawn = epoch_teachers(teachers, f"clip{i}", 0, 4)
+        rec = recs[str((videos / f"clip{i}.mp4").resolve())]
+        names = [f"clip{i}.npz" if t == drawn[0] else f"clip{i}.{t}.npz" for t in drawn]
+        assert rec["epochs"] == names and rec["teacher"] == drawn[0] and rec["labels"] == names[0]
+        for t, n in zip(drawn, names):
+            with np.load(tmp_path / n) as z:
+                assert str(z["teacher"]) == t
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == sorted({n for r in recs.values() for n in r["epochs"]})
+    assert any(len(set(r["epochs"])) > 1 for r in recs.values())
+    videos_epochs = epoch_files(tmp_path)
+    ds = PseudoLabelDataset(str(tmp_path), seq_len=12, num_tracks=8, crop_size=(32, 32), samples_per_video=8)
+    assert len(ds) == 3 * 8 and [fs[0].name for fs in videos_epochs] == ["clip0.npz", "clip1.npz", "clip2.npz"]
+    k = next(v for v, fs in enumerate(videos_epochs) if len(set(fs)) > 1)
+    epoch = next(e for e, f in enumerate(videos_epochs[k]) if f != videos_epochs[k][0])
+    a, b = ds[k], ds[k + 3 * epoch]  # the same video in pass 0 and in a pass labelled by the other teacher
+    with np.load(videos_epochs[k][0]) as z0, np.load(videos_epochs[k][epoch]) as z1:
+        assert not np.allclose(np.nan_to_num(z0["tracks"]), np.nan_to_num(z1["tracks"]))
+    assert a["trajectory"].shape == b["trajectory"].shape == (12, 8, 2)
+
+
+def test_teacher_with_its_own_weights():
+    from cotracker3.checkpoint import EMBEDDED_DIR, EMBEDDED_FILES
+    weights = str(EMBEDDED_DIR / EMBEDDED_FILES["offline"])
+    built = relabel.build_teachers(["lk", f"cotracker3-online={weights}"], checkpoint="default")
+    assert [n for n, _ in built] == ["lk", "cotracker3-online"] and built[1][1].choice.checkpoint == weights

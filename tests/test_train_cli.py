@@ -115,6 +115,8 @@ def planted(kind, run):
     ("zero steps", ["--steps", "0"], "must be positive"),
     ("text steps", ["--steps", "many"], "invalid positive int value"),
     ("negative workers", ["--workers", "-1"], "invalid choice"),
+    ("skip every phase", ["--config", "small_curriculum", "--skip-phases", "3"], "cannot skip 3 of the 3"),
+    ("unknown filter", ["--stage", "pseudo", "--labels", "L", "--filters", "cycle,color"], "--filters 'cycle,color'"),
 ])
 def test_bad_input_one_error_line(tmp_path, capsys, case, argv, needle):
     run = tmp_path / "run"

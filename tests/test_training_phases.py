@@ -8,7 +8,7 @@ import torch
 from cotracker3.checkpoint import build_model, read_state_dict
 from cotracker3.training import Trainer, get_config
 from cotracker3.training.budget import StepBudget, device_config
-from cotracker3.training.curriculum import phase_at, phases
+from cotracker3.training.curriculum import phase_at, phases, skip_phases
 from cotracker3.training.state import CHECKPOINT, load_training_checkpoint
 from pipelines.train import main
 
@@ -36,6 +36,15 @@ def test_phases_of_configs():
         phases(get_config("tiny", curriculum=[{"until": 5}, {"until": 3}, {}]))
     with pytest.raises(ValueError, match="only the last phase is open-ended"):
         phases(get_config("tiny", curriculum=[{"until": 5}]))
+
+
+def test_skip_phases_for_a_warm_start():
+    ph = phases(skip_phases(get_config("small_curriculum"), 1))
+    assert [(p.start, p.end, p.size, p.data["seq_len"]) for p in ph] == [(0, 1000, (192, 192), 16), (1000, None, (256, 256), 24)]
+    assert [(p.start, p.end) for p in phases(skip_phases(get_config("small_online"), 2))] == [(0, None)]
+    assert skip_phases(get_config("small"), 0) == get_config("small")
+    with pytest.raises(ValueError, match="cannot skip 1 of the 1"):
+        skip_phases(get_config("small"), 1)
 
 
 def test_curriculum_switches_phase_and_resumes_exactly(tmp_path):

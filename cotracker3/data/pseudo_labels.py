@@ -3,8 +3,10 @@
 Reads only the label files and the videos (PyAV), nothing from ``sfm_tracks``: the training side
 depends on the file contract, not on how labels were made. A label is used where the teacher saw
 the point, the cycle check passed and the 3D check did not reject it
-(``visible & cycle_ok & geo_state >= 0``); that mask is the sample's ``visibility`` so that the
-visible-track loss is the only supervision (the paper's fine-tuning trains no occluded points).
+(``visible & cycle_ok & geo_state >= 0``; ``filters`` drops either check, for ablations); that mask is
+the sample's ``visibility`` so that the visible-track loss is the only supervision (the paper's
+fine-tuning trains no occluded points). A video labelled per epoch (relabel ``--epochs``) gives pass
+``r`` over the videos the labels of epoch ``r mod E``: a random teacher per video and epoch.
 """
 from __future__ import annotations
 
@@ -19,11 +21,15 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 
-def label_files(labels: str | Path) -> list[Path]:
-    """The .npz files of finished videos in a relabel OUTDIR (manifest order-independent, sorted)."""
+FILTERS = ("cycle", "geometric")
+
+
+def epoch_files(labels: str | Path) -> list[list[Path]]:
+    """Per finished video of a relabel OUTDIR (sorted by its first file), the label file of each epoch.
+    Without a manifest every .npz is a video of one epoch."""
     root = Path(labels)
     manifest = root / "manifest.jsonl"
-    names = set()
+    videos = {}
     if manifest.is_file():
         for line in manifest.read_text(errors="replace").splitlines():
             try:
@@ -31,13 +37,18 @@ def label_files(labels: str | Path) -> list[Path]:
             except json.JSONDecodeError:
                 continue  # a torn line from a killed run
             if isinstance(rec, dict) and rec.get("status") == "done":
-                names.add(rec["labels"])
+                videos[rec.get("video", rec["labels"])] = [root / n for n in rec.get("epochs") or [rec["labels"]]]
     else:
-        names = {p.name for p in root.glob("*.npz")}
-    files = sorted(root / n for n in names if (root / n).is_file())
-    if not files:
+        videos = {p.name: [p] for p in root.glob("*.npz")}
+    out = sorted((files for files in videos.values() if all(f.is_file() for f in files)), key=lambda fs: fs[0])
+    if not out:
         raise FileNotFoundError(f"no pseudo-label files in {root}")
-    return files
+    return out
+
+
+def label_files(labels: str | Path) -> list[Path]:
+    """The distinct .npz files of finished videos in a relabel OUTDIR (sorted)."""
+    return sorted({f for files in epoch_files(labels) for f in files})
 
 
 def read_frames(path: str, start: int, count: int) -> np.ndarray:
@@ -57,31 +68,42 @@ def read_frames(path: str, start: int, count: int) -> np.ndarray:
     return np.stack(out)
 
 
-def label_mask(z) -> np.ndarray:
-    return z["visible"] & z["cycle_ok"] & (z["geo_state"] >= 0)
+def label_mask(z, filters=FILTERS) -> np.ndarray:
+    """(T, N) labels to train on: the teacher saw the point and each filter in ``filters`` kept it."""
+    mask = z["visible"].copy()
+    if "cycle" in filters:
+        mask &= z["cycle_ok"]
+    if "geometric" in filters:
+        mask &= z["geo_state"] >= 0
+    return mask
 
 
 class PseudoLabelDataset(Dataset):
     """Item i: a random ``seq_len`` window of video ``i % num_videos`` (seeded by (seed, i)) resized to
-    ``crop_size``, with up to ``num_tracks`` tracks that have >= 2 labelled frames in it.
+    ``crop_size``, with up to ``num_tracks`` tracks that have >= 2 labelled frames in it; the labels are
+    those of epoch ``(i // num_videos) % E`` of the video.
 
     Contract of ``cotracker3.data``: video (T,3,H,W) float 0..255, trajectory (T,N,2), visibility
     (T,N) = label mask, valid (T,N) (False on padding tracks), query_frame (N,) = first labelled frame.
     """
 
     def __init__(self, labels: str, seq_len: int, num_tracks: int, crop_size, seed: int = 0,
-                 samples_per_video: int = 100):
-        self.files = label_files(labels)
+                 samples_per_video: int = 100, filters=FILTERS):
+        unknown = set(filters) - set(FILTERS)
+        if unknown:
+            raise ValueError(f"unknown label filters {sorted(unknown)}; choose from {FILTERS}")
+        self.videos = epoch_files(labels)
         self.seq_len, self.num_tracks, self.crop_size = seq_len, num_tracks, tuple(crop_size)
-        self.seed, self.samples_per_video = seed, samples_per_video
+        self.seed, self.samples_per_video, self.filters = seed, samples_per_video, tuple(filters)
 
     def __len__(self) -> int:
-        return len(self.files) * self.samples_per_video
+        return len(self.videos) * self.samples_per_video
 
     def __getitem__(self, i: int) -> dict:
         rng = np.random.default_rng([self.seed, i])
-        with np.load(self.files[i % len(self.files)], allow_pickle=False) as z:
-            mask, tracks = label_mask(z), z["tracks"]
+        epochs = self.videos[i % len(self.videos)]
+        with np.load(epochs[(i // len(self.videos)) % len(epochs)], allow_pickle=False) as z:
+            mask, tracks = label_mask(z, self.filters), z["tracks"]
             video_path, size = str(z["video_path"]), tuple(int(s) for s in z["frame_size"])
         T = len(tracks)
         S = min(self.seq_len, T)
@@ -125,9 +147,9 @@ class MixedDataset(Dataset):
 
 
 def pseudo_dataset(labels: str, seq_len: int, num_tracks: int, crop_size, seed: int, samples_per_video: int = 100,
-                   synthetic_fraction: float = 0.0, synthetic: Optional[dict] = None):
+                   synthetic_fraction: float = 0.0, synthetic: Optional[dict] = None, filters=FILTERS):
     """The "pseudo" training dataset, optionally mixed with synthetic clips."""
-    ds = PseudoLabelDataset(labels, seq_len, num_tracks, crop_size, seed, samples_per_video)
+    ds = PseudoLabelDataset(labels, seq_len, num_tracks, crop_size, seed, samples_per_video, filters)
     if synthetic_fraction > 0:
         from .dataset import SyntheticTrackingDataset
         syn = SyntheticTrackingDataset(seq_len=seq_len, num_tracks=num_tracks, crop_size=tuple(crop_size), seed=seed,

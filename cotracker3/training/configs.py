@@ -107,7 +107,8 @@ CONFIGS = {"tiny": TINY, "small": SMALL, "small_curriculum": SMALL_CURRICULUM, "
 # only the visible-track loss (labels have no trustworthy occlusion). Model and clip sizes stay the
 # base config's. data.labels: a relabel OUTDIR.
 PSEUDO = {
-    "data": {"name": "pseudo", "labels": None, "samples_per_video": 100, "synthetic_fraction": 0.0},
+    "data": {"name": "pseudo", "labels": None, "samples_per_video": 100, "synthetic_fraction": 0.0,
+             "filters": ["cycle", "geometric"]},  # which of the relabel filters' verdicts to honour
     "train": {"steps": 15_000, "lr": 5e-5, "weight_decay": 1e-5, "pct_start": 0.0, "schedule_extra_steps": 100,
               "clip_grad_norm": 10.0, "freeze": ["vis_conf_head"], "loss": {"terms": ["track_visible"]}},
 }

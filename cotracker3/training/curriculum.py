@@ -55,3 +55,18 @@ def phase_at(all_phases: list[Phase], step: int) -> Phase:
         if p.end is None or step < p.end:
             return p
     raise AssertionError("the last phase is open-ended")
+
+
+def skip_phases(conf: dict, n: int) -> dict:
+    """``conf`` without its first ``n`` curriculum phases, the later ends moved earlier by as many steps.
+
+    For a warm start whose weights already learnt those phases (the shipped ``small`` weights are
+    800 steps of 8-frame 128 px clips: the curriculum's first phase)."""
+    entries = conf.get("curriculum") or [{}]
+    if not 0 <= n < len(entries):
+        raise ValueError(f"cannot skip {n} of the {len(entries)} curriculum phases (at least one must stay)")
+    if n == 0:
+        return conf
+    shift = entries[n - 1]["until"]
+    kept = [dict(e, until=e["until"] - shift) if "until" in e else dict(e) for e in entries[n:]]
+    return merge(conf, {}) | {"curriculum": kept}
