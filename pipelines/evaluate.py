@@ -3,6 +3,7 @@
     python -m pipelines.evaluate --checkpoint default --data synthetic -o metrics.json
     python -m pipelines.evaluate --checkpoint lk --data tapvid_davis.pkl --query-mode strided
     python -m pipelines.evaluate --checkpoint runs/small/w.safetensors --badja
+    python -m pipelines.evaluate --checkpoint runs/online/w.safetensors --model online --badja
 
 ``--checkpoint``: a weights file, ``default`` (official weights if cached, else the embedded
 small ones), or ``lk`` (pyramidal Lucas-Kanade, OpenCV, chained frame to frame: a baseline).
@@ -34,6 +35,7 @@ from cotracker3.predictor import CoTrackerPredictor  # noqa: E402
 from cotracker3.training.evaluation import cotracker_predict_fn, synthetic_eval_set  # noqa: E402
 from pipelines.cli import ArgumentParser, UsageError, fail, nonnegative_int, positive_int  # noqa: E402
 from sfm_tracks import LucasKanadeProvider, VideoError, read_frames  # noqa: E402
+from sfm_tracks.tracking.cotracker import CoTrackerOnlineProvider  # noqa: E402
 from sfm_tracks.tracking.providers import add_fast_flag, tracker_mode  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the team's data, beside the repository
@@ -42,9 +44,8 @@ BADJA_KEYPOINTS = SHARED_DATA / "badja_bear_davis" / "bear" / "keypoints_480p.np
 SYNTHETIC_DIR = Path("runs/eval")
 
 
-def lk_predict_fn():
-    """The project's Lucas-Kanade provider (the same tracker relabel.py uses as a teacher) as a predict fn."""
-    provider = LucasKanadeProvider()
+def provider_predict_fn(provider):
+    """A track provider (the same trackers relabel.py uses as teachers) as a predict fn."""
 
     def predict(video: np.ndarray, queries: np.ndarray):
         tracks = provider(video, queries)
@@ -53,11 +54,15 @@ def lk_predict_fn():
     return predict
 
 
-def make_predict_fn(checkpoint: str, iters: int, query_mode: str, fast: Optional[bool] = None):
+def make_predict_fn(checkpoint: str, iters: int, query_mode: str, fast: Optional[bool] = None, model: str = "offline"):
     if checkpoint == "lk":
-        return lk_predict_fn(), "sfm_tracks LucasKanadeProvider (pyramidal LK, 21x21, 3 levels, forward-backward step check)"
+        return (provider_predict_fn(LucasKanadeProvider()),
+                "sfm_tracks LucasKanadeProvider (pyramidal LK, 21x21, 3 levels, forward-backward step check)")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     mode = tracker_mode(fast, device)
+    if model == "online":  # streamed in windows, as relabel.py's cotracker3-online teacher
+        provider = CoTrackerOnlineProvider(checkpoint=checkpoint, device=device, iters=iters, mode=mode)
+        return provider_predict_fn(provider), f"{provider.checkpoint_source}, online, {mode} mode"
     predictor = CoTrackerPredictor(checkpoint=checkpoint, mode=mode).eval().to(device)
     return cotracker_predict_fn(predictor, iters=iters), f"{predictor.checkpoint_source}, {mode} mode"
 
@@ -66,6 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="default", help="weights path, 'default' or 'lk'")
     p.add_argument("--data", default="synthetic", help="TAP-Vid pickle, Kinetics shard folder, TAP-Vid .npz, or 'synthetic'")
+    p.add_argument("--model", choices=["offline", "online"], default="offline",
+                   help="online: stream the weights as the online model (the cotracker3-online teacher)")
     p.add_argument("--query-mode", choices=["first", "strided"], default="first")
     p.add_argument("--badja", action="store_true", help="BADJA bear keypoints (../shared/data) instead of --data")
     p.add_argument("--num-clips", type=positive_int, default=10, help="synthetic set size")
@@ -147,7 +154,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     try:
         check_inputs(args)
-        predict, source = make_predict_fn(args.checkpoint, args.iters, args.query_mode, args.fast)
+        predict, source = make_predict_fn(args.checkpoint, args.iters, args.query_mode, args.fast, args.model)
         result = evaluate(args, predict, source)
         print_result(result)
         if args.output:

@@ -38,6 +38,13 @@ def test_lk_and_checkpoint(tmp_path):
     assert set(res["per_video"]) == {"clip0", "clip1"}
     assert 0 <= res["average"]["average_jaccard"] <= 1 and np.isfinite(res["average"]["occlusion_accuracy"])
 
+    # the same weights streamed as the online model (the cotracker3-online teacher)
+    assert main(["--checkpoint", str(tmp_path / "w.safetensors"), "--model", "online", "--data", str(pkl),
+                 "--iters", "1", "-o", str(tmp_path / "online.json")]) == 0
+    online = json.loads((tmp_path / "online.json").read_text())
+    assert "online" in online["tracker"] and set(online["per_video"]) == {"clip0", "clip1"}
+    assert 0 <= online["average"]["average_jaccard"] <= 1
+
 
 def test_predict_fn_accepts_tapvid_edge_queries():
     """TAP-Vid pixels run to W at the far edge (points * W); the predictor allows W - 0.5."""
