@@ -48,7 +48,11 @@ def provider_predict_fn(provider):
     """A track provider (the same trackers relabel.py uses as teachers) as a predict fn."""
 
     def predict(video: np.ndarray, queries: np.ndarray):
-        tracks = provider(video, queries)
+        H, W = video.shape[1:3]  # TAP-Vid pixels reach W at the far edge; providers accept up to W - 0.5
+        q = np.array(queries, np.float32)
+        q[:, 1] = q[:, 1].clip(-0.5, W - 0.5)
+        q[:, 2] = q[:, 2].clip(-0.5, H - 0.5)
+        tracks = provider(video, q)
         return tracks.xy, tracks.visible
 
     return predict

@@ -58,3 +58,12 @@ def test_predict_fn_accepts_tapvid_edge_queries():
     tracks, vis = cotracker_predict_fn(predictor, iters=1)(video, queries)
     assert tracks.shape == (4, 2, 2) and vis.shape == (4, 2)
     assert np.allclose(tracks[0, 0], 31.5)  # the clamped query itself at its frame
+
+
+def test_provider_predict_fn_accepts_tapvid_edge_queries():
+    from pipelines.evaluate import provider_predict_fn
+    from sfm_tracks import LucasKanadeProvider
+
+    video = (np.random.default_rng(0).random((4, 32, 32, 3)) * 255).astype(np.uint8)
+    tracks, vis = provider_predict_fn(LucasKanadeProvider())(video, np.array([[0, 32.0, 32.0], [1, 0.0, 5.0]], np.float32))
+    assert tracks.shape == (4, 2, 2) and np.allclose(tracks[0, 0], 31.5) and vis[0, 0]
