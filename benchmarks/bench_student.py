@@ -160,7 +160,7 @@ def main(argv=None) -> int:
                                      "--filters", filters, "--steps", args.steps, "--threads", "1", "-o", run,
                                      "--export", weights], weights, log)))
         models[name] = {"weights": str(weights), "kind": "offline", "run": str(run)}
-    students = {n for n, _ in student_jobs}
+    students = [n for n, _ in student_jobs]
     evals = [(f"eval {n}", j) for n, m in models.items() if n not in students for j in evaluate(n, m, out, args.data)]
     with ThreadPoolExecutor(args.jobs) as pool:  # students and the teachers' evaluations share the cores
         futures = [pool.submit(timed, f"train {n}", j) for n, j in student_jobs]

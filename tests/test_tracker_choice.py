@@ -42,15 +42,15 @@ def _shipped(tmp_path, monkeypatch, scores):
 def test_shipped_weights_store_their_model_card_score():
     scores = ckpt.score_vs_lk(ckpt.EMBEDDED_DIR / ckpt.EMBEDDED_FILES["offline"])
     by_metric = {s["metric"]: (s["ours"], s["lk"]) for s in scores}
-    assert by_metric == {"synthetic TAP-Vid AJ x100": (27.5, 59.0), "BADJA bear PCK proxy": (0.611, 0.707)}
+    assert by_metric == {"synthetic TAP-Vid AJ x100": (48.05, 59.01), "BADJA bear PCK proxy": (0.732, 0.707)}
     card = (ckpt.EMBEDDED_DIR / "MODEL_CARD.md").read_text()
-    assert "score_vs_lk" in card and "AJ 27.5" in card and "0.611 (LK 0.707)" in card
+    assert "score_vs_lk" in card and "AJ 48.05" in card and "**0.732** (Lucas-Kanade 0.707)" in card
 
 
 def test_auto_without_official_weights_picks_lucas_kanade(no_official):
     choice = choose_tracker("auto")
     assert choice.name == "lk" and choice.checkpoint is None
-    assert "no official CoTracker3 weights" in choice.reason and "27.5 vs LK 59" in choice.reason
+    assert "no official CoTracker3 weights" in choice.reason and "48.05 vs LK 59.01" in choice.reason
     provider = make_provider("auto")
     assert isinstance(provider, LucasKanadeProvider) and provider.choice.name == "lk"
 
