@@ -7,7 +7,7 @@ Curriculum (short clips, then 16- and 24-frame clips at 192 and 256 px): ``--con
 (offline) and ``--config small_online`` (the online teacher); ``--init default --skip-phases 1`` starts
 from the shipped small weights, which already learnt the first phase (short clips). Spend at most ~2 h
 of CPU in one sitting with ``--max-minutes 120`` and continue later with ``--resume`` (repeat
-``--skip-phases``: the phases are a function of the command line, not of the checkpoint).
+``--skip-phases``; a resume with other phases than the checkpoint's is refused).
 
 Several GPUs / nodes: ``torchrun --nproc_per_node 8 -m pipelines.train ...`` (same arguments).
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cotracker3.checkpoint import build_model, read_state_dict
-from cotracker3.training import Trainer, get_config
+from cotracker3.training import RunError, Trainer, get_config
 from cotracker3.training.budget import StepBudget, device_config
 from cotracker3.training.curriculum import phase_at, phases, skip_phases
 from cotracker3.training.state import CHECKPOINT, load_training_checkpoint
@@ -45,6 +45,12 @@ def test_skip_phases_for_a_warm_start():
     assert skip_phases(get_config("small"), 0) == get_config("small")
     with pytest.raises(ValueError, match="cannot skip 1 of the 1"):
         skip_phases(get_config("small"), 1)
+
+
+def test_resume_refuses_other_phases(tmp_path):
+    Trainer(tiny_curriculum(3), tmp_path).fit(stop_at=1)
+    with pytest.raises(RunError, match="other curriculum phases"):
+        Trainer(skip_phases(tiny_curriculum(3), 1), tmp_path).fit(resume=True)
 
 
 def test_curriculum_switches_phase_and_resumes_exactly(tmp_path):

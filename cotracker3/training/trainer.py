@@ -172,6 +172,10 @@ class Trainer:
         if ckpt["kind"] != self.kind or not same:
             raise CheckpointError(f"{path} was written for another model ({ckpt['kind']} {ckpt['model_config']}), "
                                   f"not this run's {self.kind} {self.model_args}")
+        phases_now, phases_then = (json.dumps(c.get("curriculum"), sort_keys=True) for c in (self.conf, ckpt["config"]))
+        if phases_now != phases_then:
+            raise RunError(f"{path} was trained with other curriculum phases ({phases_then}), not this run's "
+                           f"({phases_now}); resume with the same config and --skip-phases")
         if ckpt["step"] > self.train_conf["steps"]:
             raise RunError(f"{path} is at step {ckpt['step']}, past --steps {self.train_conf['steps']}")
         self.model.load_state_dict(ckpt["model"])
