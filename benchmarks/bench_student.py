@@ -138,15 +138,15 @@ def main(argv=None) -> int:
     log = out / "log.txt"
     seconds = {}
 
-    def timed(key, job):
-        seconds[key] = round(call(*job), 1)
+    def timed(job):  # wall seconds per call, keyed by what the call makes
+        seconds[str(job[1].relative_to(out))] = round(call(*job), 1)
 
     labels = out / "labels"
     with ThreadPoolExecutor(args.jobs) as pool:  # relabel in shards, one per job
         jobs = [(["pipelines.relabel", *videos(args.data), "-o", labels, "--teachers",
                   f"lk,cotracker3={args.offline},cotracker3-online={args.online}", "--shard", f"{i}/{args.jobs}",
                   *CONF["relabel"]], labels / f"shard{i}.done", log) for i in range(args.jobs)]
-        for f in [pool.submit(timed, f"relabel shard {i}", j) for i, j in enumerate(jobs)]:
+        for f in [pool.submit(timed, j) for j in jobs]:
             f.result()
 
     models = {"teacher: Lucas-Kanade": {"weights": "lk"},
@@ -161,14 +161,14 @@ def main(argv=None) -> int:
                                      "--export", weights], weights, log)))
         models[name] = {"weights": str(weights), "kind": "offline", "run": str(run)}
     students = [n for n, _ in student_jobs]
-    evals = [(f"eval {n}", j) for n, m in models.items() if n not in students for j in evaluate(n, m, out, args.data)]
+    evals = [j for n, m in models.items() if n not in students for j in evaluate(n, m, out, args.data)]
     with ThreadPoolExecutor(args.jobs) as pool:  # students and the teachers' evaluations share the cores
-        futures = [pool.submit(timed, f"train {n}", j) for n, j in student_jobs]
-        futures += [pool.submit(timed, n, j) for n, j in evals]
+        futures = [pool.submit(timed, j) for _, j in student_jobs]
+        futures += [pool.submit(timed, j) for j in evals]
         for f in futures:
             f.result()
     with ThreadPoolExecutor(args.jobs) as pool:
-        for f in [pool.submit(timed, f"eval {n}", j) for n in students for j in evaluate(n, models[n], out, args.data)]:
+        for f in [pool.submit(timed, j) for n in students for j in evaluate(n, models[n], out, args.data)]:
             f.result()
 
     results = {}
