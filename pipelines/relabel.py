@@ -41,7 +41,8 @@ from cotracker3 import CheckpointError  # noqa: E402
 from pipelines.cli import ArgumentParser, UsageError, fail, nonnegative_int, positive_float, positive_int  # noqa: E402
 from pipelines.relabel_inputs import collect_inputs, parse_shard, shard_inputs  # noqa: E402
 from sfm_tracks.tracking.providers import TRACKERS as TEACHER_NAMES, add_fast_flag, make_provider as make_teacher, tracker_mode  # noqa: E402
-from sfm_tracks.pseudo_labels import DEFAULT_CONF, TooFewQueries, epoch_teachers, label_stats, label_video  # noqa: E402
+from sfm_tracks.pseudo_labels import (DEFAULT_CONF, TooFewQueries, epoch_teachers, label_stats,  # noqa: E402
+                                      label_with_teacher, video_queries)
 from sfm_tracks.video import VideoError, iter_frames, resize_max_side  # noqa: E402
 
 log = logging.getLogger("relabel")
@@ -194,9 +195,11 @@ def label_file(path: Path, outdir: Path, teachers, conf: dict) -> dict:
         check_replaceable(outdir / name, path)
     frames, original, size = load_video(path, conf["max_frames"], conf["max_side"])
     scale = np.array([size[1] / original[1], size[0] / original[0]], np.float32)  # (sx, sy)
+    queries = video_queries(frames, path.stem, conf)  # one SIFT pass, shared by the teachers
+    providers = dict(teachers)
     stats, notes = {}, []
     for teacher, name in names.items():
-        labels = label_video(frames, [t for t in teachers if t[0] == teacher], path.stem, conf)
+        labels = label_with_teacher(frames, teacher, providers[teacher], queries, conf)
         write_npz(outdir / name, {
             "queries": labels.queries.astype(np.float32),
             "tracks": labels.tracks.astype(np.float32),

@@ -149,7 +149,17 @@ def label_video(frames: np.ndarray, teachers: Sequence[tuple[str, TrackProvider]
     """Pseudo-labels for one (T, H, W, 3) uint8 video; `name` seeds the teacher and query draws."""
     conf = {**DEFAULT_CONF, **(conf or {})}
     teacher_name, teacher = choose_teacher(teachers, name, conf["seed"])
-    queries = sample_queries(frames, conf, video_rng(name, conf["seed"], "queries"))
+    return label_with_teacher(frames, teacher_name, teacher, video_queries(frames, name, conf), conf)
+
+
+def video_queries(frames: np.ndarray, name: str, conf: dict) -> np.ndarray:
+    """The video's SIFT queries, the same for every teacher (seeded by the video name)."""
+    return sample_queries(frames, conf, video_rng(name, conf["seed"], "queries"))
+
+
+def label_with_teacher(frames: np.ndarray, teacher_name: str, teacher: TrackProvider, queries: np.ndarray,
+                       conf: dict) -> Labels:
+    """Pseudo-labels of one teacher for given queries: track, cycle check, 3D check."""
     tracks = teacher(frames, queries)
     cycle_ok = cycle_consistency(teacher, frames, tracks, conf["cycle_threshold"], conf["cycle_anchors"])
     if conf["geometric_filter"]:
