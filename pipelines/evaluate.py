@@ -32,7 +32,7 @@ from cotracker3 import CheckpointError  # noqa: E402
 from cotracker3.evaluation import (EvalDataError, evaluate_keypoints, evaluate_tracker, load_badja_npz,  # noqa: E402
                                    tapvid_samples)
 from cotracker3.predictor import CoTrackerPredictor  # noqa: E402
-from cotracker3.training.evaluation import cotracker_predict_fn, synthetic_eval_set  # noqa: E402
+from cotracker3.training.evaluation import clamp_tapvid_queries, cotracker_predict_fn, synthetic_eval_set  # noqa: E402
 from pipelines.cli import ArgumentParser, UsageError, fail, nonnegative_int, positive_int  # noqa: E402
 from sfm_tracks import LucasKanadeProvider, VideoError, read_frames  # noqa: E402
 from sfm_tracks.tracking.cotracker import CoTrackerOnlineProvider  # noqa: E402
@@ -48,17 +48,13 @@ def provider_predict_fn(provider):
     """A track provider (the same trackers relabel.py uses as teachers) as a predict fn."""
 
     def predict(video: np.ndarray, queries: np.ndarray):
-        H, W = video.shape[1:3]  # TAP-Vid pixels reach W at the far edge; providers accept up to W - 0.5
-        q = np.array(queries, np.float32)
-        q[:, 1] = q[:, 1].clip(-0.5, W - 0.5)
-        q[:, 2] = q[:, 2].clip(-0.5, H - 0.5)
-        tracks = provider(video, q)
+        tracks = provider(video, clamp_tapvid_queries(queries, *video.shape[1:3]))
         return tracks.xy, tracks.visible
 
     return predict
 
 
-def make_predict_fn(checkpoint: str, iters: int, query_mode: str, fast: Optional[bool] = None, model: str = "offline"):
+def make_predict_fn(checkpoint: str, iters: int, fast: Optional[bool] = None, model: str = "offline"):
     if checkpoint == "lk":
         return (provider_predict_fn(LucasKanadeProvider()),
                 "sfm_tracks LucasKanadeProvider (pyramidal LK, 21x21, 3 levels, forward-backward step check)")
@@ -158,7 +154,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     try:
         check_inputs(args)
-        predict, source = make_predict_fn(args.checkpoint, args.iters, args.query_mode, args.fast, args.model)
+        predict, source = make_predict_fn(args.checkpoint, args.iters, args.fast, args.model)
         result = evaluate(args, predict, source)
         print_result(result)
         if args.output:

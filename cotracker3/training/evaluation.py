@@ -15,6 +15,15 @@ from cotracker3.evaluation import evaluate_tracker, tapvid_samples
 from cotracker3.predictor import CoTrackerPredictor
 
 
+def clamp_tapvid_queries(queries: np.ndarray, H: int, W: int) -> np.ndarray:
+    """(N, 3) txy float32 copy with x, y inside [-0.5, W - 0.5] x [-0.5, H - 0.5]: TAP-Vid pixels
+    (points * (W, H)) reach W at the far edge, the trackers accept up to W - 0.5."""
+    q = np.array(queries, np.float32)
+    q[:, 1] = q[:, 1].clip(-0.5, W - 0.5)
+    q[:, 2] = q[:, 2].clip(-0.5, H - 0.5)
+    return q
+
+
 def cotracker_predict_fn(predictor: CoTrackerPredictor, iters: int = 6, backward_tracking: bool = True):
     """``predict_fn(video (T,H,W,3) uint8, queries (N,3) txy) -> (tracks (T,N,2), vis probs (T,N))``."""
     device = next(predictor.parameters()).device
@@ -22,11 +31,7 @@ def cotracker_predict_fn(predictor: CoTrackerPredictor, iters: int = 6, backward
     @torch.no_grad()
     def predict(video: np.ndarray, queries: np.ndarray):
         v = torch.from_numpy(np.ascontiguousarray(video)).permute(0, 3, 1, 2)[None].float().to(device)
-        q = torch.from_numpy(queries)[None].float().to(device)
-        # TAP-Vid pixels (points * (W, H)) reach W at the far edge; the predictor accepts up to W - 0.5
-        H, W = video.shape[1:3]
-        q[..., 1] = q[..., 1].clamp(-0.5, W - 0.5)
-        q[..., 2] = q[..., 2].clamp(-0.5, H - 0.5)
+        q = torch.from_numpy(clamp_tapvid_queries(queries, *video.shape[1:3]))[None].to(device)
         tracks, _, vis, _ = predictor(v, q, backward_tracking=backward_tracking, return_scores=True, iters=iters)
         return tracks[0].float().cpu().numpy(), vis[0].float().cpu().numpy()
 
