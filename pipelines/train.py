@@ -38,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
 from cotracker3.checkpoint import CheckpointError, resolve_checkpoint
+from cotracker3.data.pseudo_labels import FILTERS
 from cotracker3.training import CONFIGS, RunError, Trainer, get_config
 from cotracker3.training.budget import train_for_budget
 from cotracker3.training.configs import STAGES
@@ -90,8 +91,8 @@ def run(argv=None) -> Trainer:
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt (which must exist)")
     p.add_argument("--stage", choices=sorted(STAGES), default="synthetic", help="pseudo: fine-tune on --labels")
     p.add_argument("--labels", help="relabel OUTDIR (stage pseudo)")
-    p.add_argument("--filters", default="cycle,geometric", help="stage pseudo: label filters to honour, "
-                   "comma-separated subset of cycle,geometric, or none (ablations)")
+    p.add_argument("--filters", default=",".join(FILTERS), help="stage pseudo: label filters to honour, "
+                   f"comma-separated subset of {','.join(FILTERS)}, or none (ablations)")
     p.add_argument("--synthetic-fraction", type=fraction, help="stage pseudo: share of synthetic clips mixed in")
     p.add_argument("--init", help="initial weights (any checkpoint build_model reads; 'default': the best found; "
                                   "stage pseudo defaults to 'default')")
@@ -119,8 +120,8 @@ def run(argv=None) -> Trainer:
         if not args.labels:
             p.error("--stage pseudo needs --labels")
         filters = [f for f in args.filters.split(",") if f and f != "none"]
-        if set(filters) - {"cycle", "geometric"}:
-            p.error(f"--filters {args.filters!r}: choose from cycle,geometric or none")
+        if set(filters) - set(FILTERS):
+            p.error(f"--filters {args.filters!r}: choose from {','.join(FILTERS)} or none")
         overrides["data"] = {"labels": args.labels, "filters": filters}
         if args.synthetic_fraction is not None:
             overrides["data"]["synthetic_fraction"] = args.synthetic_fraction

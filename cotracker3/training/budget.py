@@ -88,7 +88,7 @@ def train_for_budget(conf: dict, out_dir, minutes: float, config_name: str, kind
         "steps": trainer.step, "schedule_steps": trainer.train_conf["steps"], "clips": round(clips),
         "train_seconds": round(train_s, 1), "total_seconds": round(time.perf_counter() - t_start, 1),
         "clips_per_s": round(clips / max(train_s, 1e-9), 3), "final_loss": record.get("loss"),
-        "amp": trainer.train_conf["amp"] if dev.type == "cuda" else trainer.train_conf["cpu_amp"],
+        "amp": trainer.amp,
         "batch_size": trainer.phase.batch_size, "eval": metrics, "weights": weights.name,
     }
     tmp = out_dir / "metrics.json.tmp"

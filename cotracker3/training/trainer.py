@@ -209,12 +209,16 @@ class Trainer:
         out["loss"] = sum(out.values())
         return out
 
+    @property
+    def amp(self) -> str:
+        """The autocast dtype configured for this device: ``amp`` on CUDA, ``cpu_amp`` on a CPU."""
+        return self.train_conf["amp"] if self.device.type == "cuda" else self.train_conf.get("cpu_amp", "fp32")
+
     def autocast(self) -> ExitStack:
-        """bf16 autocast when configured for this device (``amp`` on CUDA, ``cpu_amp`` on a CPU). On a CPU
-        attention then uses the math kernel: the flash kernel's bf16 backward is ~10x slower there."""
+        """bf16 autocast when configured for this device (``amp``). On a CPU attention then uses the math
+        kernel: the flash kernel's bf16 backward is ~10x slower there."""
         stack = ExitStack()
-        amp = self.train_conf["amp"] if self.device.type == "cuda" else self.train_conf.get("cpu_amp", "fp32")
-        if amp == "bf16":
+        if self.amp == "bf16":
             stack.enter_context(torch.autocast(self.device.type, dtype=torch.bfloat16))
             if self.device.type == "cpu":
                 stack.enter_context(sdpa_kernel([SDPBackend.MATH]))
@@ -277,8 +281,8 @@ class Trainer:
             steps_since += 1
             self.clips_done += len(batch["video"]) * self.world
             fitted = self._from_rank0(budget.total_steps(self.step) or 0) if budget and not budget.decided else 0
-            if budget is not None:
-                budget.decided = budget.decided or fitted > 0  # rank 0 decides for every rank
+            if budget is not None:  # rank 0 decides for every rank (another rank's own timing must not end its broadcasts)
+                budget.decided = fitted > 0
             if fitted:  # the schedule that fits the budget, from here on
                 total = end = tc["steps"] = fitted
                 self.scheduler = build_schedule(self.optimizer, tc, total)
@@ -332,11 +336,7 @@ class Trainer:
 
     def _agree(self, flag: bool) -> bool:
         """Rank 0's decision for every rank (so all processes stop at the same step)."""
-        if self.world == 1:
-            return flag
-        t = torch.tensor([float(flag)], device=self.device)
-        dist.broadcast(t, 0)
-        return bool(t.item())
+        return bool(self._from_rank0(int(flag)))
 
     def evaluate(self) -> Optional[dict]:
         """TAP-Vid metrics on the synthetic eval set (rank 0; skipped if eval is not configured)."""
