@@ -29,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import numpy as np  # noqa: E402
 
 from cotracker3 import CheckpointError  # noqa: E402
+from pipelines.cli import fail  # noqa: E402
 from sfm_tracks import ReconstructionError, VideoError  # noqa: E402
+from sfm_tracks.colmap.feature_matches import MATCH_MODES  # noqa: E402
 from sfm_tracks.pipeline import run  # noqa: E402
 from sfm_tracks.tracking.providers import TRACKERS, add_fast_flag, tracker_mode  # noqa: E402
 
@@ -63,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--intrinsics", help="fx,fy,cx,cy (or f,cx,cy) in input pixels, COLMAP convention; kept fixed")
     ap.add_argument("--mask-dir", type=Path, help="per-frame masks, nonzero = keep")
     ap.add_argument("--mapper", choices=("incremental", "global"), default="incremental")
-    ap.add_argument("--matches", choices=("auto", "off", "all"), default="auto",
+    ap.add_argument("--matches", choices=MATCH_MODES, default="auto",
                     help="SIFT feature matches next to the tracks: auto (image sets, weak links between frames, loop closure), "
                          "off (tracks only) or all (every scheduled pair plus loop closure)")
     ap.add_argument("--cycle", type=int, default=0, metavar="N", help="forward-backward cycle check with N anchors per side (0: off)")
@@ -142,8 +144,7 @@ def main(argv=None) -> int:
     demo = args.demo or args.input is None
     out_dir = args.output or (Path("demo_reconstruction") if demo else None)
     if out_dir is None:
-        print("error: -o OUTDIR is required", file=sys.stderr)
-        return 2
+        return fail("-o OUTDIR is required")
     try:
         if args.device == "cuda" and args.tracker != "lk":
             import torch
@@ -157,9 +158,7 @@ def main(argv=None) -> int:
             source = args.input
         report = run(source, out_dir, config(args), mask_dir=args.mask_dir, overwrite=args.overwrite)
     except (VideoError, CheckpointError, ReconstructionError, OSError) as e:  # OSError: unreadable input, full or read-only disk
-        msg = " ".join(str(e).split())  # one line, whatever the source message looks like
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
+        return fail(e)
     except KeyboardInterrupt:  # the work folder and the parents made for -o are already gone (outdir.staging)
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130

@@ -38,14 +38,14 @@ def read_list(path: Path) -> list[str]:
     return [str(path.parent / ln) for ln in lines if ln and not ln.startswith("#")]
 
 
-def collect_inputs(inputs: Sequence[str], named: bool = True) -> list[Path]:
+def collect_inputs(inputs: Sequence[str]) -> list[Path]:
     """Sorted, de-duplicated absolute video paths from files, folders and .txt lists.
 
-    Paths named on the command line (`named`) must exist (UsageError); a missing or broken video
+    Paths named on the command line must exist (UsageError); a missing or broken video
     listed in a .txt is left to the run, which records it as failed. Raises UsageError when nothing
     is found or two videos share a stem (they would share OUTDIR/<stem>.npz)."""
-    paths = sorted(_gather(inputs, named, ()), key=str)
-    if named and not paths:
+    paths = sorted(_gather(inputs, True, ()), key=str)
+    if not paths:
         raise UsageError(f"no videos ({', '.join(sorted(VIDEO_EXTENSIONS))}) found in {', '.join(map(str, inputs))}")
     stems: dict = {}
     for p in paths:

@@ -211,8 +211,6 @@ def camera_spec(conf: dict, in_size: tuple, size: tuple) -> CameraSpec:
     params = {"SIMPLE_PINHOLE": [(fx + fy) / 2, cx, cy], "PINHOLE": [fx, fy, cx, cy],
               "SIMPLE_RADIAL": [(fx + fy) / 2, cx, cy, 0.0], "RADIAL": [(fx + fy) / 2, cx, cy, 0.0, 0.0],
               "OPENCV": [fx, fy, cx, cy, 0.0, 0.0, 0.0, 0.0]}
-    if model not in params:
-        raise InputError(f"camera model {model!r} not supported; use one of {sorted(params)}")
     if model.startswith("SIMPLE") or model == "RADIAL":
         if abs(K[0] - K[1]) > 1e-3 * K[0]:
             raise InputError(f"{model} has one focal length but fx={K[0]} and fy={K[1]} differ; use PINHOLE or OPENCV")

@@ -30,12 +30,9 @@ def close_rel(a, ref, rel=2e-5):
 
 
 @pytest.fixture(autouse=True)
-def _threads():
+def _threads(two_torch_threads):
     torch.manual_seed(0)
-    n = torch.get_num_threads()
-    torch.set_num_threads(2)
     yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("kind", ["offline", "online"])
