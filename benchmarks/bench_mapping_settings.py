@@ -33,6 +33,10 @@ VARIANTS = {
     "one_thread": {**BEFORE, "deterministic": True},
     "default": {},  # today's MappingOptions defaults
     "default_threads": {"deterministic": False},  # the defaults with a multithreaded mapper: the cost of determinism
+    "full_mapping": {"keyframes": False, "long_links": None},  # every frame mapped, every long stride (before keyframes)
+    "keyframes_only": {"long_links": None},  # keyframes, but every long stride between them
+    "global": {"mapper": "global"},  # the defaults with the global mapper (GLOMAP) on the keyframes
+    "full_global": {"keyframes": False, "long_links": None, "mapper": "global"},
 }
 
 

@@ -64,17 +64,20 @@ def check_tracks(tracks: Tracks, min_frames: int = 2, min_tracks_per_frame: int 
     return ok
 
 
-def pair_schedule(num_frames: int, neighbours: int = 3, max_stride: int | None = None) -> list:
+def pair_schedule(num_frames: int, neighbours: int = 3, max_stride: int | None = None, links: int | None = None) -> list:
     """Frame pairs (i, j), i < j: all strides up to `neighbours`, then strides 4, 8, 16, ...
 
     Short strides keep the chain connected; long ones add the parallax that pins the geometry down.
+    links: a long stride s > neighbours starts only at every max(1, s // links)-th frame, so all long strides
+    together add about links / 2 pairs per frame instead of one per stride (None: from every frame).
     """
     strides = set(range(1, neighbours + 1))
     s = 2
     while s < num_frames and (max_stride is None or s <= max_stride):
         strides.add(s)
         s *= 2
-    return [(i, i + s) for s in sorted(strides) for i in range(num_frames - s)]
+    step = {s: 1 if links is None or s <= neighbours else max(1, s // links) for s in strides}
+    return [(i, i + s) for s in sorted(strides) for i in range(0, num_frames - s, step[s])]
 
 
 def track_keypoints(tracks: Tracks, ok: np.ndarray, cameras: list) -> np.ndarray:
@@ -85,7 +88,7 @@ def track_keypoints(tracks: Tracks, ok: np.ndarray, cameras: list) -> np.ndarray
 
 
 def write_database(db_path, tracks: Tracks, camera, pairs, ok=None, min_matches: int = 15,
-                   extra=None) -> int:
+                   extra=None, frames=None) -> int:
     """Write the camera(s), T images, N keypoints per image and the raw matches of `pairs`; return #pairs.
 
     camera: one pycolmap.Camera shared by all frames, or a list of T (cameras.frame_cameras), frame t's first.
@@ -93,6 +96,7 @@ def write_database(db_path, tracks: Tracks, camera, pairs, ok=None, min_matches:
     extra: optional feature_matches.SiftMatches; each image's SIFT keypoints follow its N track keypoints
     (index N + k) and each pair's SIFT matches are appended to its shared tracks (pairs outside the
     schedule included), so keypoint index == track id still holds for indices < N.
+    frames: optional subset of frame indices to write (keyframes); image ids stay frame index + 1.
     """
     ok = usable(tracks) if ok is None else ok
     names = tracks.names()
@@ -106,7 +110,8 @@ def write_database(db_path, tracks: Tracks, camera, pairs, ok=None, min_matches:
     with pycolmap.Database.open(str(db_path)) as db:
         for cam in {c.camera_id: c for c in cams}.values():
             db.write_camera(cam, use_camera_id=True)
-        for t in range(tracks.num_frames):
+        for t in (range(tracks.num_frames) if frames is None else frames):
+            t = int(t)
             db.write_image(pycolmap.Image(name=names[t], camera_id=cams[t].camera_id, image_id=t + 1), use_image_id=True)
             db.write_keypoints(t + 1, kp[t] if extra is None else np.concatenate([kp[t], extra.keypoints[t]]))
         scheduled = [tuple(p) for p in pairs]

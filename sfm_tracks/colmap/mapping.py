@@ -20,6 +20,7 @@ import pycolmap
 
 from . import database as dbm
 from . import feature_matches as fm
+from . import keyframes as kfm
 from ..errors import ReconstructionError
 from ..tracks import Tracks
 from .cameras import CameraSpec, camera_spec, frame_cameras
@@ -34,6 +35,9 @@ class MappingOptions:
     mapper: str = "incremental"  # or "global" (GLOMAP), faster on long sequences
     neighbours: int = 3  # pair schedule: strides 1..neighbours, then 4, 8, 16, ...
     max_stride: Optional[int] = None
+    long_links: Optional[int] = 4  # ... long strides s from every s // long_links-th frame only (None: every frame)
+    keyframes: bool = True  # videos: map keyframes only, register the other frames by PnP (keyframes.py)
+    keyframe: dict = field(default_factory=dict)  # keyframes.KeyframeOptions fields
     min_matches: int = 15  # pairs with fewer common visible tracks are not written
     verify_max_error: float = 4.0  # px, RANSAC threshold of two-view verification
     verify_trials: tuple = (20, 10000)  # (min, max) RANSAC trials per pair and model; tracks have high inlier ratios
@@ -49,6 +53,7 @@ class MappingOptions:
     min_frame_observations: int = 6  # registered frames seeing fewer points are deregistered
     refine_poses: bool = False  # known-pose route: refine the given poses in BA
     ba_iterations: int = 50
+    ba_function_tolerance: float = 1e-6  # final BA stops when an LM step lowers the cost by less (apple: 32 -> 5 steps, same poses)
     num_threads: int = -1  # verification (seeded per pair: the same result on any number of threads)
     deterministic: bool = True  # mapper and final BA on one thread: the same input gives the same model
     seed: int = 0  # every RANSAC and sampler: verification, mapper, triangulation, track completion
@@ -131,17 +136,14 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
     db_path = work / "database.db"
     if db_path.exists():
         db_path.unlink()
-    pairs = dbm.pair_schedule(tracks.num_frames, opts.neighbours, opts.max_stride)
-    # Feature matches (SIFT) where tracks do not connect the frames, appended after the track keypoints.
-    sift, plan = fm.feature_matches(frames, ok, pairs, work, opts.matches, opts.image_set, opts.min_matches, tracks.image_size,
-                                    fm.MatchOptions(num_threads=opts.num_threads), [(c.height, c.width) for c in cameras])
-    if opts.report is not None:
-        opts.report["matches"] = plan.summary()
+    keys = _keyframes(tracks, ok, opts, cameras)
+    pairs = [(int(keys[i]), int(keys[j])) for i, j in _schedule(len(keys), opts)]
+    sift = _feature_matches(frames, ok, keys, work, opts, tracks, cameras)
     t0 = time.time()
-    n = dbm.write_database(db_path, tracks, cameras, pairs, ok, opts.min_matches, extra=sift)
+    n = dbm.write_database(db_path, tracks, cameras, pairs, ok, opts.min_matches, extra=sift, frames=keys)
     if n == 0:
         raise ReconstructionError(f"no frame pair shares >= {opts.min_matches} visible tracks" + (" or SIFT matches" if sift else ""))
-    logger.info("database: %d frames, %d tracks, %d matched pairs (%.1fs)", tracks.num_frames, tracks.num_tracks, n, time.time() - t0)
+    logger.info("database: %d frames, %d tracks, %d matched pairs (%.1fs)", len(keys), tracks.num_tracks, n, time.time() - t0)
     t0 = time.time()
     dbm.verify(db_path, opts.verify_max_error, opts.min_matches, opts.num_threads, opts.seed, opts.verify_trials)
     stats = dbm.two_view_stats(db_path)
@@ -155,7 +157,57 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
         if fit is not None and opts.report is not None:
             opts.report["rotation_only_fit"] = {"focal_px": round(fit.focal, 1), "residual_p90_px": round(fit.parallax_px, 3),
                                                 "residual_closest_pairs_px": round(fit.noise_px, 3)}
-    return _mapped_model(db_path, work, tracks, spec, ok, opts, cameras)
+    rec = _mapped_model(db_path, work, tracks, spec, ok[keys], opts, cameras)
+    if len(keys) < tracks.num_frames:
+        _register_rest(rec, tracks, ok, keys, opts)
+    return rec
+
+
+def _keyframes(tracks: Tracks, ok: np.ndarray, opts: MappingOptions, cameras: list) -> np.ndarray:
+    """Frame indices to map: keyframes of a video with one camera and enough frames, else every frame."""
+    ko = kfm.KeyframeOptions(**opts.keyframe)
+    every = np.arange(tracks.num_frames)
+    if not opts.keyframes or opts.image_set or tracks.num_frames < ko.min_frames or len({c.camera_id for c in cameras}) > 1:
+        return every
+    keys = kfm.select_keyframes(tracks.xy, ok, tracks.image_size, ko)
+    return keys if len(keys) >= 3 else every
+
+
+def _schedule(num_frames: int, opts: MappingOptions) -> list:
+    """Pairs (i, j) of the mapped frames to match; photo sets keep every long stride from every image."""
+    return dbm.pair_schedule(num_frames, opts.neighbours, opts.max_stride, None if opts.image_set else opts.long_links)
+
+
+def _feature_matches(frames, ok: np.ndarray, keys: np.ndarray, work: Path, opts: MappingOptions, tracks: Tracks, cameras: list):
+    """SIFT matches among the mapped frames (feature_matches.py), keyed by frame index."""
+    view = frames if frames is None or len(keys) == len(ok) else kfm.FrameSubset(frames, keys)
+    schedule = _schedule(len(keys), opts)
+    sift, plan = fm.feature_matches(view, ok[keys], schedule, work, opts.matches, opts.image_set, opts.min_matches, tracks.image_size,
+                                    fm.MatchOptions(num_threads=opts.num_threads), [(cameras[t].height, cameras[t].width) for t in keys])
+    if opts.report is not None:
+        opts.report["matches"] = plan.summary()
+    if sift is None or view is frames:
+        return sift
+    keypoints = [np.zeros((0, 2), np.float32) for _ in range(tracks.num_frames)]
+    for k, t in enumerate(keys):
+        keypoints[t] = sift.keypoints[k]
+    return fm.SiftMatches(keypoints, {(int(keys[i]), int(keys[j])): m for (i, j), m in sift.matches.items()})
+
+
+def _register_rest(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, keys: np.ndarray, opts: MappingOptions) -> None:
+    """Frames outside the mapped keyframes (and keyframes the mapper left out) by PnP; a second round after
+    the tracks without a point are triangulated from the frames registered so far."""
+    t0 = time.time()
+    every = np.arange(tracks.num_frames)
+    added = kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed)
+    _complete_tracks(rec, tracks, ok, opts)
+    added += kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed)
+    logger.info("keyframe mapping: %d keyframes, %d frames added by absolute pose, %d/%d registered (%.1fs)", len(keys), len(added),
+                rec.num_reg_images(), tracks.num_frames, time.time() - t0)
+    if opts.report is not None:
+        missing = [t for t, iid in enumerate(frame_images(rec, tracks)) if iid is None]
+        opts.report["keyframes"] = {"keyframes": len(keys), "frames": tracks.num_frames, "registered_by_pose": len(added),
+                                    "unregistered": missing[:50]}
 
 
 def _mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, ok: np.ndarray, opts: MappingOptions, cameras: list):
@@ -301,6 +353,7 @@ def _bundle_adjust(rec: pycolmap.Reconstruction, spec: CameraSpec, opts: Mapping
     ba.refine_rig_from_world = refine_poses
     ba.ceres.loss_function_type = pycolmap.LossFunctionType.TRIVIAL
     ba.ceres.solver_options.max_num_iterations = opts.ba_iterations
+    ba.ceres.solver_options.function_tolerance = opts.ba_function_tolerance
     # Threads change the summation order, and over 50 LM steps that moves poses by ~1e-5 between runs.
     ba.ceres.solver_options.num_threads = 1 if opts.deterministic else opts.num_threads
     ba.print_summary = False

@@ -1,0 +1,131 @@
+"""Keyframe mapping for videos: map the frames that add geometry, register the rest by absolute pose.
+
+Neighbouring video frames add almost no parallax, yet the incremental mapper spends a registration, a local
+bundle adjustment and several verified pairs on each. As in COLMAP's video workflows and keyframe SLAM, a
+frame becomes a keyframe when the tracks have moved far enough since the last one (median displacement) or
+too many of them were lost (shared-track fraction). Only keyframes go through verification and mapping; every
+other frame is then placed by PnP (pycolmap's LO-RANSAC absolute pose plus refinement) on the 3D points of
+its tracks, its inlier observations join those points, and the caller triangulates the remaining tracks and
+runs one bundle adjustment over all frames.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pycolmap
+
+from ..tracks import Tracks
+from .database import COLMAP_OFFSET
+from .geometric_filter import frame_images, track_points
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class KeyframeOptions:
+    min_frames: int = 20  # shorter videos are mapped in full: keyframes would save little
+    parallax: float = 0.04  # new keyframe when the median track moved this fraction of the long image side ...
+    min_overlap: float = 0.6  # ... or fewer than this fraction of the last keyframe's tracks is still seen ...
+    max_gap: int = 10  # ... or this many frames have passed
+    min_shared: int = 30  # the frame before a keyframe that would share fewer tracks is taken instead
+
+
+def select_keyframes(xy: np.ndarray, ok: np.ndarray, image_size: tuple, options: KeyframeOptions) -> np.ndarray:
+    """Sorted keyframe indices from (T, N, 2) track positions and the (T, N) usable mask; first and last included.
+
+    Frames without any usable track are never keyframes (they cannot be mapped).
+    """
+    T = len(ok)
+    frames = np.nonzero(ok.any(1))[0]
+    if len(frames) == 0:
+        return frames
+    limit = options.parallax * max(image_size)
+    keys = [int(frames[0])]
+    prev = keys[0]
+    for t in frames[1:]:
+        k = keys[-1]
+        shared = ok[k] & ok[t]
+        n_shared = int(shared.sum())
+        moved = float(np.median(np.linalg.norm(xy[t, shared] - xy[k, shared], axis=-1))) if n_shared else np.inf
+        lost = n_shared < options.min_overlap * max(int(ok[k].sum()), 1)
+        if moved >= limit or lost or t - k >= options.max_gap or n_shared < options.min_shared:
+            # past the threshold at t: take t, or the frame before it when t already shares too few tracks
+            keys.append(int(t) if n_shared >= options.min_shared or prev == k else prev)
+        prev = int(t)
+    if keys[-1] != frames[-1]:
+        keys.append(int(frames[-1]))
+    out = np.unique(np.array(keys, dtype=np.int64))
+    logger.info("keyframes: %d of %d frames (parallax %.1f px, overlap %.0f%%, gap %d)", len(out), T, limit,
+                100 * options.min_overlap, options.max_gap)
+    return out
+
+
+def frame_keypoints(tracks: Tracks, ok: np.ndarray, t: int, camera: pycolmap.Camera) -> np.ndarray:
+    """(N, 2) keypoints of frame t in COLMAP's convention, index == track id (placeholders at the centre)."""
+    centre = np.array([camera.width / 2, camera.height / 2])
+    return np.where(ok[t][:, None], tracks.xy[t] + COLMAP_OFFSET, centre)
+
+
+def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, frames, max_error: float = 4.0,
+                    min_inliers: int = 15, seed: int = 0) -> list:
+    """Add each frame of `frames` that is not yet in `rec` by PnP on its tracks' 3D points; return those added.
+
+    A frame is added with its N track keypoints (index == track id), its pose, and its PnP inliers as
+    observations of the tracks' points. All frames share the model's one camera, which stays fixed here.
+    """
+    images = frame_images(rec, tracks)
+    pid = track_points(rec, tracks, images)
+    cam_ids = {rec.images[i].camera_id for i in images if i is not None}
+    if len(cam_ids) != 1:
+        raise ValueError(f"keyframe registration needs one shared camera, the model has {len(cam_ids)}")
+    cam_id = cam_ids.pop()
+    camera = rec.cameras[cam_id]
+    has = pid >= 0
+    xyz = np.zeros((tracks.num_tracks, 3))
+    xyz[has] = np.array([rec.points3D[int(p)].xyz for p in pid[has]]) if has.any() else np.zeros((0, 3))
+    est = pycolmap.AbsolutePoseEstimationOptions()
+    est.ransac.max_error = max_error
+    est.ransac.random_seed = seed
+    ref = pycolmap.AbsolutePoseRefinementOptions()
+    ref.refine_focal_length = False
+    ref.refine_extra_params = False
+    names = tracks.names()
+    existing = set(rec.images)
+    added = []
+    for t in frames:
+        t = int(t)
+        if images[t] is not None:
+            continue
+        n = np.nonzero(ok[t] & has)[0]
+        if len(n) < min_inliers:
+            continue
+        res = pycolmap.estimate_and_refine_absolute_pose(tracks.xy[t, n].astype(np.float64) + COLMAP_OFFSET, xyz[n], camera, est, ref)
+        if res is None or res["num_inliers"] < min_inliers:
+            continue
+        iid = t + 1
+        if iid in existing:  # the mapper's own unregistered copy of this frame
+            rec.frames[rec.images[iid].frame_id].rig_from_world = res["cam_from_world"]
+            rec.register_frame(rec.images[iid].frame_id)
+        else:
+            im = pycolmap.Image(name=names[t], keypoints=frame_keypoints(tracks, ok, t, camera), camera_id=cam_id, image_id=iid)
+            rec.add_image_with_trivial_frame(im, res["cam_from_world"])
+        for k in n[np.asarray(res["inlier_mask"], bool)]:
+            rec.add_observation(int(pid[k]), pycolmap.TrackElement(iid, int(k)))
+        added.append(t)
+    logger.info("registered %d of %d frames by absolute pose on the keyframes' points", len(added), len(frames))
+    return added
+
+
+class FrameSubset:
+    """frames[index[k]] as item k, without copying: a memmapped video stays on disk."""
+
+    def __init__(self, frames, index: np.ndarray):
+        self.frames, self.index = frames, np.asarray(index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k):
+        return self.frames[int(self.index[k])]
