@@ -2,7 +2,7 @@
 
     python pipelines/reconstruct.py INPUT -o OUTDIR [--tracker auto|cotracker3|cotracker3-online|lk] [--checkpoint PATH]
         [--device cpu|cuda] [--max-frames N] [--stride K] [--max-side PX] [--camera-model NAME]
-        [--intrinsics fx,fy,cx,cy] [--mask-dir DIR] [--mapper incremental|global] [--matches auto|off|all]
+        [--intrinsics fx,fy,cx,cy] [--mask-dir DIR] [--mapper incremental|global] [--matches auto|off|all] [--no-keyframes]
         [--cycle N] [--overwrite]
     python pipelines/reconstruct.py --demo [-o OUTDIR]     # synthetic static scene, compared with its true cameras
 
@@ -68,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--matches", choices=MATCH_MODES, default="auto",
                     help="SIFT feature matches next to the tracks: auto (image sets, weak links between frames, loop closure), "
                          "off (tracks only) or all (every scheduled pair plus loop closure)")
+    ap.add_argument("--no-keyframes", action="store_true",
+                    help="map every video frame (default: map keyframes chosen by parallax and track overlap, register the rest by absolute pose)")
     ap.add_argument("--cycle", type=int, default=0, metavar="N", help="forward-backward cycle check with N anchors per side (0: off)")
     ap.add_argument("--points-per-frame", type=positive_int, default=512, help="at most N queries per query frame")
     ap.add_argument("--window", type=positive_int, default=48, help="frames per tracker call (long videos are tracked in windows)")
@@ -92,7 +94,7 @@ def config(args) -> dict:
                     "mode": tracker_mode(args.fast, args.device)},
         "filters": {"cycle_anchors": args.cycle},
         "camera": {"model": model.upper(), "intrinsics": intrinsics},
-        "mapping": {"mapper": args.mapper, "matches": args.matches},
+        "mapping": {"mapper": args.mapper, "matches": args.matches, "keyframes": not args.no_keyframes},
         "output": {"video": not args.no_video},
     }
 

@@ -54,7 +54,8 @@ DEFAULT_CONF = {
         "mask_observations": True,  # with masks: also drop observations that land on excluded pixels
     },
     "camera": {"model": "SIMPLE_RADIAL", "intrinsics": None},  # intrinsics in input-image pixels, COLMAP convention
-    "mapping": {"mapper": "incremental", "matches": "auto"},  # matches: SIFT next to the tracks, auto | off | all
+    "mapping": {"mapper": "incremental", "matches": "auto", "keyframes": True},  # matches: SIFT next to the tracks, auto | off | all;
+    # keyframes: a video's keyframes are mapped, the other frames registered by absolute pose (colmap/keyframes.py)
     "output": {"video": True, "fps": 10.0},
 }
 

@@ -2,7 +2,8 @@
 
 Unknown poses: tracks -> database -> two-view geometries -> pure-rotation check -> incremental (default)
 or global mapping (the global mapper also runs when incremental mapping registers too few frames),
-keep the largest model, then triangulate tracks COLMAP left without a point. Known poses: one
+keep the largest model, then triangulate tracks COLMAP left without a point. Videos of >= 20 frames map
+only their keyframes and register the other frames by absolute pose (keyframes.py) before that. Known poses: one
 robustly triangulated point per track, then bundle adjustment with poses fixed or refined.
 """
 from __future__ import annotations
