@@ -1,9 +1,9 @@
 """Training for a fixed wall-clock budget: size the schedule to the measured speed, then evaluate and export.
 
 ``train_for_budget`` is what ``pipelines/train.py --budget-minutes M`` runs (e.g. 9 minutes on one GPU):
-the one-cycle schedule needs its length up front, so the run first times a few steps, sets the
-length to what fits the rest of the training share of the budget, and continues that schedule at
-its current step (as a resumed run with a new ``--steps`` does). Training stops at the latest when
+the schedule needs its length up front (where its decay starts), so the run first times a few steps,
+sets the length to what fits the rest of the training share of the budget, and continues the fresh
+schedule of that length at its current step. Training stops at the latest when
 its share is spent; evaluation on the config's synthetic set and the export of fp16 safetensors
 (with the model config in their metadata, like ``cotracker3/weights``) follow, and ``metrics.json``
 records what was done. On a GPU the config's ``gpu`` section applies (larger batch, clips
