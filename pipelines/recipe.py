@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -115,12 +116,14 @@ def main(argv=None) -> int:
     p.add_argument("--stint-minutes", type=float, default=30.0, help="training minutes between evaluations")
     p.add_argument("--data", type=Path, default=DATA, help="the shared data (relabel's real videos)")
     for stage in ("synthetic", "pseudo"):
-        p.add_argument(f"--{stage}-steps", type=int, default=RECIPE[stage]["steps"], help=f"{stage} stage length "
+        p.add_argument(f"--{stage}-steps", type=int, default=RECIPE[stage]["steps"], help=f"{stage} stage length{' (0: skip it, --init is its model)' if stage == 'synthetic' else ''} "
                        "(a longer value on a later call, while the stage runs, extends it without a warm restart)")
     args = p.parse_args(argv)
     RECIPE["synthetic"]["steps"], RECIPE["pseudo"]["steps"] = args.synthetic_steps, args.pseudo_steps
     if args.minutes <= 0 or args.stint_minutes <= 0:
         return fail("--minutes and --stint-minutes must be positive")
+    if args.synthetic_steps < 0 or args.pseudo_steps < 1:
+        return fail("--synthetic-steps must be >= 0 (0: --init is the stage-1 model) and --pseudo-steps >= 1")
     out = args.output.resolve()
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.json"
@@ -133,7 +136,10 @@ def main(argv=None) -> int:
         while state["stage"] != "done" and time.time() < deadline:
             minutes = min(args.stint_minutes, max(1.0, (deadline - time.time()) / 60))
             stage = state["stage"]
-            if stage == "synthetic":
+            if stage == "synthetic" and RECIPE["synthetic"]["steps"] == 0:  # --init is the stage-1 model
+                shutil.copyfile(init, out / "synthetic.safetensors")
+                finished = True
+            elif stage == "synthetic":
                 finished = stint(out, stage, init, minutes, state)
             elif stage == "relabel":
                 weights = out / "synthetic.safetensors"

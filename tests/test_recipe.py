@@ -67,3 +67,15 @@ def test_recipe_runs_its_stages_in_stints_and_resumes(fake_cli, tmp_path):
 def test_recipe_refuses_missing_init(tmp_path, capsys):
     assert recipe.main(["-o", str(tmp_path / "r"), "--init", str(tmp_path / "nope.safetensors")]) == 2
     assert "no such weights file" in capsys.readouterr().err
+
+
+def test_recipe_can_start_from_a_trained_stage_one_model(fake_cli, tmp_path):
+    calls, data = fake_cli
+    init = tmp_path / "gpu.safetensors"
+    init.write_bytes(b"weights")
+    out = tmp_path / "recipe"
+    assert recipe.main(["-o", str(out), "--init", str(init), "--data", str(data), "--synthetic-steps", "0",
+                        "--pseudo-steps", "3"]) == 0
+    assert (out / "synthetic.safetensors").read_bytes() == b"weights"
+    assert [c[0] for c in calls][:2] == ["pipelines.relabel", "pipelines.train"]
+    assert recipe.main(["-o", str(tmp_path / "r2"), "--synthetic-steps", "-1"]) == 2
