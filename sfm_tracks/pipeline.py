@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .colmap.cameras import MODELS, CameraSpec
 from .colmap.export import export, replace_dir
 from .colmap.mapping import reconstruct
-from .colmap.undistort import undistort_if_distorted
+from .colmap.undistort import pinhole_cleanup, undistort_if_distorted
 from .errors import ReconstructionError
 from .inputs import PADDING_MARGIN_PX, FrameSubset, exclude_padding, load_frames, load_masks, mixed_sizes
 from .outdir import InputError, check_overlap, check_replaceable, staging
@@ -329,7 +329,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
     if mask_dir is not None:
         with timer("masks"):
             masks = load_masks(mask_dir, names, in_sizes, sizes, size, work)
-            mask_files = write_masks(work / "masks", masks, names, sizes)  # the user's masks, before padding is excluded
+            mask_files = write_masks(work, masks, names, sizes)  # the user's masks, before padding is excluded
     if padded:  # no queries and no observations in the black padding around smaller frames
         masks = exclude_padding(masks, sizes, size, work)
     qf = query_frames(len(frames), conf["queries"])
@@ -366,6 +366,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
             # SIFT matches could not stand in for the missing tracks either: the input is what is wrong.
             raise ReconstructionError(f"{explain_no_tracks(frames, qf, filter_stats, fc['min_length'])} ({e})") from None
     with timer("export"):
+        pinhole = pinhole_cleanup(rec)  # a pinhole model is the splatting folder itself: same 2 px rule as undistorted/
         m_masks = None
         if mask_files is not None:
             m_masks = {n: mask_files[n] for n in m_names}
@@ -375,7 +376,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         export(rec, staging_out, m_tracks, m_frames, mask_paths=m_masks)
         write_images(staging_out / "images", m_frames, m_names, m_sizes)
     with timer("undistort"):
-        undistorted = undistort_if_distorted(rec, staging_out, work / "undistort", conf["output"]["undistort"], m_masks)
+        undistorted = pinhole or undistort_if_distorted(rec, staging_out, work / "undistort", conf["output"]["undistort"], m_masks)
     if conf["output"]["video"]:
         with timer("video"):
             write_tracks_video(staging_out / "tracks.mp4", frames, tracks, conf["output"]["fps"])

@@ -13,10 +13,15 @@ SIMPLE_PINHOLE cameras; users otherwise run COLMAP's image undistorter by hand a
 Crop and scale rule (COLMAP's `UndistortCamera`, `blank_pixels = 0`, `min_scale = 0.2`, `max_scale = 2`):
 each camera becomes PINHOLE with the same focal length(s). Its image size is scaled, separately in x and y,
 by the factor at which the undistorted picture just contains no blank pixel, i.e. the undistorted image
-shows only what the distorted image saw and is cropped to the largest such border-aligned view (barrel
-distortion: a slightly smaller picture; pincushion: slightly larger), the factor clamped to [0.2, 2]. The
+shows only what the distorted image saw and is cropped to the largest such border-aligned view, the
+factor clamped to [0.2, 2]. At the same focal length, barrel distortion (k1 < 0) gives a larger picture (the
+undistorted borders bow outward; their inner extent sets the size), pincushion (k1 > 0) a smaller one. The
 principal point is scaled with the size (cx' = cx * W' / W). Stored observations move with the same map
-(x' = pinhole(unproject_distorted(x))), so they keep their reprojection errors.
+(x' = pinhole(unproject_distorted(x))), so they keep their reprojection errors; in the copy, observations
+more than `max_error_px` (2 px) from their point's projection are dropped (COLMAP's mapper keeps up to 4 px),
+and points left with fewer than two, so a trainer initialised from points3D gets only consistent points.
+OUT/sparse/0 keeps the exact mapped model; only a model that is already pinhole, where OUT itself is the
+splatting folder, gets the same 2 px rule in place (`pinhole_cleanup`).
 """
 from __future__ import annotations
 
@@ -28,18 +33,39 @@ import cv2
 import numpy as np
 import pycolmap
 
-from .export import write_ply, write_transforms
+from .export import write_model, write_ply, write_transforms
 from .mapping import colmap_logging
 
 logger = logging.getLogger(__name__)
 
 PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE")
 FOLDER = "undistorted"
+MAX_ERROR_PX = 2.0  # observations a splatting folder keeps: within this distance of their point's projection
 
 
 def has_distortion(rec: pycolmap.Reconstruction) -> bool:
     """True when any camera's model is not pinhole (even with zero coefficients: 3DGS reads the model name)."""
     return any(cam.model_name not in PINHOLE_MODELS for cam in rec.cameras.values())
+
+
+def drop_far_observations(rec: pycolmap.Reconstruction, max_error_px: float = MAX_ERROR_PX) -> dict:
+    """Delete (in place) observations more than `max_error_px` from their point's projection, and points left
+    with fewer than two; poses are not touched. -> {"max_px", "dropped", "points_left"}."""
+    rec.update_point_3d_errors()
+    with colmap_logging(False):
+        dropped = pycolmap.ObservationManager(rec).filter_points3D_with_large_reprojection_error(max_error_px, set(rec.point3D_ids()))
+    rec.update_point_3d_errors()
+    return {"max_px": max_error_px, "dropped": int(dropped), "points_left": rec.num_points3D()}
+
+
+def pinhole_cleanup(rec: pycolmap.Reconstruction, max_error_px: float = MAX_ERROR_PX) -> Optional[dict]:
+    """None when the model has distortion (`undistort` makes the splatting folder); for a pinhole model, which
+    is itself the splatting folder, drop its far observations in place and return the report saying so."""
+    if has_distortion(rec):
+        return None
+    models = ", ".join(sorted({c.model_name for c in rec.cameras.values()}))
+    return {"written": False, "pinhole": True, "reason": f"the model is already pinhole ({models}): OUT is the splatting-ready folder",
+            "observations_dropped_over_px": drop_far_observations(rec, max_error_px)}
 
 
 def undistort_mask(mask: np.ndarray, camera: pycolmap.Camera, options: pycolmap.UndistortCameraOptions) -> np.ndarray:
@@ -55,7 +81,7 @@ def undistort_mask(mask: np.ndarray, camera: pycolmap.Camera, options: pycolmap.
 
 
 def undistort(rec: pycolmap.Reconstruction, out_dir: Path, work: Path, mask_files: Optional[dict] = None,
-              options: Optional[pycolmap.UndistortCameraOptions] = None) -> dict:
+              options: Optional[pycolmap.UndistortCameraOptions] = None, max_error_px: float = MAX_ERROR_PX) -> dict:
     """Write out_dir/undistorted/ from out_dir/sparse/0 (the model `rec`) and out_dir/images -> report dict.
 
     mask_files: {image name: mask file path relative to out_dir} written beside the images (nonzero = keep).
@@ -70,6 +96,9 @@ def undistort(rec: pycolmap.Reconstruction, out_dir: Path, work: Path, mask_file
     (work / "images").rename(dest / "images")
     (work / "sparse").rename(dest / "sparse" / "0")
     und = pycolmap.Reconstruction(str(dest / "sparse" / "0"))
+    far = drop_far_observations(und, max_error_px)
+    if far["dropped"]:
+        write_model(und, dest / "sparse" / "0")
     mask_paths = None
     if mask_files:
         mask_paths = {}
@@ -91,15 +120,13 @@ def undistort(rec: pycolmap.Reconstruction, out_dir: Path, work: Path, mask_file
     logger.info("undistorted: %s %dx%d -> %s %dx%d", before.model_name, before.width, before.height, first.model_name, first.width, first.height)
     return {"written": True, "folder": FOLDER, "model": first.model_name, "num_cameras": len(cams),
             "size_before": [int(before.width), int(before.height)], "size_after": [int(first.width), int(first.height)],
-            "params": [round(float(p), 6) for p in first.params], "masks": len(mask_paths or {})}
+            "params": [round(float(p), 6) for p in first.params], "masks": len(mask_paths or {}),
+            "observations_dropped_over_px": far}
 
 
 def undistort_if_distorted(rec: pycolmap.Reconstruction, out_dir: Path, work: Path, enabled: bool = True,
                            mask_files: Optional[dict] = None) -> dict:
-    """`undistort` when the model has lens distortion and `enabled`; else a report saying why not."""
-    if not has_distortion(rec):
-        models = ", ".join(sorted({c.model_name for c in rec.cameras.values()}))
-        return {"written": False, "pinhole": True, "reason": f"the model is already pinhole ({models}): OUT is the splatting-ready folder"}
+    """`undistort` a model with lens distortion when `enabled`; else a report saying why not."""
     if not enabled:
         return {"written": False, "pinhole": False, "reason": "--no-undistort: the model keeps its lens distortion"}
     return undistort(rec, out_dir, work, mask_files)
