@@ -68,23 +68,14 @@ def load_frames(source, work: Path, max_frames=None, stride: int = 1, max_side=N
         return frames, names, np.array(in_sizes, np.int64), sizes, np.array(scores, np.float64)
 
 
-class FrameSubset:
-    """Frames `indices` of a (T, H, W, ...) array or memmap, read one at a time (no copy of the whole set).
-
-    Indexing with an int or a slice gives numpy arrays, as the steps after frame selection expect.
-    """
-
-    def __init__(self, frames, indices):
-        self.frames, self.indices = frames, np.asarray(indices, np.int64)
-        self.shape = (len(self.indices),) + tuple(frames.shape[1:])
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return np.stack([np.asarray(self.frames[t]) for t in self.indices[i]])
-        return np.asarray(self.frames[self.indices[i]])
+def take_frames(arr, indices, work: Path) -> np.memmap:
+    """Rows `indices` of a (T, ...) array or memmap copied one at a time into a new anonymous memmap in `work`
+    (the frames that frame selection kept; never the whole set in RAM)."""
+    out = anonymous_memmap(work, arr.dtype, (len(indices),) + tuple(arr.shape[1:]))
+    for i, t in enumerate(indices):
+        out[i] = arr[t]
+    out.flush()
+    return out
 
 
 def _on_canvas(f, shapes: list, work: Path) -> np.memmap:

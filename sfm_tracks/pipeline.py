@@ -28,12 +28,12 @@ from .colmap.export import export, replace_dir
 from .colmap.mapping import reconstruct
 from .colmap.undistort import pinhole_cleanup, undistort_if_distorted
 from .errors import ReconstructionError
-from .inputs import PADDING_MARGIN_PX, FrameSubset, exclude_padding, load_frames, load_masks, mixed_sizes
+from .inputs import PADDING_MARGIN_PX, exclude_padding, load_frames, load_masks, mixed_sizes, take_frames
 from .outdir import InputError, check_overlap, check_replaceable, staging
 from .outputs import trainer_folders, write_images, write_masks
 from .selection import SELECT_CONF, choose_frames
 from .tracking.filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
-from .tracking.providers import TrackProvider, make_provider
+from .tracking.providers import LucasKanadeProvider, TrackProvider, make_provider
 from .tracking.queries import explain_no_tracks, flat_frames, select_queries, spread_frames
 from .tracking.windowed import window_bounds, windowed
 from .tracks import Tracks
@@ -162,6 +162,14 @@ class _Counted(TrackProvider):
 def query_frames(num_frames: int, conf: dict) -> np.ndarray:
     """Indices of the frames that get queries: one every `query_every` (at least `min_query_frames`)."""
     return spread_frames(num_frames, max(conf["min_query_frames"], int(np.ceil(num_frames / conf["query_every"]))))
+
+
+def motion_tracks(frames, names: list, masks, conf: dict) -> Tracks:
+    """Lucas-Kanade tracks over all decoded frames, only to measure motion for frame selection (cheap on CPU)."""
+    queries = query_points(frames, conf["queries"], masks)
+    tracks = track(LucasKanadeProvider(), frames, queries, conf["tracker"])
+    tracks.image_names = names
+    return tracks
 
 
 def query_points(frames, conf: dict, masks=None) -> np.ndarray:
@@ -332,6 +340,13 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
             mask_files = write_masks(work, masks, names, sizes)  # the user's masks, before padding is excluded
     if padded:  # no queries and no observations in the black padding around smaller frames
         masks = exclude_padding(masks, sizes, size, work)
+    with timer("select"):
+        kept, selection = choose_frames(names, scores, conf["select"], ic["stride"], rate, min_frames,
+                                        lambda: motion_tracks(frames, names, masks, conf))
+    if len(kept) < len(names):  # from here on only the kept frames exist
+        frames, masks = take_frames(frames, kept, work), None if masks is None else take_frames(masks, kept, work)
+        names, in_sizes, sizes = [names[t] for t in kept], in_sizes[kept], sizes[kept]
+        mask_files = None if mask_files is None else {n: mask_files[n] for n in names}
     qf = query_frames(len(frames), conf["queries"])
     problem = flat_frames(frames, qf)
     if problem:
@@ -350,38 +365,32 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
     logger.info("filters: %s", filter_stats)
     if tracks.num_tracks == 0 and conf["mapping"]["matches"] == "off":
         raise ReconstructionError(explain_no_tracks(frames, qf, filter_stats, fc["min_length"]))
-    with timer("select"):
-        kept, selection = choose_frames(tracks, scores, conf["select"], conf["input"]["stride"], rate, min_frames)
-    m_tracks = tracks if len(kept) == len(names) else apply_filters(tracks.select(frames=kept), min_visible=fc["min_length"])
-    m_frames, m_names, m_sizes = FrameSubset(frames, kept), [names[t] for t in kept], sizes[kept]
     with timer("reconstruct"):
         mapping_report = {}
         image_set = not isinstance(source, tuple) and Path(source).is_dir()
         try:
-            rec = reconstruct(m_tracks, camera=spec, frames=m_frames, report=mapping_report, image_set=image_set, work_dir=str(work / "colmap"),
-                              image_sizes=m_sizes if padded else None, **conf["mapping"])
+            rec = reconstruct(tracks, camera=spec, frames=frames, report=mapping_report, image_set=image_set, work_dir=str(work / "colmap"),
+                              image_sizes=sizes if padded else None, **conf["mapping"])
         except ReconstructionError as e:
-            if m_tracks.num_tracks:
+            if tracks.num_tracks:
                 raise
             # SIFT matches could not stand in for the missing tracks either: the input is what is wrong.
             raise ReconstructionError(f"{explain_no_tracks(frames, qf, filter_stats, fc['min_length'])} ({e})") from None
     with timer("export"):
         pinhole = pinhole_cleanup(rec)  # a pinhole model is the splatting folder itself: same 2 px rule as undistorted/
-        m_masks = None
         if mask_files is not None:
-            m_masks = {n: mask_files[n] for n in m_names}
             (staging_out / "masks").mkdir()
-            for rel in m_masks.values():
+            for rel in mask_files.values():
                 (work / rel).rename(staging_out / rel)
-        export(rec, staging_out, m_tracks, m_frames, mask_paths=m_masks)
-        write_images(staging_out / "images", m_frames, m_names, m_sizes)
+        export(rec, staging_out, tracks, frames, mask_paths=mask_files)
+        write_images(staging_out / "images", frames, names, sizes)
     with timer("undistort"):
-        undistorted = pinhole or undistort_if_distorted(rec, staging_out, work / "undistort", conf["output"]["undistort"], m_masks)
+        undistorted = pinhole or undistort_if_distorted(rec, staging_out, work / "undistort", conf["output"]["undistort"], mask_files)
     if conf["output"]["video"]:
         with timer("video"):
             write_tracks_video(staging_out / "tracks.mp4", frames, tracks, conf["output"]["fps"])
     report = {
-        **model_stats(rec, len(m_names)),
+        **model_stats(rec, len(names)),
         "input": str(source) if not isinstance(source, tuple) else "in-memory frames",
         "input_size": in_sizes.tolist() if mixed else list(in_size), "model_size": sizes.tolist() if mixed else list(size),
         "tracker": provider.name, "checkpoint": checkpoint_source(provider),
@@ -394,7 +403,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         "config": conf,
     }
     (staging_out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-    del frames, masks, m_frames  # release the memmaps before the work folder goes
+    del frames, masks  # release the memmaps before the work folder goes
     replace_dir(staging_out, out_dir)
     return rec, report
 

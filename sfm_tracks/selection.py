@@ -3,8 +3,11 @@
 Why: a 30 fps video gives many near-identical views and some motion-blurred ones; the mapper and the
 trainers (3DGS, NeRF) do better with fewer, sharp, spread-out views (nerfstudio #3408, gaussian-splatting
 PR #348). Design: every decoded frame is scored while it is decoded (`sharpness`, one number per frame, so
-nothing but the memory-mapped frames is kept) and tracked (small steps between frames are what trackers
-follow best); selection runs after tracking, so the near-duplicate test can use the tracks' own motion.
+nothing but the memory-mapped frames is kept). When frames are to be chosen, a cheap Lucas-Kanade pass over
+all decoded frames measures the track motion for the near-duplicate test; the kept frames are then copied
+to their own memmap and everything after (queries, the run's tracker, filters, mapping, exports) sees only
+them. Tracking only the kept frames matters: a tracker carried through a blurred frame drifts, and that
+error would stay in the sharp frames after it (measured: BENCHMARKS.md, Frame selection).
 Slots are `--frames N` equal runs of the decoded frames, or `--fps F` runs of 1/F seconds of video. In each
 slot the sharpest frame wins (ties: the earlier one); a winner whose median track motion since the last
 kept frame is below `min_motion` x the long image side is skipped as a near-duplicate. Deterministic.
@@ -57,7 +60,8 @@ def median_motion(tracks: Tracks, a: int, b: int) -> Optional[float]:
 
 
 def select_frames(scores: np.ndarray, slots: np.ndarray, tracks: Tracks, min_motion: float) -> tuple:
-    """(kept frame indices (K,), {frame index: why dropped}) from (T,) sharpness scores and slot ids.
+    """(kept frame indices (K,), {frame index: why dropped}) from (T,) sharpness scores, slot ids and tracks
+    over all T frames (with image_names).
 
     min_motion: near-duplicate threshold as a fraction of the long image side.
     """
@@ -100,17 +104,18 @@ def selection_report(names: list, kept: np.ndarray, dropped: dict, scores: np.nd
             "sharpness": {n: round(float(s), 2) for n, s in zip(names, scores)}}
 
 
-def choose_frames(tracks: Tracks, scores: np.ndarray, conf: dict, stride: int, rate: Optional[float], min_frames: int) -> tuple:
-    """(indices of the frames that enter the model and the exports, report.json's `frame_selection`).
+def choose_frames(names: list, scores: np.ndarray, conf: dict, stride: int, rate: Optional[float], min_frames: int,
+                  motion_tracks) -> tuple:
+    """(indices of the frames that enter tracking, the model and the exports, report.json's `frame_selection`).
 
-    conf: SELECT_CONF keys; rate: the video's frames per second (needed only for conf['fps']).
+    conf: SELECT_CONF keys; rate: the video's frames per second (needed only for conf['fps']);
+    motion_tracks(): Tracks over all decoded frames, called only when frames are to be chosen.
     """
-    names = tracks.names()
     slots, note = plan(len(names), conf, rate, stride)
     if slots is None:
         kept, dropped = np.arange(len(names)), {}
     else:
-        kept, dropped = select_frames(scores, slots, tracks, conf["min_motion"])
+        kept, dropped = select_frames(scores, slots, motion_tracks(), conf["min_motion"])
     if conf["frames"] is not None or conf["fps"] is not None:
         logger.info("frame selection: %s -> %d of %d frames", note, len(kept), len(names))
     if len(kept) < min_frames:
