@@ -385,7 +385,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         export(rec, staging_out, tracks, frames, mask_paths=mask_files)
         write_images(staging_out / "images", frames, names, sizes)
     with timer("undistort"):
-        undistorted = pinhole or undistort_if_distorted(rec, staging_out, work / "undistort", conf["output"]["undistort"], mask_files)
+        undistorted = pinhole or undistort_if_distorted(rec, staging_out, conf["output"]["undistort"], mask_files)
     if conf["output"]["video"]:
         with timer("video"):
             write_tracks_video(staging_out / "tracks.mp4", frames, tracks, conf["output"]["fps"])

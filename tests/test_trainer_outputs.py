@@ -111,3 +111,22 @@ def test_pinhole_model_needs_no_copy_and_no_undistort_skips(distorted_video, tmp
     line = capsys.readouterr().out
     assert not (skipped / "undistorted").exists() and "3DGS: none (--no-undistort" in line
     assert json.loads((skipped / "report.json").read_text())["trainers"]["3dgs"] is None
+
+
+def test_maps_give_the_pixels_of_pycolmaps_undistorter(default_run):
+    import pycolmap
+
+    from sfm_tracks.colmap.undistort import undistortion_maps, warp
+
+    rec = pycolmap.Reconstruction(str(default_run / "sparse" / "0"))
+    cam = rec.cameras[1]
+    options = pycolmap.UndistortCameraOptions()
+    image = cv2.imread(str(default_run / "images" / "frame_000003.png"), cv2.IMREAD_UNCHANGED)
+    theirs, their_cam = pycolmap.undistort_image(options, pycolmap.Bitmap.from_array(image), cam)
+    pinhole, maps = undistortion_maps(cam, options)
+    ours = warp(image, maps)
+    assert (pinhole.width, pinhole.height) == (their_cam.width, their_cam.height) and np.allclose(pinhole.params, their_cam.params)
+    diff = np.abs(ours.astype(int) - np.asarray(theirs.to_array()).astype(int).reshape(ours.shape))
+    assert diff.max() <= 1 and diff.mean() < 0.01
+    written = cv2.imread(str(default_run / "undistorted" / "images" / "frame_000003.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(written, ours)
