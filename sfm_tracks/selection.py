@@ -10,7 +10,8 @@ them. Tracking only the kept frames matters: a tracker carried through a blurred
 error would stay in the sharp frames after it (measured: BENCHMARKS.md, Frame selection).
 Slots are `--frames N` equal runs of the decoded frames, or `--fps F` runs of 1/F seconds of video. In each
 slot the sharpest frame wins (ties: the earlier one); a winner whose median track motion since the last
-kept frame is below `min_motion` x the long image side is skipped as a near-duplicate. Deterministic.
+kept frame is below `min_motion` x the long image side is a near-duplicate and yields to the next sharpest
+frame of the slot that is not, if that one is at least half as sharp; else the slot keeps nothing. Deterministic.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from .tracks import Tracks
 
 logger = logging.getLogger(__name__)
 
+SHARP_ENOUGH = 0.5  # a near-duplicate winner yields to the next frame of its slot scoring at least this fraction of it
 SELECT_CONF = {"frames": None, "fps": None, "min_motion": 0.01, "score_side": 256}
 
 
@@ -70,16 +72,22 @@ def select_frames(scores: np.ndarray, slots: np.ndarray, tracks: Tracks, min_mot
     kept, dropped = [], {}
     for s in np.unique(slots):
         members = np.flatnonzero(slots == s)
-        best = int(members[np.argmax(scores[members])])  # argmax: the first of equal scores
-        for t in members:
-            if t != best:
-                dropped[int(t)] = f"less sharp than {names[best]} in its slot ({scores[t]:.1f} vs {scores[best]:.1f})"
-        if kept:
-            motion = median_motion(tracks, kept[-1], best)
+        order = members[np.argsort(-scores[members], kind="stable")]  # sharpest first; ties: the earlier frame
+        best = int(order[0])
+        pick = None
+        for t in order[scores[order] >= SHARP_ENOUGH * scores[best]]:  # a near-duplicate yields to a sharp-enough frame
+            motion = median_motion(tracks, kept[-1], int(t)) if kept else None
             if motion is not None and motion < limit:
-                dropped[best] = f"near-duplicate of {names[kept[-1]]} (median track motion {motion:.1f} px < {limit:.1f} px)"
+                dropped[int(t)] = f"near-duplicate of {names[kept[-1]]} (median track motion {motion:.1f} px < {limit:.1f} px)"
                 continue
-        kept.append(best)
+            pick = int(t)
+            break
+        for t in members:
+            if t != pick and int(t) not in dropped:
+                dropped[int(t)] = f"less sharp than {names[pick if pick is not None else best]} in its slot ({scores[t]:.1f} vs " \
+                                  f"{scores[pick if pick is not None else best]:.1f})"
+        if pick is not None:
+            kept.append(pick)
     return np.array(kept, np.int64), dropped
 
 
