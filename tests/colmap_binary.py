@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 MODELS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5), 4: ("OPENCV", 8),
@@ -88,3 +89,25 @@ def pinhole_project(camera: dict, image: dict, xyz: np.ndarray) -> np.ndarray:
     fx, fy, cx, cy = (p[0], p[0], p[1], p[2]) if camera["model"] == "SIMPLE_PINHOLE" else p
     xc = xyz @ qvec_to_rotmat(image["qvec"]).T + image["tvec"]
     return np.stack([fx * xc[:, 0] / xc[:, 2] + cx, fy * xc[:, 1] / xc[:, 2] + cy], -1)
+
+
+def check_3dgs_loader_rules(folder: Path) -> dict:
+    """The rules of 3DGS's scene/dataset_readers.py on `folder` (its `-s`), plus observations within 2 px."""
+    model = folder / "sparse" / "0"
+    cams = read_cameras(model / "cameras.bin")
+    images = read_images(model / "images.bin")
+    points = read_points3D(model / "points3D.bin")
+    assert cams and images and points
+    assert {c["model"] for c in cams.values()} <= {"PINHOLE", "SIMPLE_PINHOLE"}
+    errors = []
+    for im in images.values():
+        cam = cams[im["camera_id"]]
+        pixels = cv2.imread(str(folder / "images" / Path(im["name"]).name))
+        assert pixels is not None, im["name"]
+        assert pixels.shape[:2] == (cam["height"], cam["width"]), im["name"]
+        seen = im["point3D_ids"] >= 0
+        xyz = np.array([points[p]["xyz"] for p in im["point3D_ids"][seen]]).reshape(-1, 3)
+        errors.append(np.linalg.norm(pinhole_project(cam, im, xyz) - im["xy"][seen], axis=-1))
+    errors = np.concatenate(errors)
+    assert len(errors) > 100 and errors.max() <= 2.0, errors.max()
+    return {"cameras": cams, "images": images, "points": points}

@@ -1,13 +1,12 @@
 """What Gaussian-splatting and NeRF trainers read from a run: OUT/undistorted/ (3DGS loader rules, checked with
 our own COLMAP binary reader), masks, mask_path in both transforms.json, and the folder each trainer takes."""
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from colmap_binary import pinhole_project, read_cameras, read_images, read_points3D
+from colmap_binary import check_3dgs_loader_rules, read_cameras
 from cotracker3.data.synthetic import generate_clip
 from pipelines.reconstruct import main
 from sfm_tracks import write_video
@@ -30,28 +29,6 @@ def default_run(distorted_video, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "out"
     assert main([str(distorted_video), "-o", str(out)] + FAST) == 0
     return out
-
-
-def check_3dgs_loader_rules(folder: Path) -> dict:
-    """The rules of 3DGS's scene/dataset_readers.py on `folder` (its `-s`), plus observations within 2 px."""
-    model = folder / "sparse" / "0"
-    cams = read_cameras(model / "cameras.bin")
-    images = read_images(model / "images.bin")
-    points = read_points3D(model / "points3D.bin")
-    assert cams and images and points
-    assert {c["model"] for c in cams.values()} <= {"PINHOLE", "SIMPLE_PINHOLE"}
-    errors = []
-    for im in images.values():
-        cam = cams[im["camera_id"]]
-        pixels = cv2.imread(str(folder / "images" / Path(im["name"]).name))
-        assert pixels is not None, im["name"]
-        assert pixels.shape[:2] == (cam["height"], cam["width"]), im["name"]
-        seen = im["point3D_ids"] >= 0
-        xyz = np.array([points[p]["xyz"] for p in im["point3D_ids"][seen]]).reshape(-1, 3)
-        errors.append(np.linalg.norm(pinhole_project(cam, im, xyz) - im["xy"][seen], axis=-1))
-    errors = np.concatenate(errors)
-    assert len(errors) > 100 and errors.max() <= 2.0, errors.max()
-    return {"cameras": cams, "images": images, "points": points}
 
 
 def test_default_output_has_an_undistorted_folder_3dgs_loads(default_run, capsys):
