@@ -5,9 +5,12 @@ never sits in RAM; photos of different sizes on a padded canvas) -> select queri
 spread over the video) -> track (any TrackProvider,
 always through `windowed`, so a tracker only ever sees `window` frames) -> filters -> `reconstruct` (plus
 SIFT matches where tracks do not connect the frames, `mapping.matches`) ->
-outputs. All outputs are written into a staging folder next to OUTDIR and renamed into place at the end,
-so a failure never leaves a half-written model behind; `outdir` says what may be written or replaced
-and how a killed run's leftovers are cleaned.
+outputs (`export`, images and masks, and OUT/undistorted for trainers that take only pinhole cameras,
+`colmap.undistort`). With `select.frames` / `select.fps`, `selection` first picks the sharp, spread-out
+frames (sharpness scored while decoding) and only those go on to queries, tracking and the model.
+All outputs are written into a staging folder next to OUTDIR and renamed into place at the end, so a
+failure never leaves a half-written model behind; `outdir` says what may be written or replaced and how a
+killed run's leftovers are cleaned.
 """
 from __future__ import annotations
 
