@@ -177,7 +177,8 @@ def main(argv=None) -> int:
         return 130
     print(summary(report, out_dir))
     if demo:
-        acc = pose_accuracy(report["model"], names, gt)
+        kept = report["frame_selection"]["kept"]  # --frames: judge the frames that entered the model
+        acc = pose_accuracy(report["model"], kept, gt[[names.index(n) for n in kept]])
         print(f"demo vs ground truth: {acc['registered']} registered; relative rotation error mean {acc['rel_rotation_deg_mean']:.3f} deg "
               f"(max {acc['rel_rotation_deg_max']:.3f}); rotation error after alignment mean {acc['rotation_deg_mean']:.3f} deg; "
               f"camera centre error after Sim(3) alignment mean {100 * acc['center_rel_mean']:.2f} % of the camera path size "
