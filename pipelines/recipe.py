@@ -11,7 +11,8 @@ Stages (a plain config dict, ``RECIPE``), each a call of this repository's CLIs 
 Each call of this command runs stints of ``--stint-minutes`` until ``--minutes`` are spent: a stint is
 ``train.py --resume --max-minutes`` (the run continues exactly; the schedule is never restarted), then the
 stint's weights are exported and scored on BADJA and the synthetic set (``evaluate.py``). RUN/curve.jsonl
-gets one line per stint: stage, step, CPU-hours so far, the scores. Stop it any time (or lose the machine)
+gets one line per stint: stage, step, CPU-hours so far, the scores, and whether they beat the shipped
+weights' stored scores. Stop it any time (or lose the machine)
 and call it again with the same -o: it picks up at the last checkpoint. ``RUN/state.json`` says where it is.
 Shipping is a person's decision: ``benchmarks/bench_candidates.py`` scores a stint's weights on every stored
 evaluation against Lucas-Kanade and the shipped weights.
@@ -31,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cotracker3.checkpoint import EMBEDDED_DIR, EMBEDDED_FILES  # noqa: E402
+from cotracker3.checkpoint import EMBEDDED_DIR, EMBEDDED_FILES, score_vs_lk  # noqa: E402
 from cotracker3.training.state import CHECKPOINT, load_training_checkpoint  # noqa: E402
 from pipelines.cli import fail  # noqa: E402
 
@@ -83,6 +84,14 @@ def videos(data: Path) -> list[str]:
     return found
 
 
+def beats_shipped(record: dict) -> bool:
+    """Whether a stint beats the shipped weights on both scores their model card stores (BADJA proxy,
+    synthetic AJ): only then is it a candidate worth the full evaluation (bench_candidates.py)."""
+    stored = {s["metric"]: s["ours"] for s in score_vs_lk(EMBEDDED_DIR / EMBEDDED_FILES["offline"]) or []}
+    return (record["badja_proxy"] > stored.get("BADJA bear PCK proxy", float("inf"))
+            and record["synthetic_aj"] > stored.get("synthetic TAP-Vid AJ x100", float("inf")))
+
+
 def stint(out: Path, stage: str, init: str, minutes: float, state: dict, extra=()) -> bool:
     """One stint of a training stage; True when the stage has reached its steps."""
     run, conf, hours = out / stage, RECIPE[stage], child_hours()
@@ -99,12 +108,13 @@ def stint(out: Path, stage: str, init: str, minutes: float, state: dict, extra=(
             cli("pipelines.evaluate", "--checkpoint", weights, "--threads", 1, *flag, "-o", path, log=out / "log.txt")
         scores[what] = json.loads(path.read_text())["average"]
     state["cpu_hours"] += child_hours() - hours
+    record = {"stage": stage, "step": step, "cpu_hours": round(state["cpu_hours"], 3),
+              "badja_proxy": scores["badja"]["pck@0.2sqrt(bbox)_proxy"], "badja_10px": scores["badja"]["pck@10px"],
+              "synthetic_aj": 100 * scores["synthetic"]["average_jaccard"],
+              "synthetic_2px": 100 * scores["synthetic"]["pts_within_2"]}
+    record["beats_shipped"] = beats_shipped(record)
     with open(out / "curve.jsonl", "a") as f:
-        f.write(json.dumps({"stage": stage, "step": step, "cpu_hours": round(state["cpu_hours"], 3),
-                            "badja_proxy": scores["badja"]["pck@0.2sqrt(bbox)_proxy"],
-                            "badja_10px": scores["badja"]["pck@10px"],
-                            "synthetic_aj": scores["synthetic"]["average_jaccard"],
-                            "synthetic_2px": scores["synthetic"]["pts_within_2"]}) + "\n")
+        f.write(json.dumps(record) + "\n")
     return step >= conf["steps"]
 
 

@@ -59,6 +59,7 @@ def test_recipe_runs_its_stages_in_stints_and_resumes(fake_cli, tmp_path):
     assert f"lk,cotracker3={out / 'synthetic.safetensors'}" in relabel[0]
     curve = [json.loads(x) for x in (out / "curve.jsonl").read_text().splitlines()]
     assert [(c["stage"], c["step"]) for c in curve] == [("synthetic", 3), ("synthetic", 5), ("pseudo", 3)]
+    assert not any(c["beats_shipped"] for c in curve)  # 0.7 proxy and AJ 50 against the shipped 0.732 and 48.05
     assert json.loads((out / "state.json").read_text())["stage"] == "done"
     n = len(calls)
     assert recipe.main(base) == 0 and len(calls) == n  # done: nothing more runs
