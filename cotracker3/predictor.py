@@ -188,24 +188,29 @@ class CoTrackerPredictor(_PredictorBase):
                             grid_query_frame, backward_tracking, return_scores, iters, fmaps_chunk_size)
 
     def _dense(self, video, grid_query_frame, backward_tracking, return_scores, iters, fmaps_chunk_size, grid_size=80):
-        """All pixels on a W/80 lattice, in grid_step^2 passes (as the official predictor)."""
+        """All pixels on a W/80 lattice, in grid_step^2 passes (as the official predictor); the video is
+        resized and encoded once for all passes."""
         B, T, _, H, W = video.shape
         step = max(W // grid_size, 1)
         gw, gh = W // step, H // step
+        resized = self._resize(video)
+        fmaps = self.model.features(resized, fmaps_chunk_size, self.mode) if hasattr(self.model, "features") else None
         outs = []
         for offset in range(step * step):
             ox, oy = offset % step, offset // step
             xs = torch.arange(gw, device=video.device).repeat(gh) * step + ox
             ys = torch.arange(gh, device=video.device).repeat_interleave(gw) * step + oy
             q = torch.stack([torch.full_like(xs, grid_query_frame), xs, ys], dim=-1).float()[None].repeat(B, 1, 1)
-            outs.append(self._sparse(video, q, None, 0, False, grid_query_frame, backward_tracking, return_scores, iters, fmaps_chunk_size))
+            outs.append(self._sparse(video, q, None, 0, False, grid_query_frame, backward_tracking, return_scores, iters,
+                                     fmaps_chunk_size, encoded=(resized, fmaps)))
         return tuple(torch.cat(parts, dim=2) for parts in zip(*outs))
 
     def _sparse(self, video, queries, segm_mask, grid_size, add_support_grid, grid_query_frame, backward_tracking,
-                return_scores, iters, fmaps_chunk_size):
+                return_scores, iters, fmaps_chunk_size, encoded=None):
+        """``encoded``: (resized video, its features or None) made once by the caller for several calls."""
         B, T, _, H, W = video.shape
         device = video.device
-        resized = self._resize(video)
+        resized, fmaps = encoded if encoded is not None else (self._resize(video), None)
         if queries is not None:
             _check_queries(queries, B, T, H, W)
             queries = queries.clone().float()
@@ -216,7 +221,8 @@ class CoTrackerPredictor(_PredictorBase):
         if add_support_grid:
             queries = torch.cat([queries, self._support_grid(B, device)], dim=1)
         # Both time directions see the same frames: encode them once (an offline model's `features`).
-        fmaps = self.model.features(resized, fmaps_chunk_size, self.mode) if backward_tracking and hasattr(self.model, "features") else None
+        if fmaps is None and backward_tracking and hasattr(self.model, "features"):
+            fmaps = self.model.features(resized, fmaps_chunk_size, self.mode)
         extra = {} if fmaps is None else {"fmaps": fmaps}
         tracks, vis, conf, _ = self.model(resized, queries, iters=iters, fmaps_chunk_size=fmaps_chunk_size, mode=self.mode, **extra)
         if backward_tracking:

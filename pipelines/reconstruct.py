@@ -3,10 +3,14 @@
     python pipelines/reconstruct.py INPUT -o OUTDIR [--tracker auto|cotracker3|cotracker3-online|lk] [--checkpoint PATH]
         [--device cpu|cuda] [--max-frames N] [--stride K] [--max-side PX] [--camera-model NAME]
         [--intrinsics fx,fy,cx,cy] [--mask-dir DIR] [--mapper incremental|global] [--matches auto|off|all] [--no-keyframes]
-        [--cycle N] [--overwrite]
+        [--cycle N] [--frames N | --fps F] [--no-undistort] [--overwrite]
     python pipelines/reconstruct.py --demo [-o OUTDIR]     # synthetic static scene, compared with its true cameras
 
-Writes OUTDIR/{images/, sparse/0/, points.ply, tracks.npz, transforms.json, report.json, tracks.mp4}.
+Writes OUTDIR/{images/, sparse/0/, points.ply, tracks.npz, transforms.json, report.json, tracks.mp4}, plus masks/
+with --mask-dir, and OUTDIR/undistorted/ (PINHOLE cameras, the layout 3DGS's convert.py makes) when the model has
+lens distortion; the summary names the folder for each trainer (3DGS -s, nerfstudio --data, COLMAP).
+--frames N / --fps F: every decoded frame is tracked, then the sharpest frame of each of N slots (or of each
+1/F s) enters the model and the exports; near-duplicates (little track motion) are skipped; report.json says why.
 Masks (--mask-dir): one per frame, named like the frame (`frame_000000.png` for videos) or COLMAP-style
 (`<image name>.png`), at the input size; nonzero pixels are kept (COLMAP's convention), zero pixels get no
 queries and observations landing on them are dropped. --intrinsics are in input-image pixels with COLMAP's
@@ -29,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import numpy as np  # noqa: E402
 
 from cotracker3 import CheckpointError  # noqa: E402
-from pipelines.cli import fail  # noqa: E402
+from pipelines.cli import ArgumentParser, fail, positive_float, positive_int  # noqa: E402
 from sfm_tracks import ReconstructionError, VideoError  # noqa: E402
 from sfm_tracks.colmap.feature_matches import MATCH_MODES  # noqa: E402
+from sfm_tracks.outputs import trainers_note  # noqa: E402
 from sfm_tracks.pipeline import run  # noqa: E402
 from sfm_tracks.tracking.providers import TRACKERS, add_fast_flag, tracker_mode  # noqa: E402
 
@@ -40,15 +45,8 @@ logger = logging.getLogger("reconstruct")
 DEMO = {"seed": 0, "num_frames": 24, "size": 256, "camera_mode": "orbit"}  # orbit: parallax for self-calibration
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", nargs="?", type=Path, help="video file or image folder (none: --demo)")
     ap.add_argument("-o", "--output", type=Path, help="output folder (demo default: ./demo_reconstruction)")
     ap.add_argument("--demo", action="store_true", help="reconstruct a synthetic static scene rendered on the fly")
@@ -60,6 +58,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_fast_flag(ap)
     ap.add_argument("--max-frames", type=positive_int, help="use at most N frames (after --stride)")
     ap.add_argument("--stride", type=positive_int, default=1, help="use every K-th frame")
+    pick = ap.add_mutually_exclusive_group()
+    pick.add_argument("--frames", type=positive_int, metavar="N",
+                      help="keep about N frames for the model: the sharpest of each of N equal slots, near-duplicates skipped")
+    pick.add_argument("--fps", type=positive_float, metavar="F",
+                      help="video: keep the sharpest frame of each 1/F s slot, near-duplicates skipped (above the video's rate: every frame)")
     ap.add_argument("--max-side", type=positive_int, default=1024, help="downscale frames to this long side for tracking and the model")
     ap.add_argument("--camera-model", default=None, help="SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL (default), RADIAL, OPENCV")
     ap.add_argument("--intrinsics", help="fx,fy,cx,cy (or f,cx,cy) in input pixels, COLMAP convention; kept fixed")
@@ -75,6 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--window", type=positive_int, default=48, help="frames per tracker call (long videos are tracked in windows)")
     ap.add_argument("--overwrite", action="store_true", help="replace OUTDIR when it holds a previous result of ours (never any other folder)")
     ap.add_argument("--no-video", action="store_true", help="skip tracks.mp4")
+    ap.add_argument("--no-undistort", action="store_true", help="skip OUTDIR/undistorted/ (the pinhole copy for 3DGS-style trainers)")
     ap.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
     return ap.parse_args(argv)
 
@@ -95,7 +99,8 @@ def config(args) -> dict:
         "filters": {"cycle_anchors": args.cycle},
         "camera": {"model": model.upper(), "intrinsics": intrinsics},
         "mapping": {"mapper": args.mapper, "matches": args.matches, "keyframes": not args.no_keyframes},
-        "output": {"video": not args.no_video},
+        "select": {"frames": args.frames, "fps": args.fps},
+        "output": {"video": not args.no_video, "undistort": not args.no_undistort},
     }
 
 
@@ -128,7 +133,15 @@ def summary(report: dict, out_dir: Path) -> str:
     return (f"{out_dir}: {report['frames_registered']}/{report['frames_total']} frames registered, {report['points3d']} points, "
             f"reprojection error {report['mean_reprojection_error_px']:.2f} px, mean track length {report['mean_track_length']:.1f}; "
             f"tracker {report['tracker']} ({report['checkpoint']}; {report['tracker_choice']}); {report['total_s']:.0f} s "
-            f"(" + ", ".join(f"{k} {v:.1f}" for k, v in t.items()) + ")" + matches_note(report.get("matches")))
+            f"(" + ", ".join(f"{k} {v:.1f}" for k, v in t.items()) + ")" + matches_note(report.get("matches"))
+            + selection_note(report.get("frame_selection")) + "; give trainers: " + trainers_note(report["trainers"], report["undistorted"]))
+
+
+def selection_note(sel) -> str:
+    """What --frames / --fps did, for the summary line."""
+    if not sel or sel["num_kept"] == sel["num_decoded"] and not sel["rule"].startswith("--"):
+        return ""
+    return f"; frames: {sel['num_kept']} of {sel['num_decoded']} kept ({sel['rule']})"
 
 
 def matches_note(m) -> str:
@@ -166,7 +179,8 @@ def main(argv=None) -> int:
         return 130
     print(summary(report, out_dir))
     if demo:
-        acc = pose_accuracy(report["model"], names, gt)
+        kept = report["frame_selection"]["kept"]  # --frames: judge the frames that entered the model
+        acc = pose_accuracy(report["model"], kept, gt[[names.index(n) for n in kept]])
         print(f"demo vs ground truth: {acc['registered']} registered; relative rotation error mean {acc['rel_rotation_deg_mean']:.3f} deg "
               f"(max {acc['rel_rotation_deg_max']:.3f}); rotation error after alignment mean {acc['rotation_deg_mean']:.3f} deg; "
               f"camera centre error after Sim(3) alignment mean {100 * acc['center_rel_mean']:.2f} % of the camera path size "

@@ -12,9 +12,10 @@ of CPU in one sitting with ``--max-minutes 120`` and continue later with ``--res
 Several GPUs / nodes: ``torchrun --nproc_per_node 8 -m pipelines.train ...`` (same arguments).
 
 Resuming (``--resume``) continues RUN_DIR/checkpoint.pt exactly. ``--steps`` is the schedule's length:
-resuming with another value (e.g. 40 steps, then ``--steps 60 --resume``) rebuilds the one-cycle
-learning-rate schedule for the new length and continues it at the checkpoint's step (the LR follows
-the new schedule from there; with the same value the run is bit-identical to an uninterrupted one).
+resuming with the same value is bit-identical to an uninterrupted run; with another value (e.g. 40 steps,
+then ``--steps 60 --resume``) the run extends without a warm restart: the learning rate stays at its
+current value and decays over the run's last share (a WSD run in its constant phase simply moves its
+decay to the new end; cotracker3/training/schedule.py).
 The checkpoint is read with ``torch.load(weights_only=True)``: it never runs code stored in it.
 
 A fixed wall-clock budget, at full speed on a GPU (bf16, the config's larger GPU batch, clips rendered
@@ -87,7 +88,8 @@ def run(argv=None) -> Trainer:
     p.add_argument("--config", choices=sorted(CONFIGS), default="small")
     p.add_argument("-o", "--output", required=True, help="run directory (checkpoint, metrics.jsonl, eval.jsonl)")
     p.add_argument("--steps", type=positive(int), help="schedule length (default: the config's); with --resume "
-                   "and another length, the one-cycle schedule is rebuilt for it and continued at the current step")
+                   "and another length the run is extended: the learning rate continues from its current value and "
+                   "decays to the new end (no warm restart)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt (which must exist)")
     p.add_argument("--stage", choices=sorted(STAGES), default="synthetic", help="pseudo: fine-tune on --labels")
     p.add_argument("--labels", help="relabel OUTDIR (stage pseudo)")

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .outdir import InputError, anonymous_memmap
+from .selection import sharpness
 from .video import VideoError, iter_frames, list_images, resize_max_side
 
 logger = logging.getLogger(__name__)
@@ -23,8 +24,10 @@ logger = logging.getLogger(__name__)
 PADDING_MARGIN_PX = 10  # about half a Lucas-Kanade window: closer to the padding, the black edge drives the tracker
 
 
-def load_frames(source, work: Path, max_frames=None, stride: int = 1, max_side=None, min_frames: int = 2, why: str = ""):
-    """Decode frames one at a time into a uint8 memmap -> (frames (T, H, W, 3), names, input sizes (T, 2), sizes (T, 2)).
+def load_frames(source, work: Path, max_frames=None, stride: int = 1, max_side=None, min_frames: int = 2, why: str = "",
+                score_side: int = 256):
+    """Decode frames one at a time into a uint8 memmap
+    -> (frames (T, H, W, 3), names, input sizes (T, 2), sizes (T, 2), sharpness (T,)).
 
     The memmap's file is an unlinked temp file in `work`: nothing is left on disk however the run ends.
     Images of different sizes (a photo collection) are each scaled to fit `max_side` and placed top-left on
@@ -32,6 +35,8 @@ def load_frames(source, work: Path, max_frames=None, stride: int = 1, max_side=N
     own part at tracking resolution, input sizes its decoded size. Same-size frames fill the whole array.
 
     source: a video file / image folder path, or (frames array, names) already in memory (demo).
+    sharpness: `selection.sharpness` of each frame at tracking resolution (grey, downscaled to `score_side`),
+    computed as it is decoded, for frame selection.
     """
     if isinstance(source, tuple):
         arr, names = source
@@ -40,11 +45,12 @@ def load_frames(source, work: Path, max_frames=None, stride: int = 1, max_side=N
     else:
         items = iter_frames(source, max_frames=max_frames, stride=stride)
         desc = f"read {Path(source).name}"
-    names, shapes, in_sizes = [], [], []
+    names, shapes, in_sizes, scores = [], [], [], []
     with tempfile.TemporaryFile(dir=work) as f:  # the memmap keeps its own descriptor
         for name, frame in tqdm(items, desc=desc, unit="frame", leave=False):
             small = np.ascontiguousarray(resize_max_side(frame, max_side), dtype=np.uint8)
             f.write(small.tobytes())
+            scores.append(sharpness(small, score_side))
             names.append(name)
             shapes.append(small.shape)
             in_sizes.append(frame.shape[:2])
@@ -59,7 +65,17 @@ def load_frames(source, work: Path, max_frames=None, stride: int = 1, max_side=N
             frames = _on_canvas(f, shapes, work)
             logger.info("%d frames of %d different sizes on a %dx%d canvas", len(names), len(set(shapes)),
                         frames.shape[2], frames.shape[1])
-        return frames, names, np.array(in_sizes, np.int64), sizes
+        return frames, names, np.array(in_sizes, np.int64), sizes, np.array(scores, np.float64)
+
+
+def take_frames(arr, indices, work: Path) -> np.memmap:
+    """Rows `indices` of a (T, ...) array or memmap copied one at a time into a new anonymous memmap in `work`
+    (the frames that frame selection kept; never the whole set in RAM)."""
+    out = anonymous_memmap(work, arr.dtype, (len(indices),) + tuple(arr.shape[1:]))
+    for i, t in enumerate(indices):
+        out[i] = arr[t]
+    out.flush()
+    return out
 
 
 def _on_canvas(f, shapes: list, work: Path) -> np.memmap:

@@ -28,7 +28,7 @@ import numpy as np
 
 from .video import VideoError
 
-OUTPUT_NAMES = {"images", "sparse", "points.ply", "tracks.npz", "transforms.json", "report.json", "tracks.mp4"}
+OUTPUT_NAMES = {"images", "sparse", "points.ply", "tracks.npz", "transforms.json", "report.json", "tracks.mp4", "masks", "undistorted"}
 REPORT_KEYS = {"frames_total", "frames_registered", "points3d", "tracker", "config"}
 MARKER = ".sfm_tracks_work"
 

@@ -5,9 +5,12 @@ never sits in RAM; photos of different sizes on a padded canvas) -> select queri
 spread over the video) -> track (any TrackProvider,
 always through `windowed`, so a tracker only ever sees `window` frames) -> filters -> `reconstruct` (plus
 SIFT matches where tracks do not connect the frames, `mapping.matches`) ->
-outputs. All outputs are written into a staging folder next to OUTDIR and renamed into place at the end,
-so a failure never leaves a half-written model behind; `outdir` says what may be written or replaced
-and how a killed run's leftovers are cleaned.
+outputs (`export`, images and masks, and OUT/undistorted for trainers that take only pinhole cameras,
+`colmap.undistort`). With `select.frames` / `select.fps`, `selection` first picks the sharp, spread-out
+frames (sharpness scored while decoding) and only those go on to queries, tracking and the model.
+All outputs are written into a staging folder next to OUTDIR and renamed into place at the end, so a
+failure never leaves a half-written model behind; `outdir` says what may be written or replaced and how a
+killed run's leftovers are cleaned.
 """
 from __future__ import annotations
 
@@ -19,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import cv2
 import numpy as np
 import pycolmap
 from tqdm import tqdm
@@ -27,15 +29,18 @@ from tqdm import tqdm
 from .colmap.cameras import MODELS, CameraSpec
 from .colmap.export import export, replace_dir
 from .colmap.mapping import reconstruct
+from .colmap.undistort import pinhole_cleanup, undistort_if_distorted
 from .errors import ReconstructionError
-from .inputs import PADDING_MARGIN_PX, exclude_padding, load_frames, load_masks, mixed_sizes
+from .inputs import PADDING_MARGIN_PX, exclude_padding, load_frames, load_masks, mixed_sizes, take_frames
 from .outdir import InputError, check_overlap, check_replaceable, staging
+from .outputs import trainer_folders, write_images, write_masks
+from .selection import SELECT_CONF, choose_frames
 from .tracking.filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
-from .tracking.providers import TrackProvider, make_provider
+from .tracking.providers import LucasKanadeProvider, TrackProvider, make_provider
 from .tracking.queries import explain_no_tracks, flat_frames, select_queries, spread_frames
 from .tracking.windowed import window_bounds, windowed
 from .tracks import Tracks
-from .video import IMAGE_EXTENSIONS, write_tracks_video
+from .video import IMAGE_EXTENSIONS, video_rate, write_tracks_video
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +61,8 @@ DEFAULT_CONF = {
     "camera": {"model": "SIMPLE_RADIAL", "intrinsics": None},  # intrinsics in input-image pixels, COLMAP convention
     "mapping": {"mapper": "incremental", "matches": "auto", "keyframes": True},  # matches: SIFT next to the tracks, auto | off | all;
     # keyframes: a video's keyframes are mapped, the other frames registered by absolute pose (colmap/keyframes.py)
-    "output": {"video": True, "fps": 10.0},
+    "select": SELECT_CONF,  # frame selection: frames (a target count) or fps (slots of 1/fps s); None: every frame
+    "output": {"video": True, "fps": 10.0, "undistort": True},  # undistort: OUT/undistorted/ when the model has distortion
 }
 
 
@@ -72,6 +78,27 @@ def check_conf(conf: dict) -> None:
         raise InputError(f"--cycle must be >= 0 (0: off), got {fc['cycle_anchors']}")
     if (conf["input"]["max_side"] or MIN_SIDE) < MIN_SIDE:
         raise InputError(f"--max-side must be >= {MIN_SIDE} px, got {conf['input']['max_side']}")
+    sc = conf["select"]
+    if sc["frames"] is not None and sc["fps"] is not None:
+        raise InputError("--frames and --fps both choose frames; give one of them")
+    if sc["frames"] is not None and (not isinstance(sc["frames"], (int, np.integer)) or sc["frames"] < 1):
+        raise InputError(f"--frames must be an integer >= 1, got {sc['frames']}")
+    if sc["fps"] is not None and not (np.isfinite(sc["fps"]) and sc["fps"] > 0):
+        raise InputError(f"--fps must be a finite number > 0, got {sc['fps']}")
+
+
+def source_rate(source, conf: dict) -> Optional[float]:
+    """The video's frame rate when --fps needs it (InputError for image folders and in-memory frames)."""
+    if conf["select"]["fps"] is None:
+        return None
+    if isinstance(source, tuple) or Path(source).is_dir() or Path(source).suffix.lower() in IMAGE_EXTENSIONS:
+        raise InputError("--fps needs a video file (image folders and in-memory frames have no frame rate); use --frames N")
+    if not Path(source).is_file():
+        raise InputError(f"no such file or folder: {source}")
+    rate = video_rate(source)
+    if not rate:
+        raise InputError(f"--fps: {source} states no frame rate; use --frames N")
+    return rate
 
 
 def merge_conf(base: dict, override: Optional[dict]) -> dict:
@@ -139,6 +166,14 @@ class _Counted(TrackProvider):
 def query_frames(num_frames: int, conf: dict) -> np.ndarray:
     """Indices of the frames that get queries: one every `query_every` (at least `min_query_frames`)."""
     return spread_frames(num_frames, max(conf["min_query_frames"], int(np.ceil(num_frames / conf["query_every"]))))
+
+
+def motion_tracks(frames, names: list, masks, conf: dict) -> Tracks:
+    """Lucas-Kanade tracks over all decoded frames, only to measure motion for frame selection (cheap on CPU)."""
+    queries = query_points(frames, conf["queries"], masks)
+    tracks = track(LucasKanadeProvider(), frames, queries, conf["tracker"])
+    tracks.image_names = names
+    return tracks
 
 
 def query_points(frames, conf: dict, masks=None) -> np.ndarray:
@@ -220,22 +255,6 @@ def camera_spec(conf: dict, in_size: tuple, size: tuple) -> CameraSpec:
 
 # ---------------------------------------------------------------------------------------------- outputs
 
-def write_images(folder: Path, frames, names: list, sizes=None) -> None:
-    """The frames the model refers to, at the model's resolution, under their image names.
-
-    sizes: optional (T, 2) own size of each frame on a padded canvas; images are cropped to it.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    for t, name in enumerate(tqdm(names, desc="write images", unit="img", leave=False)):
-        frame = np.asarray(frames[t]) if sizes is None else np.asarray(frames[t][:sizes[t][0], :sizes[t][1]])
-        ext = Path(name).suffix.lower()
-        params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else []
-        ok, buf = cv2.imencode(ext if ext in IMAGE_EXTENSIONS else ".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
-        if not ok:
-            raise OSError(f"cannot encode image {name}")
-        buf.tofile(str(folder / name))
-
-
 def camera_report(rec: pycolmap.Reconstruction) -> dict:
     """The shared camera (model, params), or with one camera per image: model and each image's size and params."""
     def params(cam):
@@ -274,11 +293,12 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
     explicit_ckpt = explicit_ckpt if explicit_ckpt and Path(explicit_ckpt).is_file() else None
     check_overlap(out_dir, {"input": None if isinstance(source, tuple) else source, "mask folder": mask_dir, "checkpoint": explicit_ckpt})
     check_replaceable(out_dir, overwrite)
+    rate = source_rate(source, conf)
     timer = Timer()
     with timer("load_tracker"):  # weights first: a bad checkpoint must not cost a full decode
         provider = provider or make_provider(tc["name"], tc["checkpoint"], tc["device"], tc["mode"])
     with staging(out_dir) as work:
-        rec, report = _run_in(work, source, out_dir, conf, mask_dir, provider, timer)
+        rec, report = _run_in(work, source, out_dir, conf, mask_dir, provider, timer, rate)
     report["model"] = rec
     return report
 
@@ -294,15 +314,17 @@ def tracker_reason(provider: TrackProvider) -> str:
     return choice.reason if choice is not None else "provider given by the caller"
 
 
-def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: TrackProvider, timer: Timer) -> tuple:
+def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: TrackProvider, timer: Timer,
+            rate: Optional[float] = None) -> tuple:
     """The pipeline's steps inside the work folder; the finished result replaces out_dir -> (model, report)."""
     staging_out = work / "out"
     staging_out.mkdir()
     ic, tc, fc = conf["input"], conf["tracker"], conf["filters"]
     min_frames = max(2, fc["min_length"])
     with timer("read"):
-        frames, names, in_sizes, sizes = load_frames(source, work, ic["max_frames"], ic["stride"], ic["max_side"], min_frames,
-                                                     f" (a track must be seen in >= {fc['min_length']} frames)")
+        frames, names, in_sizes, sizes, scores = load_frames(source, work, ic["max_frames"], ic["stride"], ic["max_side"], min_frames,
+                                                             f" (a track must be seen in >= {fc['min_length']} frames)",
+                                                             conf["select"]["score_side"])
     size, in_size, small = frames.shape[1:3], in_sizes[0].tolist(), int(np.argmin(sizes.min(1)))
     padded = mixed_sizes(sizes)  # frames of different sizes share a canvas: its padding is not the scene
     if sizes[small].min() < MIN_SIDE:
@@ -315,12 +337,20 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
                          "sizes and each gets its own camera; leave --intrinsics out")
     spec = camera_spec(conf["camera"], in_size, size)
     logger.info("tracker: %s (%s)", provider.name, tracker_reason(provider))
-    masks = None
+    masks, mask_files = None, None
     if mask_dir is not None:
         with timer("masks"):
             masks = load_masks(mask_dir, names, in_sizes, sizes, size, work)
+            mask_files = write_masks(work, masks, names, sizes)  # the user's masks, before padding is excluded
     if padded:  # no queries and no observations in the black padding around smaller frames
         masks = exclude_padding(masks, sizes, size, work)
+    with timer("select"):
+        kept, selection = choose_frames(names, scores, conf["select"], ic["stride"], rate, min_frames,
+                                        lambda: motion_tracks(frames, names, masks, conf))
+    if len(kept) < len(names):  # from here on only the kept frames exist
+        frames, masks = take_frames(frames, kept, work), None if masks is None else take_frames(masks, kept, work)
+        names, in_sizes, sizes = [names[t] for t in kept], in_sizes[kept], sizes[kept]
+        mask_files = None if mask_files is None else {n: mask_files[n] for n in names}
     qf = query_frames(len(frames), conf["queries"])
     problem = flat_frames(frames, qf)
     if problem:
@@ -351,8 +381,15 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
             # SIFT matches could not stand in for the missing tracks either: the input is what is wrong.
             raise ReconstructionError(f"{explain_no_tracks(frames, qf, filter_stats, fc['min_length'])} ({e})") from None
     with timer("export"):
-        export(rec, staging_out, tracks, frames)
+        pinhole = pinhole_cleanup(rec)  # a pinhole model is the splatting folder itself: same 2 px rule as undistorted/
+        if mask_files is not None:
+            (staging_out / "masks").mkdir()
+            for rel in mask_files.values():
+                (work / rel).rename(staging_out / rel)
+        export(rec, staging_out, tracks, frames, mask_paths=mask_files)
         write_images(staging_out / "images", frames, names, sizes)
+    with timer("undistort"):
+        undistorted = pinhole or undistort_if_distorted(rec, staging_out, conf["output"]["undistort"], mask_files)
     if conf["output"]["video"]:
         with timer("video"):
             write_tracks_video(staging_out / "tracks.mp4", frames, tracks, conf["output"]["fps"])
@@ -365,6 +402,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         "tracker_choice": tracker_reason(provider),
         "matches": mapping_report.pop("matches", None), "mapping": mapping_report,
         "camera": camera_report(rec),
+        "frame_selection": selection, "undistorted": undistorted, "trainers": trainer_folders(out_dir, undistorted),
         "timings_s": timer.times, "total_s": round(sum(timer.times.values()), 3),
         "config": conf,
     }
@@ -372,3 +410,4 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
     del frames, masks  # release the memmaps before the work folder goes
     replace_dir(staging_out, out_dir)
     return rec, report
+

@@ -136,3 +136,28 @@ def synthetic_scene(num_frames=30, num_tracks=500, noise_px=1.0, outlier_fractio
     xy = np.where(visible[..., None], xy, np.nan)  # the tracker may leave invisible points undefined
     tracks = Tracks(xy=xy, visible=visible, image_size=(H, W))
     return SyntheticScene(tracks, K, poses, X, kind, offset * visible)
+
+
+def distort_frames(frames: np.ndarray, focal: float, k1: float) -> np.ndarray:
+    """(T, H, W, 3) pinhole renders as seen through a SIMPLE_RADIAL lens (x_d = x (1 + k1 r^2), r in focal units,
+    principal point at the image centre); k1 < 0 is barrel distortion. For undistortion tests."""
+    import cv2
+
+    T, H, W = frames.shape[:3]
+    K = np.array([[focal, 0, W / 2], [0, focal, H / 2], [0, 0, 1]])
+    grid = np.stack(np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5), -1).reshape(-1, 1, 2)  # COLMAP pixel centres
+    src = cv2.undistortPoints(grid, K, np.array([k1, 0, 0, 0]), P=K).reshape(H, W, 2) - 0.5
+    maps = src[..., 0].astype(np.float32), src[..., 1].astype(np.float32)
+    return np.stack([cv2.remap(np.asarray(f), *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT) for f in frames])
+
+
+def blur_every(frames: np.ndarray, every: int = 5, phase: int = 2, sigma: float = 2.5) -> tuple:
+    """Copy of (T, H, W, 3) frames with frames t % every == phase Gaussian-blurred -> (frames, (T,) blurred flags).
+    A stand-in for the motion-blurred frames of a hand-held video, for frame-selection tests."""
+    import cv2
+
+    out = np.array(frames, copy=True)
+    blurred = np.arange(len(out)) % every == phase
+    for t in np.flatnonzero(blurred):
+        out[t] = cv2.GaussianBlur(out[t], (0, 0), sigma)
+    return out, blurred

@@ -84,6 +84,19 @@ def _iter_video(path: Path) -> Iterator[tuple[int, np.ndarray]]:
             warnings.warn(f"{path}: decoding stopped after {index} frames: {e}")
 
 
+def video_rate(path: str | Path) -> Optional[float]:
+    """Frames per second of a video file's first video stream (average, else guessed rate); None if unknown."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            return float(rate) if rate else None
+    except (av.FFmpegError, OSError):
+        return None
+
+
 def _read_image(path: Path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None

@@ -40,7 +40,8 @@ def _photo_folder(d, poses):
 
 def test_canvas_padding_masks_and_cameras(tmp_path):
     frames = [np.full((40, 60, 3), 200, np.uint8), np.full((70, 50, 3), 100, np.uint8)]
-    canvas, names, in_sizes, sizes = load_frames((frames, ["a.png", "b.png"]), tmp_path, max_side=None)
+    canvas, names, in_sizes, sizes, scores = load_frames((frames, ["a.png", "b.png"]), tmp_path, max_side=None)
+    assert scores.shape == (2,) and (scores == 0).all()  # flat grey frames have no edges
     assert canvas.shape == (2, 70, 60, 3) and sizes.tolist() == [[40, 60], [70, 50]] == in_sizes.tolist()
     assert (canvas[0, :40, :60] == 200).all() and not canvas[0, 40:].any() and not canvas[1, :, 50:].any()
     masks = exclude_padding(None, sizes, (70, 60), tmp_path, margin=5)
@@ -49,7 +50,7 @@ def test_canvas_padding_masks_and_cameras(tmp_path):
     tracks = Tracks(xy=np.array([[[10, 10], [56, 10], [10, 38]], [[10, 10], [56, 10], [46, 60]]], np.float32),
                     visible=np.ones((2, 3), bool), image_size=(70, 60))
     np.testing.assert_array_equal(off_padding(tracks, sizes, 5), [[True, False, False], [True, False, False]])
-    same, _, _, same_sizes = load_frames(([frames[0]] * 3, list("abc")), tmp_path, max_side=None)
+    same, _, _, same_sizes, _ = load_frames(([frames[0]] * 3, list("abc")), tmp_path, max_side=None)
     assert same.shape == (3, 40, 60, 3) and (same_sizes == [40, 60]).all()
 
     spec = CameraSpec()

@@ -114,6 +114,28 @@ def test_backward_pass_reuses_the_forward_features_bit_for_bit(mode, monkeypatch
         assert torch.equal(a, b)
 
 
+def test_dense_grid_encodes_the_video_once(monkeypatch):
+    """Dense tracking (queries=None, grid_size=0) runs step^2 sub-grid passes over one encoding of the
+    video; the outputs equal passes that each encode the video themselves."""
+    torch.manual_seed(0)
+    pred = CoTrackerPredictor(window_len=8, **SMALL)
+    raw = _video(T=3, H=4, W=160)  # W // 80 = 2: four sub-grid passes of 80 x 2 points
+    calls = []
+    features = CoTrackerThreeOffline.features
+
+    def counted(self, *a, **k):
+        calls.append(1)
+        return features(self, *a, **k)
+
+    monkeypatch.setattr(CoTrackerThreeOffline, "features", counted)
+    once = pred(raw, grid_size=0, backward_tracking=True, iters=1)
+    assert len(calls) == 1 and once[0].shape == (1, 3, 4 * 80 * 2, 2)
+    monkeypatch.delattr(CoTrackerThreeOffline, "features")  # every pass encodes inside the model
+    each = pred(raw, grid_size=0, backward_tracking=True, iters=1)
+    for a, b in zip(once, each):
+        assert torch.equal(a, b)
+
+
 def test_predictor_converts_numpy_and_list_inputs():
     """numpy / list queries and a numpy video give exactly the tensor results."""
     import numpy as np

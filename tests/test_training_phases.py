@@ -7,7 +7,7 @@ import torch
 
 from cotracker3.checkpoint import build_model, read_state_dict
 from cotracker3.training import RunError, Trainer, get_config
-from cotracker3.training.budget import StepBudget, device_config
+from cotracker3.training.budget import StepBudget, choose_renderer, device_config
 from cotracker3.training.curriculum import phase_at, phases, skip_phases
 from cotracker3.training.state import CHECKPOINT, load_training_checkpoint
 from pipelines.train import main
@@ -89,6 +89,17 @@ def test_device_config_on_gpu_only():
     assert "gpu" not in cpu and cpu["train"]["batch_size"] == 1 and "device" not in cpu["data"]
     gpu = device_config(conf, torch.device("cuda", 0))
     assert gpu["train"]["batch_size"] == 16 and gpu["train"]["num_workers"] == 0 and gpu["data"]["device"] == "cuda:0"
+    workers = device_config(get_config("small"), torch.device("cuda", 0), {"device": "cpu", "workers": 7})
+    assert workers["data"]["device"] == "cpu" and workers["train"]["num_workers"] == 7
+
+
+def test_choose_renderer_measures_both_sources():
+    """The renderer choice compares measured clip rates (here both sources are this CPU: the per-core rate
+    times the workers wins whenever there are two or more cores for workers)."""
+    r = choose_renderer(get_config("tiny"), torch.device("cpu"))
+    assert r["gpu_clips_per_s"] > 0 and r["cpu_clips_per_s"] >= 0
+    assert r["device"] == "cpu"
+    assert ("workers" in r) == (r["cpu_clips_per_s"] > r["gpu_clips_per_s"])
 
 
 def test_budget_run_trains_evaluates_exports(tmp_path, capsys):

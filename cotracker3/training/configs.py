@@ -3,6 +3,8 @@
 Optimisation defaults follow the official ``train_on_kubric.py``: AdamW (lr 5e-4, weight decay
 1e-5, eps 1e-8), OneCycleLR over ``steps + 100`` steps (pct_start 0.05, cosine annealing, no
 momentum cycling), gradient-norm clipping at 1.0, 4 refinement iterations, batch size 1 per GPU.
+Our small configs use warmup-stable-decay instead: long CPU runs go in stints and get extended, and
+WSD's constant phase extends without changing a single past learning rate (training/schedule.py).
 """
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ TRAIN_DEFAULTS = {
     "lr": 5e-4,
     "weight_decay": 1e-5,
     "eps": 1e-8,
-    "pct_start": 0.05,
-    "anneal_strategy": "cos",
-    "schedule_extra_steps": 100,  # OneCycleLR total = steps + this, as the official script
+    "schedule": "onecycle",  # or "wsd" (warmup-stable-decay); training/schedule.py
+    "pct_start": 0.05,  # warm-up share
+    "schedule_extra_steps": 100,  # one-cycle: OneCycleLR total = steps + this, as the official script
+    "decay_frac": 0.2,  # wsd: the last share of the steps decays (and how an extended run decays)
+    "floor": 0.0,  # wsd: lr / peak at the end
     "clip_grad_norm": 1.0,
     "iters": 4,
     "amp": "bf16",  # autocast dtype on CUDA ("bf16" or "fp32")
@@ -56,7 +60,7 @@ SMALL = {  # the embedded default: 3.3 M parameters, trainable on a 2-core CPU a
                        "space_depth": 2, "num_virtual_tracks": 32},
               "window_len": {"offline": 60, "online": 16}},
     "data": dict(SYNTHETIC, seq_len=8, num_tracks=48),
-    "train": dict(TRAIN_DEFAULTS, steps=800, schedule_extra_steps=0, lr=5e-4, log_every=5,
+    "train": dict(TRAIN_DEFAULTS, steps=800, schedule="wsd", schedule_extra_steps=0, lr=5e-4, log_every=5,
                   checkpoint_every=25, eval_every=100, cpu_amp="bf16", num_workers=1),
     "eval": dict(EVAL_DEFAULTS, num_clips=4, num_frames=16, size=(128, 128)),
     "gpu": {"train": {"batch_size": 16}},  # budget runs on CUDA (bf16; see training/budget.py)

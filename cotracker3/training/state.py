@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -111,19 +110,3 @@ def load_training_checkpoint(path: Path) -> dict:
     if missing:
         raise CheckpointError(f"{path} is not a training checkpoint (missing {', '.join(missing)})")
     return ckpt
-
-
-def restore_schedule(scheduler: torch.optim.lr_scheduler.OneCycleLR, saved: dict, step: int) -> None:
-    """Load the saved one-cycle schedule, or, when the run was extended or shortened (another total),
-    continue the freshly built schedule of the new length at position ``step``.
-
-    The scheduler must be new (built for the new total, its optimizer state already loaded)."""
-    if saved.get("total_steps") == scheduler.total_steps:
-        scheduler.load_state_dict(saved)
-        return
-    if step > scheduler.total_steps:
-        raise ValueError(f"the checkpoint is at step {step}, past the new schedule's {scheduler.total_steps} steps")
-    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": a replay, not training
-        warnings.simplefilter("ignore")
-        for _ in range(step):
-            scheduler.step()

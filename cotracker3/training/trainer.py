@@ -41,8 +41,9 @@ from .configs import model_config
 from .curriculum import Phase, phase_at, phases
 from .data import ResumableSampler, build_dataset, collate, make_queries, resize_batch
 from .evaluation import evaluate_model, synthetic_eval_set
-from .state import (CHECKPOINT, RunError, append_jsonl, atomic_save, load_training_checkpoint, restore_schedule,
-                    rng_state, seed_everything, set_rng_state, truncate_jsonl)
+from .schedule import build_schedule, resume_schedule
+from .state import (CHECKPOINT, RunError, append_jsonl, atomic_save, load_training_checkpoint, rng_state,
+                    seed_everything, set_rng_state, truncate_jsonl)
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +77,10 @@ def is_frozen(name: str, freeze) -> bool:
 
 
 def build_optimizer(model: torch.nn.Module, train: dict, total_steps: int):
-    """AdamW + OneCycleLR as the official script (cosine anneal, no momentum cycling)."""
+    """AdamW and the configured learning-rate schedule (schedule.py: the official one-cycle, or WSD)."""
     params = [p for n, p in model.named_parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=train["lr"], weight_decay=train["weight_decay"], eps=train["eps"])
     return opt, build_schedule(opt, train, total_steps)
-
-
-def build_schedule(opt: torch.optim.Optimizer, train: dict, total_steps: int):
-    """The one-cycle schedule of a ``total_steps`` run (plus the config's extra tail steps)."""
-    return torch.optim.lr_scheduler.OneCycleLR(
-        opt, train["lr"], total_steps + max(1, train["schedule_extra_steps"]), pct_start=train["pct_start"],
-        cycle_momentum=False, anneal_strategy=train["anneal_strategy"])
 
 
 def _single_threaded_worker(worker_id: int) -> None:
@@ -164,8 +158,9 @@ class Trainer:
     def load_checkpoint(self) -> None:
         """Restore everything a step depends on from RUN_DIR/checkpoint.pt (weights_only load).
 
-        The optimizer and scheduler must already be built for this call's schedule length; a
-        checkpoint written with another length continues the new one-cycle schedule at its step."""
+        The optimizer must already be built. A checkpoint written for another ``--steps`` keeps its
+        schedule up to its step, then decays from the current rate over the new length (schedule.extend):
+        no warm restart."""
         path = self.run_dir / CHECKPOINT
         ckpt = load_training_checkpoint(path)
         same = json.dumps(ckpt["model_config"], sort_keys=True) == json.dumps(self.model_args, sort_keys=True)
@@ -180,7 +175,8 @@ class Trainer:
             raise RunError(f"{path} is at step {ckpt['step']}, past --steps {self.train_conf['steps']}")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        restore_schedule(self.scheduler, ckpt["scheduler"], ckpt["step"])
+        self.scheduler = resume_schedule(self.optimizer, self.train_conf, ckpt["scheduler"], ckpt["step"],
+                                         self.train_conf["steps"])
         self.step = ckpt["step"]
         set_rng_state(ckpt["rng"])
         if self.main:
@@ -285,8 +281,7 @@ class Trainer:
                 budget.decided = fitted > 0
             if fitted:  # the schedule that fits the budget, from here on
                 total = end = tc["steps"] = fitted
-                self.scheduler = build_schedule(self.optimizer, tc, total)
-                restore_schedule(self.scheduler, {}, self.step)
+                self.scheduler = build_schedule(self.optimizer, tc, total, step=self.step)
                 bar.total = end
             if self.step % tc["log_every"] == 0 or self.step == end:
                 now = time.perf_counter()

@@ -105,7 +105,8 @@ def write_ply(rec: pycolmap.Reconstruction, path) -> Path:
 
 
 def nerfstudio_intrinsics(camera: pycolmap.Camera) -> dict:
-    """nerfstudio's shared-camera keys; every supported COLMAP model maps onto its OPENCV model."""
+    """nerfstudio's shared-camera keys; distorted COLMAP models map onto its OPENCV model, pinhole ones
+    onto PINHOLE (distortion keys 0, as nerfstudio defaults them)."""
     p = list(map(float, camera.params))
     model = camera.model_name
     if model == "SIMPLE_PINHOLE":
@@ -123,21 +124,26 @@ def nerfstudio_intrinsics(camera: pycolmap.Camera) -> dict:
         raise ValueError(f"no nerfstudio mapping for camera model {model}")
     base = dict(k1=0.0, k2=0.0, p1=0.0, p2=0.0)
     base.update(d)
-    return dict(w=int(camera.width), h=int(camera.height), camera_model="OPENCV", **base)
+    kind = "PINHOLE" if model in ("SIMPLE_PINHOLE", "PINHOLE") else "OPENCV"
+    return dict(w=int(camera.width), h=int(camera.height), camera_model=kind, **base)
 
 
-def write_transforms(rec: pycolmap.Reconstruction, path, image_dir: str = "images", ply_file: Optional[str] = None) -> Path:
+def write_transforms(rec: pycolmap.Reconstruction, path, image_dir: str = "images", ply_file: Optional[str] = None,
+                     mask_paths: Optional[dict] = None) -> Path:
     """nerfstudio transforms.json: camera-to-world in OpenGL camera axes, world frame left as COLMAP's.
 
     One shared camera: its intrinsics at the top level. Several cameras (images of different sizes): each
     frame carries its own fl_x, fl_y, cx, cy, w, h and distortion, as nerfstudio reads per-frame intrinsics.
+    mask_paths: {image name: mask path relative to the file's folder}, written as each frame's `mask_path`
+    (nerfstudio's convention: zero pixels are ignored in training).
     """
     path = Path(path)
     cams = {im.camera_id for im in rec.images.values() if im.has_pose}
     if not cams:
         raise ValueError("transforms.json export needs at least one registered image")
     shared = len(cams) == 1
-    out = nerfstudio_intrinsics(rec.cameras[min(cams)]) if shared else {"camera_model": "OPENCV"}
+    out = nerfstudio_intrinsics(rec.cameras[min(cams)]) if shared else \
+        {"camera_model": nerfstudio_intrinsics(rec.cameras[min(cams)])["camera_model"]}
     frames = []
     for iid in sorted(rec.reg_image_ids()):
         im = rec.images[iid]
@@ -149,6 +155,8 @@ def write_transforms(rec: pycolmap.Reconstruction, path, image_dir: str = "image
                  "transform_matrix": c2w.tolist(), "colmap_im_id": int(iid)}
         if not shared:
             frame.update({k: v for k, v in nerfstudio_intrinsics(rec.cameras[im.camera_id]).items() if k != "camera_model"})
+        if mask_paths and im.name in mask_paths:
+            frame["mask_path"] = mask_paths[im.name]
         frames.append(frame)
     out["frames"] = frames
     out["applied_transform"] = np.eye(4)[:3].tolist()  # no world re-orientation was applied
@@ -174,15 +182,17 @@ def read_transforms(path) -> tuple:
     return {k: v for k, v in d.items() if k != "frames"}, poses
 
 
-def export(rec: pycolmap.Reconstruction, out_dir, tracks: Optional[Tracks] = None, frames=None, text: bool = False) -> dict:
+def export(rec: pycolmap.Reconstruction, out_dir, tracks: Optional[Tracks] = None, frames=None, text: bool = False,
+           mask_paths: Optional[dict] = None) -> dict:
     """Write everything: sparse/0 model, points.ply, transforms.json and tracks.npz; return the paths.
 
     frames (optional): RGB uint8 images in the tracks' frame order, used to colour the points.
+    mask_paths (optional): {image name: mask file relative to out_dir} for transforms.json's `mask_path`.
     """
     out_dir = Path(out_dir)
     rec = colorize(rec, frames, tracks.names() if tracks is not None else None)
     paths = {"model": write_model(rec, out_dir / "sparse" / "0", text=text), "ply": write_ply(rec, out_dir / "points.ply")}
-    paths["transforms"] = write_transforms(rec, out_dir / "transforms.json", ply_file="points.ply")
+    paths["transforms"] = write_transforms(rec, out_dir / "transforms.json", ply_file="points.ply", mask_paths=mask_paths)
     if tracks is not None:
         tracks.save(out_dir / "tracks.npz")
         paths["tracks"] = out_dir / "tracks.npz"

@@ -74,7 +74,7 @@ FAST_BA = {"ba_global_frames_ratio": 1e3, "ba_global_points_ratio": 1e3, "ba_glo
 
 
 @contextlib.contextmanager
-def _colmap_logging(verbose: bool):
+def colmap_logging(verbose: bool):
     """Silence COLMAP's glog INFO output unless asked for (some calls reset minloglevel)."""
     old = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = 0 if verbose else 2
@@ -110,7 +110,7 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
     ok = dbm.check_tracks(tracks, features=frames is not None and opts.matches != "off" and cam_from_world is None,
                           image_sizes=image_sizes)
     cameras = frame_cameras(spec, tracks.image_size, tracks.num_frames, image_sizes)
-    with _colmap_logging(opts.verbose), contextlib.ExitStack() as stack:
+    with colmap_logging(opts.verbose), contextlib.ExitStack() as stack:
         work = Path(opts.work_dir) if opts.work_dir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sfm_tracks_")))
         work.mkdir(parents=True, exist_ok=True)
         if cam_from_world is not None:
