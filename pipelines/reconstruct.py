@@ -3,7 +3,7 @@
     python pipelines/reconstruct.py INPUT -o OUTDIR [--tracker auto|cotracker3|cotracker3-online|lk] [--checkpoint PATH]
         [--device cpu|cuda] [--max-frames N] [--stride K] [--max-side PX] [--camera-model NAME]
         [--intrinsics fx,fy,cx,cy] [--mask-dir DIR] [--mapper incremental|global] [--matches auto|off|all]
-        [--cycle N] [--overwrite]
+        [--features accurate|fast|accurate-dsp] [--cycle N] [--overwrite]
     python pipelines/reconstruct.py --demo [-o OUTDIR]     # synthetic static scene, compared with its true cameras
 
 Writes OUTDIR/{images/, sparse/0/, points.ply, tracks.npz, transforms.json, report.json, tracks.mp4}.
@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from cotracker3 import CheckpointError  # noqa: E402
 from pipelines.cli import fail  # noqa: E402
 from sfm_tracks import ReconstructionError, VideoError  # noqa: E402
-from sfm_tracks.colmap.feature_matches import MATCH_MODES  # noqa: E402
+from sfm_tracks.colmap.feature_matches import FEATURE_MODES, MATCH_MODES  # noqa: E402
 from sfm_tracks.pipeline import run  # noqa: E402
 from sfm_tracks.tracking.providers import TRACKERS, add_fast_flag, tracker_mode  # noqa: E402
 
@@ -68,6 +68,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--matches", choices=MATCH_MODES, default="auto",
                     help="SIFT feature matches next to the tracks: auto (image sets, weak links between frames, loop closure), "
                          "off (tracks only) or all (every scheduled pair plus loop closure)")
+    ap.add_argument("--features", choices=FEATURE_MODES, default="accurate",
+                    help="SIFT settings where SIFT matches run: accurate (default; COLMAP's: 8192 features, upsampled first "
+                         "octave), fast (no upsampling on frames >= 800 px, 4096 features: faster, less accurate poses), "
+                         "accurate-dsp (accurate plus domain-size pooling); BENCHMARKS.md has the figures")
     ap.add_argument("--cycle", type=int, default=0, metavar="N", help="forward-backward cycle check with N anchors per side (0: off)")
     ap.add_argument("--points-per-frame", type=positive_int, default=512, help="at most N queries per query frame")
     ap.add_argument("--window", type=positive_int, default=48, help="frames per tracker call (long videos are tracked in windows)")
@@ -92,7 +96,7 @@ def config(args) -> dict:
                     "mode": tracker_mode(args.fast, args.device)},
         "filters": {"cycle_anchors": args.cycle},
         "camera": {"model": model.upper(), "intrinsics": intrinsics},
-        "mapping": {"mapper": args.mapper, "matches": args.matches},
+        "mapping": {"mapper": args.mapper, "matches": args.matches, "features": args.features},
         "output": {"video": not args.no_video},
     }
 

@@ -54,7 +54,8 @@ DEFAULT_CONF = {
         "mask_observations": True,  # with masks: also drop observations that land on excluded pixels
     },
     "camera": {"model": "SIMPLE_RADIAL", "intrinsics": None},  # intrinsics in input-image pixels, COLMAP convention
-    "mapping": {"mapper": "incremental", "matches": "auto"},  # matches: SIFT next to the tracks, auto | off | all
+    "mapping": {"mapper": "incremental", "matches": "auto", "features": "accurate"},  # matches: SIFT next to the tracks,
+    # auto | off | all; features: SIFT settings, accurate | fast | accurate-dsp (colmap.feature_matches.SIFT_MODES)
     "output": {"video": True, "fps": 10.0},
 }
 

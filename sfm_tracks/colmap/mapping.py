@@ -53,6 +53,8 @@ class MappingOptions:
     deterministic: bool = True  # mapper and final BA on one thread: the same input gives the same model
     seed: int = 0  # every RANSAC and sampler: verification, mapper, triangulation, track completion
     matches: str = "auto"  # SIFT matches next to the tracks: auto | off | all (see feature_matches.py; needs frames)
+    features: str = "accurate"  # SIFT settings: accurate (COLMAP's defaults) | fast | accurate-dsp (feature_matches.SIFT_MODES)
+    match_options: dict = field(default_factory=dict)  # extra feature_matches.MatchOptions fields (e.g. retrieval_neighbours)
     image_set: bool = False  # the frames are photos, not a video: consecutive ones need not overlap
     pipeline: dict = field(default_factory=dict)  # extra Incremental/GlobalPipelineOptions fields
     work_dir: Optional[str] = None  # keep database.db and raw models here (default: a temp dir)
@@ -134,7 +136,7 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
     pairs = dbm.pair_schedule(tracks.num_frames, opts.neighbours, opts.max_stride)
     # Feature matches (SIFT) where tracks do not connect the frames, appended after the track keypoints.
     sift, plan = fm.feature_matches(frames, ok, pairs, work, opts.matches, opts.image_set, opts.min_matches, tracks.image_size,
-                                    fm.MatchOptions(num_threads=opts.num_threads), [(c.height, c.width) for c in cameras])
+                                    fm.MatchOptions(**{"features": opts.features, "num_threads": opts.num_threads, "seed": opts.seed, **opts.match_options}), [(c.height, c.width) for c in cameras])
     if opts.report is not None:
         opts.report["matches"] = plan.summary()
     t0 = time.time()

@@ -87,3 +87,29 @@ def aligned_pose_errors(est: np.ndarray, gt: np.ndarray) -> dict:
     scale = float(np.sqrt(((Cg - Cg.mean(0)) ** 2).sum(1).mean())) if len(Cg) else np.nan
     return {"rotation_deg": rot, "center": cerr, "center_rel": cerr / max(scale, 1e-12), "scene_scale": scale,
             "num_registered": int(ok.sum())}
+
+
+def pair_errors(est: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(T(T-1)/2,) error of every frame pair (i < j): the larger of the relative rotation error and the
+    translation-direction error, in degrees; inf where either frame is unregistered (NaN rows of `est`).
+
+    Unregistered frames count as failures, so a model that places fewer frames cannot score better.
+    """
+    ok = np.isfinite(est).all((1, 2))
+    T = len(est)
+    out = np.full((T, T), np.inf)
+    if ok.sum() >= 2:
+        rel = relative_pose_errors(est, gt)
+        idx = np.nonzero(ok)[0]
+        i, j = np.triu_indices(len(idx), 1)
+        out[idx[i], idx[j]] = np.maximum(rel["rotation_deg"], rel["translation_deg"])
+    return out[np.triu_indices(T, 1)]
+
+
+def pose_auc(errors: np.ndarray, threshold_deg: float = 5.0) -> float:
+    """Area under the recall-vs-threshold curve of pair errors from 0 to `threshold_deg`, divided by it (in [0, 1]).
+
+    Integrated exactly (not in 1-degree bins): the mean over pairs of max(0, 1 - error / threshold).
+    """
+    e = np.asarray(errors, np.float64)
+    return float(np.clip(1.0 - e / threshold_deg, 0.0, 1.0).mean()) if len(e) else float("nan")
