@@ -106,10 +106,10 @@ def pair_errors(est: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return out[np.triu_indices(T, 1)]
 
 
-def pose_auc(errors: np.ndarray, threshold_deg: float = 5.0) -> float:
-    """Area under the recall-vs-threshold curve of pair errors from 0 to `threshold_deg`, divided by it (in [0, 1]).
-
-    Integrated exactly (not in 1-degree bins): the mean over pairs of max(0, 1 - error / threshold).
-    """
+def pose_auc(errors: np.ndarray, threshold_deg: int = 5) -> float:
+    """AUC@threshold of pair errors as VGGSfM reports it: the recall at 1, 2, ..., threshold degrees, averaged
+    (a histogram with 1-degree bins, cumulated). In [0, 1]; inf errors (failed pairs) count as misses."""
     e = np.asarray(errors, np.float64)
-    return float(np.clip(1.0 - e / threshold_deg, 0.0, 1.0).mean()) if len(e) else float("nan")
+    if not len(e):
+        return float("nan")
+    return float(np.mean([(e < t).mean() for t in range(1, int(threshold_deg) + 1)]))
