@@ -139,7 +139,9 @@ def matches_note(m) -> str:
         return ""
     if not m["enabled"]:
         return f"; feature matches: none ({m['reason']})"
-    return f"; feature matches: SIFT on {m['sift_pairs']} pairs of {m['sift_frames']} frames ({m['reason']})"
+    sift = m.get("sift") or {}
+    return (f"; feature matches: SIFT (first octave {sift.get('first_octave')}, <= {sift.get('max_num_features')} features) "
+            f"on {m['sift_pairs']} pairs of {m['sift_frames']} frames ({m['reason']})")
 
 
 def main(argv=None) -> int:

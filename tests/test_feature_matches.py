@@ -10,7 +10,7 @@ import pytest
 from pipelines.reconstruct import main
 from sfm_tracks import Tracks
 from sfm_tracks.colmap import database as dbm
-from sfm_tracks.colmap.feature_matches import SiftMatches, plan_matches
+from sfm_tracks.colmap.feature_matches import SiftMatches, plan_matches, sift_settings
 from sfm_tracks.colmap.metrics import relative_pose_errors
 from sfm_tracks.pipeline import run
 from synthetic import orbit_poses, render_room, room_planes
@@ -99,6 +99,9 @@ def test_wide_baseline_image_set_registers_every_photo(rects, tmp_path, capsys):
     report = json.loads((tmp_path / "auto" / "report.json").read_text())
     assert report["frames_registered"] == len(names)
     assert report["matches"]["enabled"] and "image set" in report["matches"]["reason"]
+    # the SIFT settings in use: COLMAP's defaults (--features accurate), upsampled first octave included
+    assert report["matches"]["sift"] == sift_settings("accurate", (H, W)) and report["matches"]["sift"]["first_octave"] == -1
+    assert report["matches"]["pair_selection"] == "exhaustive" and report["config"]["mapping"]["features"] == "accurate"
     rec = pycolmap.Reconstruction(str(tmp_path / "auto" / "sparse" / "0"))
     rel = relative_pose_errors(_estimated(rec, names), poses)
     # wrong registrations would be tens of degrees off; 30-degree SIFT baselines at 256 px drift a few

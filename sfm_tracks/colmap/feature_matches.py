@@ -2,10 +2,12 @@
 
 Tracks chain frames only as far as the tracker follows them: wide-baseline photos, gaps and cuts break
 the chain, and a camera that comes back to where it started is never linked to its start. `plan_matches`
-reads the tracks' connectivity and decides which frame pairs also get SIFT matches; `sift_matches` runs
-pycolmap's SIFT extractor and matcher on those frames (CPU) and returns keypoints and raw matches, which
-`database.write_database` appends after the track keypoints (keypoint index >= N tracks). COLMAP's
-verification and mapper then treat both kinds of correspondences alike.
+reads the tracks' connectivity and decides which frame pairs also get SIFT matches: small photo sets every
+pair, larger ones the pairs that image retrieval (`retrieval.py`) finds, videos the pairs across weak links
+plus loop-closure candidates. `sift_matches` runs pycolmap's SIFT extractor (settings by `SIFT_MODES`,
+COLMAP's defaults unless `features="fast"`) and matcher on those frames (CPU) and returns keypoints and raw
+matches, which `database.write_database` appends after the track keypoints (keypoint index >= N tracks).
+COLMAP's verification and mapper then treat both kinds of correspondences alike.
 """
 from __future__ import annotations
 
@@ -65,6 +67,8 @@ class MatchOptions:
     retrieval_neighbours: int = 15  # retrieval: each image is matched with its k most similar images
     retrieval_words: int = 1024  # at most this many visual words
     retrieval_descriptors: int = 1000  # descriptors per image that enter retrieval (a seeded random subset)
+    retrieval_sequential: int = 3  # retrieval also matches photos up to this far apart in order when their
+    # tracks connect them (min_shared): frame sequences stored as photos keep their neighbours; 0: off
     num_threads: int = -1
     seed: int = 0
 
@@ -155,8 +159,11 @@ def plan_matches(ok: np.ndarray, schedule: list, mode: str = "auto", image_set: 
     elif image_set and o.retrieval:
         selection = "retrieval"
         pairs = set(map(tuple, schedule)) | loops if mode == "all" else set()
+        near = {(i, j) for i, j in map(tuple, schedule) if j - i <= o.retrieval_sequential and shared_tracks(ok, i, j) >= o.min_shared}
+        pairs |= near
         why = (f"{mode}: the input is an image set of {T} photos (> {o.max_exhaustive_images}), each matched with its "
-               f"{o.retrieval_neighbours} most similar photos by retrieval" + (", plus every scheduled pair" + loop_note if mode == "all" else ""))
+               f"{o.retrieval_neighbours} most similar photos by retrieval" + (", plus every scheduled pair" + loop_note if mode == "all" else "")
+               + f"; {len(near)} pair(s) of photos up to {o.retrieval_sequential} apart in order that tracks connect")
         loops = loops if mode == "all" else set()
     elif mode == "all" or image_set:
         why = ("all: every scheduled pair" if mode == "all" else "auto: the input is an image set, every scheduled pair") + loop_note
