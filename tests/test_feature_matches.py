@@ -130,7 +130,8 @@ def test_orbit_loop_closure_links_last_frames_to_first(rects, tmp_path):
     assert len(first & last) >= 30
 
     # the loop closes: first-to-last relative poses agree with the truth, and the whole turn stays consistent
-    # (measured: ends 0.04 deg, any pair 0.4 deg with matches; 0.5 deg and 7.9 deg with tracks only)
+    # (measured with COLMAP's SIFT settings: ends 0.36 deg, any pair 0.76 deg with matches (--features fast, whose
+    # lower peak threshold finds more of this synthetic texture: 0.04 and 0.41); 0.5 deg and 7.9 deg with tracks only)
     def errors(rec, idx):
         est = _estimated(rec, names)
         return relative_pose_errors(est[idx], poses[idx])["rotation_deg"].max()
@@ -138,7 +139,7 @@ def test_orbit_loop_closure_links_last_frames_to_first(rects, tmp_path):
     ends, every = [0, 1, 2, T - 3, T - 2, T - 1], list(range(T))
     off = run((frames, names), tmp_path / "off", {**conf, "mapping": {"matches": "off"}})
     assert off["matches"]["enabled"] is False
-    assert errors(rec, ends) < 0.3 and errors(rec, ends) < errors(off["model"], ends)
+    assert errors(rec, ends) < 0.45 and errors(rec, ends) < errors(off["model"], ends)
     assert errors(rec, every) < 1.5
 
 
@@ -152,4 +153,6 @@ def test_video_cut_is_bridged_by_sift(rects, tmp_path):
     assert report["matches"]["weak_links"] == [5] and "weak link" in report["matches"]["reason"]
     assert report["frames_registered"] == len(names)
     rel = relative_pose_errors(_estimated(report["model"], names), poses)
-    assert rel["rotation_deg"].max() < 3.0 and np.median(rel["rotation_deg"]) < 1.5  # measured 1.4 and 0.5 deg
+    # measured max 3.7, median 2.2 deg with COLMAP's SIFT settings (--features fast, whose lower peak threshold finds
+    # more of this synthetic texture: 1.4 and 0.5); a wrong registration across the cut would be tens of degrees off
+    assert rel["rotation_deg"].max() < 5.0 and np.median(rel["rotation_deg"]) < 3.0
