@@ -139,6 +139,7 @@ def bench_set(label: str, data: Path, work: Path, extra: list, variants: dict) -
                      "registered": f"{report['frames_registered']}/{report['frames_total']}", "points": report["points3d"],
                      "reproj_px": report["mean_reprojection_error_px"], "time_s": wall,
                      "how": how(report), **pose_agreement(rec, names, keys, ref, truth)})
+        rows[-1]["_reg"] = {im.name for im in rec.images.values() if im.has_pose}
         logger.info("%s", rows[-1])
         first = first or (out, names, keys, len(rows) - 1)
     if first is None:
@@ -153,9 +154,11 @@ def bench_set(label: str, data: Path, work: Path, extra: list, variants: dict) -
     rows.append({"case": f"{label}: COLMAP SIFT {matcher}", "frames": len(names),
                  "registered": res["registered"], "points": res.get("points", 0), "reproj_px": res.get("reproj_px", float("nan")),
                  "time_s": res["time_s"], "how": res["time_split"], **pose_agreement(crec, names, keys, ref, truth)})
+    colmap_reg = {im.name for im in crec.images.values() if im.has_pose} if crec is not None else set()
     for r in rows[:-1]:
         if "error" not in r:
             r["time_ratio"] = r["time_s"] / max(rows[-1]["time_s"], 1e-9)
+            r["colmap_only"] = len(colmap_reg - r.pop("_reg"))  # frames COLMAP registers and this run does not
     logger.info("%s", rows[-1])
     return rows
 
@@ -187,7 +190,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench_reconstruct_") as work:
         for label in labels:
             rows += bench_set(label, data, Path(work), extra, variants)
-    keys = ["frames", "registered", "auc5", "pair_err_med_deg", "rot_max_deg", "rel_rot_med_deg", "rot_med_deg", "centre_med_pct", "points", "reproj_px", "time_s",
+    keys = ["frames", "registered", "colmap_only", "auc5", "pair_err_med_deg", "rot_max_deg", "rel_rot_med_deg", "rot_med_deg", "centre_med_pct", "points", "reproj_px", "time_s",
             "time_ratio", "how", "error"]
     _table(rows, [k for k in keys if any(k in r for r in rows)])
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end; "
