@@ -3,7 +3,7 @@
     python pipelines/reconstruct.py INPUT -o OUTDIR [--tracker auto|cotracker3|cotracker3-online|lk] [--checkpoint PATH]
         [--device cpu|cuda] [--max-frames N] [--stride K] [--max-side PX] [--camera-model NAME]
         [--intrinsics fx,fy,cx,cy] [--mask-dir DIR] [--mapper incremental|global] [--matches auto|off|all] [--no-keyframes]
-        [--cycle N] [--frames N | --fps F] [--no-undistort] [--overwrite]
+        [--features accurate|fast|colmap|accurate-dsp] [--cycle N] [--frames N | --fps F] [--no-undistort] [--overwrite]
     python pipelines/reconstruct.py --demo [-o OUTDIR]     # synthetic static scene, compared with its true cameras
 
 Writes OUTDIR/{images/, sparse/0/, points.ply, tracks.npz, transforms.json, report.json, tracks.mp4}, plus masks/
@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from cotracker3 import CheckpointError  # noqa: E402
 from pipelines.cli import ArgumentParser, fail, positive_float, positive_int  # noqa: E402
 from sfm_tracks import ReconstructionError, VideoError  # noqa: E402
-from sfm_tracks.colmap.feature_matches import MATCH_MODES  # noqa: E402
+from sfm_tracks.colmap.feature_matches import FEATURE_MODES, MATCH_MODES  # noqa: E402
 from sfm_tracks.outputs import trainers_note  # noqa: E402
 from sfm_tracks.pipeline import run  # noqa: E402
 from sfm_tracks.tracking.providers import TRACKERS, add_fast_flag, tracker_mode  # noqa: E402
@@ -73,6 +73,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "off (tracks only) or all (every scheduled pair plus loop closure)")
     ap.add_argument("--no-keyframes", action="store_true",
                     help="map every video frame (default: map keyframes chosen by parallax and track overlap, register the rest by absolute pose)")
+    ap.add_argument("--features", choices=FEATURE_MODES, default="accurate",
+                    help="SIFT settings where SIFT matches run: accurate (default; upsampled first octave on every frame, "
+                         "8192 features, peak threshold 0.003), fast (no upsampling on frames >= 800 px, 4096 features: "
+                         "faster, less accurate poses), colmap (COLMAP's defaults exactly, peak threshold 0.0067), "
+                         "accurate-dsp (accurate plus domain-size pooling); BENCHMARKS.md has the figures")
     ap.add_argument("--cycle", type=int, default=0, metavar="N", help="forward-backward cycle check with N anchors per side (0: off)")
     ap.add_argument("--points-per-frame", type=positive_int, default=512, help="at most N queries per query frame")
     ap.add_argument("--window", type=positive_int, default=48, help="frames per tracker call (long videos are tracked in windows)")
@@ -98,7 +103,8 @@ def config(args) -> dict:
                     "mode": tracker_mode(args.fast, args.device)},
         "filters": {"cycle_anchors": args.cycle},
         "camera": {"model": model.upper(), "intrinsics": intrinsics},
-        "mapping": {"mapper": args.mapper, "matches": args.matches, "keyframes": not args.no_keyframes},
+        "mapping": {"mapper": args.mapper, "matches": args.matches, "keyframes": not args.no_keyframes,
+                    "features": args.features},
         "select": {"frames": args.frames, "fps": args.fps},
         "output": {"video": not args.no_video, "undistort": not args.no_undistort},
     }
@@ -150,7 +156,9 @@ def matches_note(m) -> str:
         return ""
     if not m["enabled"]:
         return f"; feature matches: none ({m['reason']})"
-    return f"; feature matches: SIFT on {m['sift_pairs']} pairs of {m['sift_frames']} frames ({m['reason']})"
+    sift = m.get("sift") or {}
+    return (f"; feature matches: SIFT (first octave {sift.get('first_octave')}, <= {sift.get('max_num_features')} features) "
+            f"on {m['sift_pairs']} pairs of {m['sift_frames']} frames ({m['reason']})")
 
 
 def main(argv=None) -> int:

@@ -15,6 +15,9 @@ from pipelines.reconstruct import main
 pytestmark = pytest.mark.shared_data
 
 
+# kitchen: COLMAP SIFT exhaustive on the same 640 px frames registers 19/25 (measured 2026-12-04; 23/25 on the
+# 1024 px frames of BENCHMARKS.md); with COLMAP's peak threshold (--features colmap) we register 19 too, with ours
+# (0.003, --features accurate and fast) all 25.
 @pytest.mark.parametrize("name, at_least, cameras", [("british_museum", 10, 10), ("statue", 9, 1), ("kitchen", 23, 1)])
 def test_photo_set_registers_like_colmap(shared_data, tmp_path, name, at_least, cameras):
     out = tmp_path / name

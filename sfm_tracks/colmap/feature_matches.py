@@ -2,10 +2,12 @@
 
 Tracks chain frames only as far as the tracker follows them: wide-baseline photos, gaps and cuts break
 the chain, and a camera that comes back to where it started is never linked to its start. `plan_matches`
-reads the tracks' connectivity and decides which frame pairs also get SIFT matches; `sift_matches` runs
-pycolmap's SIFT extractor and matcher on those frames (CPU) and returns keypoints and raw matches, which
-`database.write_database` appends after the track keypoints (keypoint index >= N tracks). COLMAP's
-verification and mapper then treat both kinds of correspondences alike.
+reads the tracks' connectivity and decides which frame pairs also get SIFT matches: small photo sets every
+pair, larger ones the pairs that image retrieval (`retrieval.py`) finds, videos the pairs across weak links
+plus loop-closure candidates. `sift_matches` runs pycolmap's SIFT extractor (settings by `SIFT_MODES`,
+COLMAP's defaults unless `features="fast"`) and matcher on those frames (CPU) and returns keypoints and raw
+matches, which `database.write_database` appends after the track keypoints (keypoint index >= N tracks).
+COLMAP's verification and mapper then treat both kinds of correspondences alike.
 """
 from __future__ import annotations
 
@@ -19,9 +21,40 @@ import cv2
 import numpy as np
 import pycolmap
 
+from . import retrieval
+
 logger = logging.getLogger(__name__)
 
 MATCH_MODES = ("auto", "off", "all")
+FEATURE_MODES = ("accurate", "fast", "colmap", "accurate-dsp")
+
+# SIFT extraction per --features mode (pycolmap SiftExtractionOptions fields). accurate: the upsampled first
+# octave (-1) on every frame and 8192 features, as COLMAP, with our lower peak threshold 0.003 (COLMAP's
+# 0.02 / 3 registered 19 instead of 25 kitchen photos at 640 px and doubled the pose error of the synthetic
+# room tests: BENCHMARKS.md). colmap: COLMAP's defaults exactly. fast is what ran before: no upsampling on
+# frames with a long side of 800 px or more (3-4x faster extraction, fewer small features) and 4096 features.
+# accurate-dsp adds domain-size pooling (DSP-SIFT: descriptors pooled over 10 scales).
+SIFT_MODES = {
+    "accurate": {"max_num_features": 8192, "first_octave": -1, "peak_threshold": 0.003, "edge_threshold": 10.0,
+                 "domain_size_pooling": False},
+    "fast": {"max_num_features": 4096, "first_octave": -1, "peak_threshold": 0.003, "edge_threshold": 10.0,
+             "domain_size_pooling": False, "upsample_below": 800},
+    "colmap": {"max_num_features": 8192, "first_octave": -1, "peak_threshold": 0.02 / 3, "edge_threshold": 10.0,
+               "domain_size_pooling": False},
+    "accurate-dsp": {"max_num_features": 8192, "first_octave": -1, "peak_threshold": 0.003, "edge_threshold": 10.0,
+                     "domain_size_pooling": True},
+}
+
+
+def sift_settings(features: str, image_size: tuple) -> dict:
+    """The SiftExtractionOptions fields of mode `features` for (H, W) frames (upsample_below resolved)."""
+    if features not in SIFT_MODES:
+        raise ValueError(f"features must be one of {FEATURE_MODES}, got {features!r}")
+    s = dict(SIFT_MODES[features])
+    below = s.pop("upsample_below", None)
+    if below is not None and max(image_size) >= below:
+        s["first_octave"] = 0
+    return s
 
 
 @dataclass
@@ -31,30 +64,40 @@ class MatchOptions:
     bridge: int = 3  # a weak link t|t+1 gets SIFT pairs (a, b), a <= t < b, b - a <= bridge
     max_keyframes: int = 16  # loop closure: at most this many keyframes, spread over the sequence
     loop_min_gap: int = 4  # keyframe pairs closer than this (in frames) are left to the tracks
-    max_features: int = 4096  # SIFT keypoints per frame
-    upsample_below: int = 800  # frames with a shorter long side start SIFT at the doubled size (COLMAP's default);
-    # larger ones at their own size: 3-4x faster, fewer tiny features (1.2 s -> 0.3 s on a 960x540 frame)
-    peak_threshold: float = 0.003  # SIFT's contrast threshold (COLMAP: 0.0067); lower finds more features without
-    # the cost of upsampling (kitchen, scheduled pairs: 17 -> 19/25 registered, +35 % time)
-    max_exhaustive_pairs: int = 600  # image sets with at most this many pairs (35 photos) match every pair
+    features: str = "accurate"  # SIFT_MODES key
+    max_exhaustive_images: int = 35  # image sets up to this size match every pair; larger ones use retrieval
+    retrieval: bool = True  # False: larger image sets match the track schedule's pairs instead (the old rule)
+    retrieval_neighbours: int = 15  # retrieval: each image is matched with its k most similar images
+    retrieval_words: int = 1024  # at most this many visual words
+    retrieval_descriptors: int = 1000  # descriptors per image that enter retrieval (a seeded random subset)
+    retrieval_sequential: int = 3  # retrieval also matches photos up to this far apart in order when their
+    # tracks connect them (min_shared): frame sequences stored as photos keep their neighbours; 0: off
     num_threads: int = -1
+    seed: int = 0
 
 
 @dataclass
 class MatchPlan:
-    """Which frame pairs get SIFT matches, and why; `summary()` goes into the report."""
+    """Which frame pairs get SIFT matches, and why; `summary()` goes into the report.
+
+    selection: how pairs were chosen: off | exhaustive | retrieval | schedule | weak links.
+    """
     mode: str
     reason: str
     pairs: list = field(default_factory=list)  # (i, j), i < j, frame indices
     weak_links: list = field(default_factory=list)  # t: frames t and t+1 share too few tracks
     num_loop_pairs: int = 0
+    selection: str = "off"
+    retrieval: Optional[dict] = None  # retrieval.retrieval_pairs' info
+    sift: Optional[dict] = None  # the SiftExtractionOptions fields in use
 
     @property
     def frames(self) -> np.ndarray:
         return np.unique(np.array(self.pairs, dtype=np.int64).reshape(-1))
 
     def summary(self) -> dict:
-        return {"mode": self.mode, "enabled": bool(self.pairs), "reason": self.reason, "sift_frames": int(len(self.frames)),
+        return {"mode": self.mode, "enabled": bool(self.pairs), "reason": self.reason, "pair_selection": self.selection,
+                "retrieval": self.retrieval, "sift": self.sift, "sift_frames": int(len(self.frames)),
                 "sift_pairs": len(self.pairs), "loop_pairs": self.num_loop_pairs, "weak_links": self.weak_links[:50]}
 
 
@@ -97,9 +140,11 @@ def plan_matches(ok: np.ndarray, schedule: list, mode: str = "auto", image_set: 
                  min_matches: int = 15, options: Optional[MatchOptions] = None) -> MatchPlan:
     """Decide the SIFT pairs from the (T, N) usable-observation mask and the track pair schedule.
 
-    all: every schedule pair plus loop pairs. auto: the same for an image set (photos need not overlap
-    in order); for a video, pairs bridging weak links plus loop pairs. off: none. Small image sets (at most
-    max_exhaustive_pairs pairs) get every pair in both auto and all.
+    Image sets (photos need not overlap in order), auto and all: up to max_exhaustive_images photos every
+    pair, as COLMAP would; larger sets select pairs by retrieval (`selection == "retrieval"`: the caller adds
+    the retrieved pairs once the descriptors exist; all keeps the scheduled and loop pairs too).
+    Videos: all: every schedule pair plus loop pairs; auto: pairs bridging weak links plus loop pairs.
+    off: none.
     """
     if mode not in MATCH_MODES:
         raise ValueError(f"matches must be one of {MATCH_MODES}, got {mode!r}")
@@ -110,18 +155,27 @@ def plan_matches(ok: np.ndarray, schedule: list, mode: str = "auto", image_set: 
     loops = loop_pairs(ok, o, min_matches)
     T = len(ok)
     loop_note = f"; {len(loops)} loop-closure pair(s) between keyframes the tracks do not connect"
-    if image_set and T * (T - 1) // 2 <= o.max_exhaustive_pairs:
-        # photos need not be in order: a small set is matched exhaustively, as COLMAP would
-        pairs = {(i, j) for i in range(T) for j in range(i + 1, T)}
-        why = f"{mode}: the input is an image set of {T} photos, every pair (loop closure included)"
+    if image_set and T <= o.max_exhaustive_images:
+        pairs, selection = {(i, j) for i in range(T) for j in range(i + 1, T)}, "exhaustive"
+        why = f"{mode}: the input is an image set of {T} photos (<= {o.max_exhaustive_images}), every pair"
+        loops = set()
+    elif image_set and o.retrieval:
+        selection = "retrieval"
+        pairs = set(map(tuple, schedule)) | loops if mode == "all" else set()
+        near = {(i, j) for i, j in map(tuple, schedule) if j - i <= o.retrieval_sequential and shared_tracks(ok, i, j) >= o.min_shared}
+        pairs |= near
+        why = (f"{mode}: the input is an image set of {T} photos (> {o.max_exhaustive_images}), each matched with its "
+               f"{o.retrieval_neighbours} most similar photos by retrieval" + (", plus every scheduled pair" + loop_note if mode == "all" else "")
+               + f"; {len(near)} pair(s) of photos up to {o.retrieval_sequential} apart in order that tracks connect")
+        loops = loops if mode == "all" else set()
     elif mode == "all" or image_set:
         why = ("all: every scheduled pair" if mode == "all" else "auto: the input is an image set, every scheduled pair") + loop_note
-        pairs = set(map(tuple, schedule)) | loops
+        pairs, selection = set(map(tuple, schedule)) | loops, "schedule"
     else:
-        pairs = bridge_pairs(links, len(ok), o.bridge) | loops
+        pairs, selection = bridge_pairs(links, len(ok), o.bridge) | loops, "weak links"
         why = (f"auto: {len(links)} weak link(s) between consecutive frames (< {o.min_shared} shared tracks or "
                f"< {o.min_shared_fraction:.0%} of the median)" if links else "auto: consecutive frames are well connected by tracks") + loop_note
-    plan = MatchPlan(mode, why, sorted(pairs), links, len(loops))
+    plan = MatchPlan(mode, why, sorted(pairs), links, len(loops), selection)
     logger.info("feature matches: %s -> %d SIFT pairs on %d frames", why, len(plan.pairs), len(plan.frames))
     return plan
 
@@ -139,44 +193,47 @@ def _gray(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if f.ndim == 3 else f, dtype=np.uint8)
 
 
-def sift_matches(frames, pairs: list, work: Path, options: Optional[MatchOptions] = None, image_sizes=None) -> SiftMatches:
-    """SIFT on the frames of `pairs` and pycolmap's matcher (ratio test, cross check) on each pair.
+def extract(frames, need, db, options: MatchOptions, image_sizes=None) -> tuple:
+    """SIFT (settings of options.features) on frames `need`, written to the open pycolmap database `db`
+    as image t + 1 -> (keypoints: T arrays (K_t, 2), retrieval descriptors: T arrays (<= R, 128) uint8, settings).
 
     frames: (T, H, W, 3) uint8 (a memmap is fine). image_sizes: optional (T, 2) own size of each frame on a
-    padded canvas; SIFT sees only that part, so neither the padding nor its edge gives keypoints. Descriptors go into a scratch pycolmap database in
-    `work` and the matcher reads them from there, so memory stays bounded however many frames.
+    padded canvas; SIFT sees only that part, so neither the padding nor its edge gives keypoints. Only a
+    seeded subset of options.retrieval_descriptors descriptors per frame stays in memory.
     """
-    o = options or MatchOptions()
     T = len(frames)
-    need = np.unique(np.array(pairs, dtype=np.int64).reshape(-1))
-    keypoints = [np.zeros((0, 2), np.float32) for _ in range(T)]
-    db_path = Path(work) / "sift_features.db"
-    db_path.unlink(missing_ok=True)
-    t0 = time.time()
-    eo = pycolmap.FeatureExtractionOptions()
-    eo.sift.max_num_features = o.max_features
-    eo.num_threads = o.num_threads
     H, W = np.asarray(frames[0]).shape[:2]
-    eo.sift.first_octave = -1 if max(H, W) < o.upsample_below else 0
-    eo.sift.peak_threshold = o.peak_threshold
+    settings = sift_settings(options.features, (H, W))
+    eo = pycolmap.FeatureExtractionOptions()
+    eo.num_threads = options.num_threads
+    for k, v in settings.items():
+        setattr(eo.sift, k, v)
     extractor = pycolmap.FeatureExtractor.create(eo, device=pycolmap.Device.cpu)
-    with pycolmap.Database.open(str(db_path)) as db:
-        cam = pycolmap.Camera.create_from_model_name(1, "SIMPLE_RADIAL", 1.2 * max(H, W), W, H)
-        db.write_camera(cam, use_camera_id=True)
-        for t in need:
-            frame = frames[t] if image_sizes is None else frames[t][:image_sizes[t][0], :image_sizes[t][1]]
-            kp, desc = extractor.extract_from_uint8_array(_gray(frame))
-            xy = np.array([(k.x, k.y) for k in kp], np.float32).reshape(-1, 2)
-            keypoints[t] = xy
-            db.write_image(pycolmap.Image(name=f"{t}", camera_id=1, image_id=int(t) + 1), use_image_id=True)
-            db.write_keypoints(int(t) + 1, xy)
-            db.write_descriptors(int(t) + 1, desc)
-    t_extract = time.time() - t0
-    t0 = time.time()
+    keypoints = [np.zeros((0, 2), np.float32) for _ in range(T)]
+    kept = [np.zeros((0, 128), np.uint8) for _ in range(T)]
+    rng = np.random.default_rng(options.seed)
+    cam = pycolmap.Camera.create_from_model_name(1, "SIMPLE_RADIAL", 1.2 * max(H, W), W, H)
+    db.write_camera(cam, use_camera_id=True)
+    for t in need:
+        frame = frames[t] if image_sizes is None else frames[t][:image_sizes[t][0], :image_sizes[t][1]]
+        kp, desc = extractor.extract_from_uint8_array(_gray(frame))
+        xy = np.array([(k.x, k.y) for k in kp], np.float32).reshape(-1, 2)
+        keypoints[t] = xy
+        d = np.asarray(desc.data)
+        kept[t] = d[np.sort(rng.choice(len(d), options.retrieval_descriptors, replace=False))] if len(d) > options.retrieval_descriptors else d
+        db.write_image(pycolmap.Image(name=f"{t}", camera_id=1, image_id=int(t) + 1), use_image_id=True)
+        db.write_keypoints(int(t) + 1, xy)
+        db.write_descriptors(int(t) + 1, desc)
+    return keypoints, kept, settings
+
+
+def match(db_path: Path, pairs: list, work: Path, options: MatchOptions) -> dict:
+    """pycolmap's matcher (ratio test, cross check, COLMAP's defaults) on `pairs` of the features in db_path
+    -> {(i, j): (M, 2) uint32 raw matches}; verification comes later, with the tracks."""
     pair_file = Path(work) / "sift_pairs.txt"
     pair_file.write_text("".join(f"{i} {j}\n" for i, j in pairs))
     mo = pycolmap.FeatureMatchingOptions()
-    mo.num_threads = o.num_threads
+    mo.num_threads = options.num_threads
     mo.skip_geometric_verification = True  # verified together with the tracks in the track database
     po = pycolmap.ImportedPairingOptions()
     po.match_list_path = pair_file
@@ -188,6 +245,30 @@ def sift_matches(frames, pairs: list, work: Path, options: Optional[MatchOptions
                 m = np.asarray(db.read_matches(i + 1, j + 1), dtype=np.uint32).reshape(-1, 2)
                 if len(m):
                     matches[(i, j)] = m
+    pair_file.unlink(missing_ok=True)
+    return matches
+
+
+def sift_matches(frames, plan: MatchPlan, work: Path, options: Optional[MatchOptions] = None, image_sizes=None) -> SiftMatches:
+    """SIFT on the frames of `plan` (every frame for retrieval, whose pairs are added to the plan here) and
+    pycolmap's matcher on its pairs. Descriptors go into a scratch pycolmap database in `work` and the
+    matcher reads them from there, so memory stays bounded however many frames.
+    """
+    o = options or MatchOptions()
+    T = len(frames)
+    need = np.arange(T) if plan.selection == "retrieval" else plan.frames
+    db_path = Path(work) / "sift_features.db"
+    db_path.unlink(missing_ok=True)
+    t0 = time.time()
+    with pycolmap.Database.open(str(db_path)) as db:
+        keypoints, kept, plan.sift = extract(frames, need, db, o, image_sizes)
+    t_extract = time.time() - t0
+    if plan.selection == "retrieval":
+        found, plan.retrieval = retrieval.retrieval_pairs(kept, o.retrieval_neighbours, o.retrieval_words, seed=o.seed)
+        plan.pairs = sorted(set(plan.pairs) | found)
+    del kept
+    t0 = time.time()
+    matches = match(db_path, plan.pairs, work, o)
     db_path.unlink(missing_ok=True)
     logger.info("SIFT: %d frames (%.1fs), %d pairs matched, median %d matches (%.1fs)", len(need), t_extract, len(matches),
                 int(np.median([len(m) for m in matches.values()])) if matches else 0, time.time() - t0)
@@ -213,6 +294,6 @@ def feature_matches(frames, ok: np.ndarray, schedule: list, work: Path, mode: st
     if image_size is not None and tuple(np.shape(frames[0])[:2]) != tuple(image_size):
         raise ValueError(f"frames are {np.shape(frames[0])[:2]}, the tracks' images {tuple(image_size)}: pass frames at the tracking resolution")
     plan = plan_matches(ok, schedule, mode, image_set, min_matches, options)
-    if not plan.pairs:
+    if not plan.pairs and plan.selection != "retrieval":
         return None, plan
-    return sift_matches(frames, plan.pairs, work, options, image_sizes), plan
+    return sift_matches(frames, plan, work, options, image_sizes), plan

@@ -59,6 +59,8 @@ class MappingOptions:
     deterministic: bool = True  # mapper and final BA on one thread: the same input gives the same model
     seed: int = 0  # every RANSAC and sampler: verification, mapper, triangulation, track completion
     matches: str = "auto"  # SIFT matches next to the tracks: auto | off | all (see feature_matches.py; needs frames)
+    features: str = "accurate"  # SIFT settings: accurate | fast | colmap | accurate-dsp (feature_matches.SIFT_MODES)
+    match_options: dict = field(default_factory=dict)  # extra feature_matches.MatchOptions fields (e.g. retrieval_neighbours)
     image_set: bool = False  # the frames are photos, not a video: consecutive ones need not overlap
     pipeline: dict = field(default_factory=dict)  # extra Incremental/GlobalPipelineOptions fields
     work_dir: Optional[str] = None  # keep database.db and raw models here (default: a temp dir)
@@ -189,7 +191,9 @@ def _feature_matches(frames, ok: np.ndarray, keys: np.ndarray, work: Path, opts:
     view = frames if frames is None or len(keys) == len(ok) else kfm.FrameSubset(frames, keys)
     schedule = _schedule(len(keys), opts)
     sift, plan = fm.feature_matches(view, ok[keys], schedule, work, opts.matches, opts.image_set, opts.min_matches, tracks.image_size,
-                                    fm.MatchOptions(num_threads=opts.num_threads), [(cameras[t].height, cameras[t].width) for t in keys])
+                                    fm.MatchOptions(**{"features": opts.features, "num_threads": opts.num_threads, "seed": opts.seed,
+                                                       **opts.match_options}),
+                                    [(cameras[t].height, cameras[t].width) for t in keys])
     if view is not frames:  # the plan counted in mapped-frame positions: report frame indices
         plan.weak_links = [int(keys[t]) for t in plan.weak_links]
     if opts.report is not None:

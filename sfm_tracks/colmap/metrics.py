@@ -87,3 +87,29 @@ def aligned_pose_errors(est: np.ndarray, gt: np.ndarray) -> dict:
     scale = float(np.sqrt(((Cg - Cg.mean(0)) ** 2).sum(1).mean())) if len(Cg) else np.nan
     return {"rotation_deg": rot, "center": cerr, "center_rel": cerr / max(scale, 1e-12), "scene_scale": scale,
             "num_registered": int(ok.sum())}
+
+
+def pair_errors(est: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(T(T-1)/2,) error of every frame pair (i < j): the larger of the relative rotation error and the
+    translation-direction error, in degrees; inf where either frame is unregistered (NaN rows of `est`).
+
+    Unregistered frames count as failures, so a model that places fewer frames cannot score better.
+    """
+    ok = np.isfinite(est).all((1, 2))
+    T = len(est)
+    out = np.full((T, T), np.inf)
+    if ok.sum() >= 2:
+        rel = relative_pose_errors(est, gt)
+        idx = np.nonzero(ok)[0]
+        i, j = np.triu_indices(len(idx), 1)
+        out[idx[i], idx[j]] = np.maximum(rel["rotation_deg"], rel["translation_deg"])
+    return out[np.triu_indices(T, 1)]
+
+
+def pose_auc(errors: np.ndarray, threshold_deg: int = 5) -> float:
+    """AUC@threshold of pair errors as VGGSfM reports it: the recall at 1, 2, ..., threshold degrees, averaged
+    (a histogram with 1-degree bins, cumulated). In [0, 1]; inf errors (failed pairs) count as misses."""
+    e = np.asarray(errors, np.float64)
+    if not len(e):
+        return float("nan")
+    return float(np.mean([(e < t).mean() for t in range(1, int(threshold_deg) + 1)]))

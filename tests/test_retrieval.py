@@ -1,0 +1,101 @@
+"""Pair selection for photo sets: retrieval from the set's own SIFT vocabulary, and the SIFT settings by mode."""
+import numpy as np
+import pytest
+import torch
+
+from sfm_tracks import Tracks
+from sfm_tracks.colmap import retrieval
+from sfm_tracks.colmap.feature_matches import MatchOptions, plan_matches, sift_settings
+from sfm_tracks.colmap.mapping import reconstruct
+from sfm_tracks.colmap.metrics import pair_errors, pose_auc, relative_pose_errors
+
+
+def test_top_k_pairs_is_symmetric_and_bounded():
+    S = np.array([[1, .9, .1, .2], [.9, 1, .3, .1], [.1, .3, 1, .8], [.2, .1, .8, 1]])
+    assert retrieval.top_k_pairs(S, 1) == {(0, 1), (2, 3)}
+    assert len(retrieval.top_k_pairs(S, 2)) <= 4 * 2 and retrieval.top_k_pairs(S, 10) == {(i, j) for i in range(4) for j in range(i + 1, 4)}
+
+
+def test_images_sharing_words_retrieve_each_other():
+    # three "places", each with its own 40 descriptor prototypes; 4 noisy views of each place, shuffled
+    rng = np.random.default_rng(0)
+    places = [rng.uniform(0, 255, (40, 128)) for _ in range(3)]
+    place_of = rng.permutation(np.repeat(np.arange(3), 4))
+    descs = [np.clip(places[p][rng.choice(40, 200)] + rng.normal(0, 8, (200, 128)), 0, 255).astype(np.uint8) for p in place_of]
+    pairs, info = retrieval.retrieval_pairs(descs, neighbours=3, words=64)
+    assert info["method"] == "retrieval" and info["words"] >= 16
+    assert all(place_of[i] == place_of[j] for i, j in pairs)  # each image's 3 nearest are the 3 other views of its place
+    assert len(pairs) == 3 * 6
+
+
+def test_sift_settings_by_mode():
+    acc = sift_settings("accurate", (800, 1200))
+    assert acc["first_octave"] == -1 and acc["max_num_features"] == 8192 and acc["peak_threshold"] == pytest.approx(0.003)
+    assert sift_settings("colmap", (800, 1200))["peak_threshold"] == pytest.approx(0.02 / 3)
+    assert sift_settings("fast", (800, 1200))["first_octave"] == 0 and sift_settings("fast", (480, 640))["first_octave"] == -1
+    assert sift_settings("accurate-dsp", (480, 640))["domain_size_pooling"] is True
+    with pytest.raises(ValueError, match="features must be one of"):
+        sift_settings("fastest", (480, 640))
+
+
+def test_pair_errors_and_auc():
+    rng = np.random.default_rng(1)
+    from scipy.spatial.transform import Rotation
+    gt = np.concatenate([Rotation.random(6, random_state=2).as_matrix(), rng.normal(size=(6, 3, 1))], 2)
+    assert pose_auc(pair_errors(gt, gt)) == pytest.approx(1.0)
+    est = gt.copy()
+    est[5] = np.nan  # one frame unregistered: its 5 pairs of 15 fail
+    e = pair_errors(est, gt)
+    assert np.isinf(e).sum() == 5 and pose_auc(e) == pytest.approx(10 / 15)
+
+
+def test_large_photo_set_uses_retrieval_in_plan():
+    ok = np.zeros((60, 0), bool)
+    plan = plan_matches(ok, [(0, 1)], "auto", image_set=True)
+    assert plan.selection == "retrieval" and plan.pairs == []  # pairs come once the descriptors exist
+    small = plan_matches(np.zeros((12, 0), bool), [(0, 1)], "auto", image_set=True)
+    assert small.selection == "exhaustive" and len(small.pairs) == 66
+    old = plan_matches(ok, [(0, 1)], "auto", image_set=True, options=MatchOptions(retrieval=False))
+    assert old.selection == "schedule"
+
+
+@pytest.fixture(scope="module")
+def shuffled_orbit():
+    """60 photos of one full turn around a synthetic room (the training generator), in random order."""
+    from cotracker3.data.scene import sample_scene
+    from cotracker3.data.synthetic import generate_clip
+
+    torch.set_num_threads(2)
+    H, W, T = 192, 256, 60
+    scene = sample_scene(0, H, W, dynamic=False, camera_mode="orbit")
+    step = 360 * 24 / (T * abs(np.degrees(scene.camera.angle_rate) * 24))  # angle_rate is per 24 frames of scene time
+    clip = generate_clip(0, num_frames=T, height=H, width=W, num_tracks=8, dynamic=False, camera_mode="orbit", frame_step=step)
+    order = np.random.default_rng(0).permutation(T)
+    return clip["video"][order], clip["cam_from_world"][order].astype(np.float64), clip["intrinsics"]
+
+
+def _photo_set(video, K, match_options):
+    T, H, W = video.shape[:3]
+    tracks = Tracks(xy=np.zeros((T, 0, 2)), visible=np.zeros((T, 0), bool), image_size=(H, W))  # SIFT only
+    tracks.image_names = [f"img_{t:02d}.png" for t in range(T)]
+    report = {}
+    camera = {"model": "PINHOLE", "params": [K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5]}
+    rec = reconstruct(tracks, camera=camera, frames=video, image_set=True, report=report, match_options=match_options)
+    est = np.full((T, 3, 4), np.nan)
+    for im in rec.images.values():
+        if im.has_pose:
+            est[int(im.name[4:6])] = im.cam_from_world().matrix()
+    return rec, est, report["matches"]
+
+
+def test_retrieval_registers_a_60_photo_set_the_old_35_photo_rule_splits(shuffled_orbit):
+    video, poses, K = shuffled_orbit
+    rec, est, matches = _photo_set(video, K, {})
+    assert matches["pair_selection"] == "retrieval" and matches["retrieval"]["neighbours"] == 15
+    assert matches["sift_pairs"] < 60 * 59 // 2 // 3  # a third of exhaustive matching at most
+    assert rec.num_reg_images() == 60
+    rel = relative_pose_errors(est, poses)
+    assert np.median(rel["rotation_deg"]) < 1.5 and rel["rotation_deg"].max() < 5.0  # measured 0.90 / 2.07 deg
+    # the rule it replaces (above 35 photos: the track schedule's pairs, here in shuffled order) leaves most out
+    old, _, old_matches = _photo_set(video, K, {"retrieval": False})
+    assert old_matches["pair_selection"] == "schedule" and old.num_reg_images() < 40  # measured 19/60
