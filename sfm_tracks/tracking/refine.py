@@ -1,0 +1,205 @@
+"""Sub-pixel refinement of any provider's tracks against each track's reference appearance.
+
+Why: trackers drift along a track (Lucas-Kanade chains frame-to-frame steps) or are coarse by construction
+(CoTracker3 predicts at its model resolution), while SfM wants every observation of one 3D point to show
+the same surface point. So every visible observation is re-aligned, at the resolution of the frames given,
+to the track's reference patch: the patch around the query, the one position that is exact by definition.
+
+Method: pyramidal Lucas-Kanade (OpenCV's `calcOpticalFlowPyrLK`, vectorised over all observations of a
+frame) from the query frame to each frame, started at the tracker's position, so the reference never
+drifts. The affine change of the patch along the track is then estimated by an inverse-compositional
+affine alignment (`affine.py`) started from the translation, which moves the point only when the patch
+still matches. An observation is refined only when every guard passes; otherwise it keeps the tracker's
+position, becomes invisible, and its reason is counted (never silently moved):
+
+- `low_texture`: the reference patch's structure tensor has a small eigenvalue (flat or a straight edge),
+  so no alignment can fix a position (the whole track is left unrefined).
+- `no_convergence`: the alignment failed or left the image.
+- `drift`: the refined position lies more than `max_shift_px` from the tracker's.
+- `warp`: the estimated affine scale, rotation or shear left their ranges (the patch is too deformed
+  for a reference from the query frame to be trusted).
+- `appearance`: normalized cross-correlation between the reference and the aligned patch is below
+  `min_ncc` (occlusion, lighting, a different surface).
+
+Every provider's tracks go through `refine_tracks`, called by the pipeline (`pipeline.run`) and by
+pseudo-labelling (`pseudo_labels.label_with_teacher`) on whatever the provider returned.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from ..tracks import Tracks
+from .affine import affine_align, patch_grid, prepare, sample
+
+DEFAULT_CONF = {
+    "enabled": True,
+    "win": 15,  # px, side of the aligned patch
+    "levels": 2,  # pyramid levels above full resolution for the translation search
+    "iterations": 30,
+    "max_shift_px": 4.0,  # guard: farther from the tracker's position is a different point
+    "min_eig": 4.0,  # guard: smallest structure-tensor eigenvalue of the reference, (grey levels / px)^2 per pixel
+    "min_ncc": 0.85,  # guard: normalized cross-correlation after alignment
+    "affine": True,  # estimate the patch's affine change (scale / rotation / shear guards, affine-aware position)
+    "affine_iterations": 10,
+    "max_log_scale": 0.25,  # guard: |log| of each singular value of the affine part (about +-28 %)
+    "max_rotation_deg": 20.0,  # guard
+}
+
+# per-observation status codes
+HIDDEN, REFERENCE, REFINED, LOW_TEXTURE, NO_CONVERGENCE, DRIFT, WARP, APPEARANCE = -1, 0, 1, 2, 3, 4, 5, 6
+REASONS = {LOW_TEXTURE: "low_texture", NO_CONVERGENCE: "no_convergence", DRIFT: "drift", WARP: "warp", APPEARANCE: "appearance"}
+
+
+@dataclass
+class Refinement:
+    """Refined tracks plus what happened to each observation."""
+
+    tracks: Tracks  # refined positions; visible only where the observation was the query or passed every guard
+    status: np.ndarray  # (T, N) int8: HIDDEN (was not visible), REFERENCE (query), REFINED, or a REASONS code
+    shift: np.ndarray  # (T, N) float32 px the refinement moved the observation (0 where not refined)
+
+    def stats(self) -> dict:
+        """Counts for report.json: refined, unreliable per reason, median / p90 shift of refined observations."""
+        moved = self.shift[self.status == REFINED]
+        out = {"refined": int((self.status == REFINED).sum()), "reference": int((self.status == REFERENCE).sum())}
+        out["unreliable"] = {name: int((self.status == code).sum()) for code, name in REASONS.items()}
+        out["shift_px_median"] = round(float(np.median(moved)), 4) if len(moved) else 0.0
+        out["shift_px_p90"] = round(float(np.percentile(moved, 90)), 4) if len(moved) else 0.0
+        return out
+
+
+def gray(frame) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) uint8 grey."""
+    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+
+
+def min_eigenvalue(patches: np.ndarray) -> np.ndarray:
+    """(M, P, P) float patches -> (M,) smallest eigenvalue of the mean structure tensor (central differences)."""
+    gx = (patches[:, 1:-1, 2:] - patches[:, 1:-1, :-2]) / 2
+    gy = (patches[:, 2:, 1:-1] - patches[:, :-2, 1:-1]) / 2
+    a, b, c = (gx * gx).mean((1, 2)), (gx * gy).mean((1, 2)), (gy * gy).mean((1, 2))
+    return (a + c) / 2 - np.sqrt(((a - c) / 2) ** 2 + b * b)
+
+
+def ncc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(M, ...) x (M, ...) -> (M,) normalized cross-correlation (0 where either patch is flat)."""
+    a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(1, keepdims=True)
+    b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(1, keepdims=True)
+    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    return np.where(den > 1e-6, (a * b).sum(1) / np.maximum(den, 1e-6), 0.0)
+
+
+def warp_ok(A: np.ndarray, max_log_scale: float, max_rotation_deg: float) -> np.ndarray:
+    """(M, 2, 2) affine parts -> (M,) bool: singular values within exp(+-max_log_scale), rotation within range."""
+    s = np.linalg.svd(A, compute_uv=False)
+    rot = np.degrees(np.arctan2(A[:, 1, 0] - A[:, 0, 1], A[:, 0, 0] + A[:, 1, 1]))
+    det = np.linalg.det(A)
+    return (np.abs(np.log(np.maximum(s, 1e-9))) <= max_log_scale).all(1) & (np.abs(rot) <= max_rotation_deg) & (det > 0)
+
+
+class _QueryFrames:
+    """Grey query frames, decoded once and dropped after the last frame whose observations need them."""
+
+    def __init__(self, frames, last_use: dict):
+        self.frames, self.last_use, self.cache = frames, last_use, {}
+
+    def get(self, q: int, t: int) -> np.ndarray:
+        if q not in self.cache:
+            self.cache[q] = gray(self.frames[q])
+        for old in [k for k in self.cache if self.last_use[k] < t]:
+            del self.cache[old]
+        return self.cache[q]
+
+
+def _translate(refs: _QueryFrames, t: int, g_t: np.ndarray, ref_xy, xy_t, qf, cols, conf) -> tuple:
+    """Pyramidal LK from each query frame to frame t for observations `cols` (M,), started at the tracker's
+    positions -> ((M, 2) positions, (M,) ok)."""
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, conf["iterations"], 0.01)
+    p, ok = xy_t[cols].astype(np.float32), np.zeros(len(cols), bool)
+    for q in np.unique(qf[cols]):
+        k = np.flatnonzero(qf[cols] == q)
+        n = cols[k]
+        out, st, _ = cv2.calcOpticalFlowPyrLK(refs.get(int(q), t), g_t, ref_xy[n].reshape(-1, 1, 2), p[k].reshape(-1, 1, 2).copy(),
+                                              winSize=(conf["win"], conf["win"]), maxLevel=conf["levels"], criteria=criteria,
+                                              flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+        out = out.reshape(-1, 2)
+        good = st.reshape(-1).astype(bool) & np.isfinite(out).all(1)
+        p[k[good]], ok[k] = out[good], good
+    return p, ok
+
+
+def _align(ref_patch, prepared, image, p, ok, init, image_size, conf) -> tuple:
+    """Affine alignment and the guards for M observations of one frame -> (codes (M,), positions (M, 2), shift (M,))."""
+    half = conf["win"] // 2
+    grid = patch_grid(half)
+    code = np.full(len(p), REFINED, np.int8)
+    if conf["affine"]:
+        A, p, conv = affine_align(prepared, image, p, conf["affine_iterations"])
+        ok = ok & conv
+        code[~warp_ok(A, conf["max_log_scale"], conf["max_rotation_deg"])] = WARP
+        aligned = sample(image, p, grid, A)
+    else:
+        aligned = sample(image, p, grid)
+    H, W = image_size
+    ok &= (p[:, 0] >= -0.5) & (p[:, 1] >= -0.5) & (p[:, 0] <= W - 0.5) & (p[:, 1] <= H - 0.5)
+    d = np.linalg.norm(p - init, axis=1)
+    code[(code == REFINED) & (ncc(ref_patch, aligned) < conf["min_ncc"])] = APPEARANCE
+    code[d > conf["max_shift_px"]] = DRIFT
+    code[~ok] = NO_CONVERGENCE
+    return code, p, d
+
+
+def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None) -> Refinement:
+    """Refine every visible, non-query observation of `tracks` on `frames` (T, H, W, 3) uint8 (any array
+    that indexes by frame, e.g. a memmap) against its track's query-frame patch; see the module docstring.
+
+    tracks.query_frame is required (every provider stamps it). Invisible observations are left untouched.
+    """
+    conf = {**DEFAULT_CONF, **(conf or {})}
+    T, N = tracks.visible.shape
+    if tracks.query_frame is None:
+        raise ValueError("refine_tracks needs tracks.query_frame (the reference frame of each track)")
+    if len(frames) != T or tuple(frames.shape[1:3]) != tuple(tracks.image_size):
+        raise ValueError(f"frames {tuple(frames.shape[:3])} do not match tracks ({T} frames of {tracks.image_size})")
+    qf, n_idx = tracks.query_frame, np.arange(N)
+    xy, visible = tracks.xy.copy(), tracks.visible.copy()
+    status = np.where(visible, REFINED, HIDDEN).astype(np.int8)
+    status[qf, n_idx] = np.where(visible[qf, n_idx], REFERENCE, HIDDEN)
+    shift = np.zeros((T, N), np.float32)
+    if N == 0:
+        return Refinement(tracks, status, shift)
+    win, half = conf["win"], conf["win"] // 2
+    if win < 5 or win % 2 == 0:
+        raise ValueError(f"refine win must be an odd number of pixels >= 5, got {win}")
+    ref_xy = tracks.xy[qf, n_idx].astype(np.float32)
+    todo = (status == REFINED)
+    last_use = {int(q): int(np.flatnonzero(todo[:, qf == q].any(1)).max(initial=-1)) for q in np.unique(qf)}
+    refs = _QueryFrames(frames, last_use)
+    ref_patch = np.zeros((N, win, win), np.float32)
+    for q in np.unique(qf):  # reference patches and their texture, one query frame at a time
+        sel = np.flatnonzero(qf == q)
+        g = gray(frames[q]).astype(np.float32)
+        big = sample(g, ref_xy[sel], patch_grid(half + 1))
+        ref_patch[sel] = big[:, 1:-1, 1:-1]
+        flat = min_eigenvalue(big) < conf["min_eig"]
+        status[:, sel[flat]] = np.where(todo[:, sel[flat]], LOW_TEXTURE, status[:, sel[flat]])
+    todo = status == REFINED
+    prepared = prepare(ref_patch) if conf["affine"] else None
+    for t in range(T):
+        cols = np.flatnonzero(todo[t])
+        if len(cols):
+            g_t = gray(frames[t])
+            p, ok = _translate(refs, t, g_t, ref_xy, xy[t], qf, cols, conf)
+            prep = (prepared[0][cols], prepared[1][cols]) if conf["affine"] else None
+            code, p, d = _align(ref_patch[cols], prep, g_t.astype(np.float32), p, ok, xy[t, cols], tracks.image_size, conf)
+            good = code == REFINED
+            xy[t, cols[good]] = p[good]
+            shift[t, cols[good]] = d[good]
+            status[t, cols] = code
+    visible &= (status == REFINED) | (status == REFERENCE)
+    out = Tracks(xy, visible, tracks.image_size, tracks.confidence, tracks.query_frame, tracks.image_names)
+    return Refinement(out, status, shift)
