@@ -41,9 +41,12 @@ def _normalise(p: np.ndarray) -> np.ndarray:
     return p / np.maximum(p.std((1, 2), keepdims=True), 1e-3)
 
 
-def prepare(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def prepare(ref: np.ndarray, prior: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(M, P, P) reference patches -> what alignment needs of them, computed once per track:
-    (normalised patches (M, P*P), G (M, 6, P*P) = H^-1 J^T of the inverse-compositional update)."""
+    (normalised patches (M, P*P), G (M, 6, P*P) = K J^T, K[:, :, :4] * lambda (M, 6, 4)) with
+    K = (H + lambda I_lin)^-1. `prior` > 0 pulls the affine part towards the identity with lambda = prior
+    times the mean diagonal of H's affine block: small weakly textured patches determine translation well
+    but scale, rotation and shear poorly, and undamped they wander."""
     M, P = ref.shape[:2]
     grid = patch_grid(P // 2)
     x, y = grid[..., 0].reshape(-1), grid[..., 1].reshape(-1)
@@ -52,8 +55,10 @@ def prepare(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     gx, gy = gx.reshape(M, -1), gy.reshape(M, -1)
     sd = np.stack([gx * x, gx * y, gy * x, gy * y, gx, gy], -1)  # (M, P*P, 6) steepest descent images
     Hs = np.matmul(sd.transpose(0, 2, 1), sd) + 1e-6 * np.eye(6, dtype=np.float32)
-    G = np.matmul(np.linalg.inv(Hs.astype(np.float64)).astype(np.float32), sd.transpose(0, 2, 1))
-    return T.reshape(M, -1), G
+    lam = prior * np.trace(Hs[:, :4, :4], axis1=1, axis2=2) / 4  # (M,)
+    Hs[:, np.arange(4), np.arange(4)] += lam[:, None]
+    K = np.linalg.inv(Hs.astype(np.float64)).astype(np.float32)
+    return T.reshape(M, -1), np.matmul(K, sd.transpose(0, 2, 1)), K[:, :, :4] * lam[:, None, None]
 
 
 def affine_align(prepared: tuple, image: np.ndarray, init: np.ndarray, iterations: int = 10,
@@ -64,7 +69,7 @@ def affine_align(prepared: tuple, image: np.ndarray, init: np.ndarray, iteration
     Returns (A (M, 2, 2), centres (M, 2), converged (M,) bool: finite, and the last update moved the patch
     corners by less than 10 * tol px). A patch whose update gets smaller than `tol` px stops early.
     """
-    Tf, G = prepared
+    Tf, G, KL = prepared
     M, P = len(Tf), int(round(np.sqrt(Tf.shape[1])))
     half = P // 2
     grid = patch_grid(half)
@@ -78,6 +83,7 @@ def affine_align(prepared: tuple, image: np.ndarray, init: np.ndarray, iteration
             break
         warped = _normalise(sample(image, c[idx], grid, A[idx])).reshape(len(idx), -1)
         dp = np.matmul(G[idx], (warped - Tf[idx])[..., None])[..., 0]
+        dp += np.matmul(KL[idx], (A[idx] - np.eye(2, dtype=np.float32)).reshape(-1, 4, 1))[..., 0]  # prior: A -> I
         # compose with the inverse of the increment: W <- W o dW^-1, dW = [[1+p0, p1, p4], [p2, 1+p3, p5]]
         dA = np.stack([1 + dp[:, 0], dp[:, 1], dp[:, 2], 1 + dp[:, 3]], -1).reshape(-1, 2, 2)
         dAinv = np.linalg.inv(dA)

@@ -40,11 +40,13 @@ DEFAULT_CONF = {
     "win": 15,  # px, side of the aligned patch
     "levels": 2,  # pyramid levels above full resolution for the translation search
     "iterations": 30,
+    "update_every": 8,  # frames between template updates along a track (each one checked by every guard)
     "max_shift_px": 4.0,  # guard: farther from the tracker's position is a different point
     "min_eig": 4.0,  # guard: smallest structure-tensor eigenvalue of the reference, (grey levels / px)^2 per pixel
     "min_ncc": 0.85,  # guard: normalized cross-correlation after alignment
     "affine": True,  # estimate the patch's affine change (scale / rotation / shear guards, affine-aware position)
     "affine_iterations": 10,
+    "affine_prior": 0.1,  # pull of the affine part towards the identity, relative to the patch's own texture
     "max_log_scale": 0.25,  # guard: |log| of each singular value of the affine part (about +-28 %)
     "max_rotation_deg": 20.0,  # guard
 }
@@ -101,29 +103,78 @@ def warp_ok(A: np.ndarray, max_log_scale: float, max_rotation_deg: float) -> np.
     return (np.abs(np.log(np.maximum(s, 1e-9))) <= max_log_scale).all(1) & (np.abs(rot) <= max_rotation_deg) & (det > 0)
 
 
-class _QueryFrames:
-    """Grey query frames, decoded once and dropped after the last frame whose observations need them."""
+class _GreyFrames:
+    """Grey frames by index, the most recently used `size` kept decoded (references lie close to each frame)."""
 
-    def __init__(self, frames, last_use: dict):
-        self.frames, self.last_use, self.cache = frames, last_use, {}
+    def __init__(self, frames, size: int = 32):
+        self.frames, self.size, self.cache = frames, size, {}
 
-    def get(self, q: int, t: int) -> np.ndarray:
-        if q not in self.cache:
-            self.cache[q] = gray(self.frames[q])
-        for old in [k for k in self.cache if self.last_use[k] < t]:
-            del self.cache[old]
-        return self.cache[q]
+    def get(self, t: int) -> np.ndarray:
+        g = self.cache.pop(t, None)
+        if g is None:
+            g = gray(self.frames[t])
+        self.cache[t] = g
+        if len(self.cache) > self.size:
+            del self.cache[next(iter(self.cache))]
+        return g
 
 
-def _translate(refs: _QueryFrames, t: int, g_t: np.ndarray, ref_xy, xy_t, qf, cols, conf) -> tuple:
-    """Pyramidal LK from each query frame to frame t for observations `cols` (M,), started at the tracker's
-    positions -> ((M, 2) positions, (M,) ok)."""
+class _References:
+    """Each track's current template: (frame, position, patch, alignment data), starting at the query.
+
+    The template update problem (Matthews, Ishikawa & Baker 2004): a template kept from the query frame
+    stops matching once the view changes, one updated every frame drifts. Here a track's template moves to
+    a refined observation only every `update_every` frames and only after that observation was aligned to
+    the current template and passed every guard, so drift can grow only once per update.
+    """
+
+    def __init__(self, frames: _GreyFrames, tracks: Tracks, conf: dict):
+        self.conf, self.half = conf, conf["win"] // 2
+        qf = tracks.query_frame
+        N = len(qf)
+        self.frame0, self.xy0 = qf.copy(), tracks.xy[qf, np.arange(N)].astype(np.float32)
+        self.patch0 = np.zeros((N, conf["win"], conf["win"]), np.float32)
+        self.textured = np.zeros(N, bool)
+        for q in np.unique(qf):
+            sel = np.flatnonzero(qf == q)
+            self.patch0[sel], self.textured[sel] = self._patches(frames.get(int(q)), self.xy0[sel])
+        self.prep0 = prepare(self.patch0, conf["affine_prior"])
+        self.reset()
+
+    def _patches(self, grey: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        big = sample(grey.astype(np.float32), xy, patch_grid(self.half + 1))
+        return big[:, 1:-1, 1:-1], min_eigenvalue(big) >= self.conf["min_eig"]
+
+    def reset(self) -> None:
+        """Back to the query templates (before each time direction)."""
+        self.frame, self.xy, self.patch = self.frame0.copy(), self.xy0.copy(), self.patch0.copy()
+        self.prep = tuple(x.copy() for x in self.prep0)
+
+    def update(self, n: np.ndarray, t: int, grey: np.ndarray, xy: np.ndarray) -> None:
+        """Tracks n (M,) whose observation at frame t was refined to xy (M, 2): move the template there when
+        it is `update_every` frames past the current one and the new patch is textured."""
+        due = np.abs(t - self.frame[n]) >= self.conf["update_every"]
+        n, xy = n[due], xy[due]
+        if not len(n):
+            return
+        patch, textured = self._patches(grey, xy)
+        n, xy, patch = n[textured], xy[textured], patch[textured]
+        if not len(n):
+            return
+        self.frame[n], self.xy[n], self.patch[n] = t, xy, patch
+        for dst, src in zip(self.prep, prepare(patch, self.conf["affine_prior"])):
+            dst[n] = src
+
+
+def _translate(grey: _GreyFrames, refs: _References, g_t: np.ndarray, xy_t, cols, conf) -> tuple:
+    """Pyramidal LK from each track's template frame to frame t for observations `cols` (M,), started at the
+    tracker's positions -> ((M, 2) positions, (M,) ok)."""
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, conf["iterations"], 0.01)
     p, ok = xy_t[cols].astype(np.float32), np.zeros(len(cols), bool)
-    for q in np.unique(qf[cols]):
-        k = np.flatnonzero(qf[cols] == q)
+    for f in np.unique(refs.frame[cols]):
+        k = np.flatnonzero(refs.frame[cols] == f)
         n = cols[k]
-        out, st, _ = cv2.calcOpticalFlowPyrLK(refs.get(int(q), t), g_t, ref_xy[n].reshape(-1, 1, 2), p[k].reshape(-1, 1, 2).copy(),
+        out, st, _ = cv2.calcOpticalFlowPyrLK(grey.get(int(f)), g_t, refs.xy[n].reshape(-1, 1, 2), p[k].reshape(-1, 1, 2).copy(),
                                               winSize=(conf["win"], conf["win"]), maxLevel=conf["levels"], criteria=criteria,
                                               flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
         out = out.reshape(-1, 2)
@@ -175,31 +226,26 @@ def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None) -> Refine
     win, half = conf["win"], conf["win"] // 2
     if win < 5 or win % 2 == 0:
         raise ValueError(f"refine win must be an odd number of pixels >= 5, got {win}")
-    ref_xy = tracks.xy[qf, n_idx].astype(np.float32)
-    todo = (status == REFINED)
-    last_use = {int(q): int(np.flatnonzero(todo[:, qf == q].any(1)).max(initial=-1)) for q in np.unique(qf)}
-    refs = _QueryFrames(frames, last_use)
-    ref_patch = np.zeros((N, win, win), np.float32)
-    for q in np.unique(qf):  # reference patches and their texture, one query frame at a time
-        sel = np.flatnonzero(qf == q)
-        g = gray(frames[q]).astype(np.float32)
-        big = sample(g, ref_xy[sel], patch_grid(half + 1))
-        ref_patch[sel] = big[:, 1:-1, 1:-1]
-        flat = min_eigenvalue(big) < conf["min_eig"]
-        status[:, sel[flat]] = np.where(todo[:, sel[flat]], LOW_TEXTURE, status[:, sel[flat]])
+    grey = _GreyFrames(frames)
+    refs = _References(grey, tracks, conf)
     todo = status == REFINED
-    prepared = prepare(ref_patch) if conf["affine"] else None
-    for t in range(T):
-        cols = np.flatnonzero(todo[t])
-        if len(cols):
-            g_t = gray(frames[t])
-            p, ok = _translate(refs, t, g_t, ref_xy, xy[t], qf, cols, conf)
-            prep = (prepared[0][cols], prepared[1][cols]) if conf["affine"] else None
-            code, p, d = _align(ref_patch[cols], prep, g_t.astype(np.float32), p, ok, xy[t, cols], tracks.image_size, conf)
+    status[todo & ~refs.textured] = LOW_TEXTURE
+    todo &= refs.textured
+    for forward in (True, False):  # outward from the query frame, one time direction after the other
+        refs.reset()
+        for t in (range(T) if forward else range(T - 1, -1, -1)):
+            cols = np.flatnonzero(todo[t] & ((qf < t) if forward else (qf > t)))
+            if not len(cols):
+                continue
+            g_t = grey.get(t)
+            p, ok = _translate(grey, refs, g_t, xy[t], cols, conf)
+            prep = tuple(x[cols] for x in refs.prep) if conf["affine"] else None
+            code, p, d = _align(refs.patch[cols], prep, g_t.astype(np.float32), p, ok, xy[t, cols], tracks.image_size, conf)
             good = code == REFINED
             xy[t, cols[good]] = p[good]
             shift[t, cols[good]] = d[good]
             status[t, cols] = code
+            refs.update(cols[good], t, g_t, p[good])
     visible &= (status == REFINED) | (status == REFERENCE)
     out = Tracks(xy, visible, tracks.image_size, tracks.confidence, tracks.query_frame, tracks.image_names)
     return Refinement(out, status, shift)
