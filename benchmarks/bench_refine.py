@@ -43,14 +43,14 @@ def errors(xy, gt, mask) -> np.ndarray:
 
 
 def fmt(e: np.ndarray) -> str:
-    return f"{e.mean():.3f} | {np.percentile(e, 90):.3f}" if len(e) else "- | -"
+    return f"{e.mean():.3f} | {np.median(e):.3f} | {np.percentile(e, 90):.3f}" if len(e) else "- | - | -"
 
 
 def precision(trackers, seeds, frames, size, refine_conf=None) -> None:
     H, W = size
-    print(f"\n| tracker | seeds | observations (before) | mean / p90 px before (all) | kept by refine | mean / p90 px before (kept) "
-          f"| mean / p90 px after (kept) | flagged | track s | refine s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"\n| tracker | seeds | observations (before) | before (all): mean | median | p90 px | kept by refine "
+          f"| before (kept): mean | median | p90 px | after (kept): mean | median | p90 px | flagged | track s | refine s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     clips = [generate_clip(s, num_frames=frames, height=H, width=W, num_tracks=256, dynamic=False) for s in seeds]
     for name in trackers:
         prov = provider(name)
@@ -86,11 +86,12 @@ def pose(seeds, frames, size) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp)
             names = [f"img_{t:03d}.png" for t in range(frames)]
+            (d / "images").mkdir()
             for name, f in zip(names, clip["video"]):
-                cv2.imwrite(str(d / name), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+                cv2.imwrite(str(d / "images" / name), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
             for refine in (False, True):
                 out = d / f"out_{refine}"
-                argv = [str(d), "-o", str(out), "--tracker", "lk", "-q", "--no-video", "--matches", "off",
+                argv = [str(d / "images"), "-o", str(out), "--tracker", "lk", "-q", "--no-video", "--matches", "off",
                         "--intrinsics", f"{K[0, 0]},{K[1, 1]},{K[0, 2] + 0.5},{K[1, 2] + 0.5}", "--refine" if refine else "--no-refine"]
                 t0 = time.perf_counter()
                 if reconstruct_main(argv) != 0:
