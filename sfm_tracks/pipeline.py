@@ -339,7 +339,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
     refine_stats = {"enabled": False}
     if conf["refine"]["enabled"]:
         with timer("refine"):
-            refinement = refine_tracks(frames, raw, conf["refine"])
+            refinement = refine_tracks(frames, raw, conf["refine"], tracker_key(provider))
         raw, refine_stats = refinement.tracks, {"enabled": True, **refinement.stats()}
         logger.info("refine: %s", refine_stats)
     with timer("filter"):

@@ -165,7 +165,7 @@ def label_with_teacher(frames: np.ndarray, teacher_name: str, teacher: TrackProv
     """Pseudo-labels of one teacher for given queries: track, refine, cycle check, 3D check."""
     tracks = teacher(frames, queries)
     if conf.get("refine", True):
-        tracks = refine_tracks(frames, tracks).tracks
+        tracks = refine_tracks(frames, tracks, tracker=teacher_name).tracks
     cycle_ok = cycle_consistency(teacher, frames, tracks, conf["cycle_threshold"], conf["cycle_anchors"])
     if conf["geometric_filter"]:
         geo_state, note = geometric_states(tracks, cycle_ok, conf["mapping"], conf["geometry"])

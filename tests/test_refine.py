@@ -91,9 +91,9 @@ class SpyRefine:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, frames, tracks, conf=None):
+    def __call__(self, frames, tracks, conf=None, tracker=None):
         self.calls.append(tracks.num_tracks)
-        return refine_module.refine_tracks(frames, tracks, conf)
+        return refine_module.refine_tracks(frames, tracks, conf, tracker)
 
 
 @pytest.mark.parametrize("provider", [LucasKanadeProvider(), TranslationProvider((1.5, -0.5))], ids=["lk", "fake"])

@@ -25,13 +25,18 @@ def sample(image: np.ndarray, centers: np.ndarray, grid: np.ndarray, A: np.ndarr
     """Bilinear samples of a (H, W) float32 image on `grid` (P, P, 2) around (M, 2) centres, optionally
     warped by (M, 2, 2) affine parts -> (M, P, P) float32 (border pixels replicated)."""
     M, P = len(centers), grid.shape[0]
-    g = grid.reshape(1, P * P, 2)
-    off = g if A is None else np.matmul(g, A.astype(np.float32).transpose(0, 2, 1))
-    pts = centers.astype(np.float32)[:, None, :] + off
+    gx, gy = grid[..., 0].reshape(1, -1), grid[..., 1].reshape(1, -1)
+    cx, cy = centers[:, :1].astype(np.float32), centers[:, 1:2].astype(np.float32)
+    if A is None:
+        mx, my = cx + gx, cy + gy
+    else:
+        A = A.astype(np.float32)
+        mx = cx + A[:, 0, :1] * gx + A[:, 0, 1:] * gy
+        my = cy + A[:, 1, :1] * gx + A[:, 1, 1:] * gy
     out = np.empty((M, P * P), np.float32)
     for s in range(0, M, MAX_REMAP_ROWS):
-        chunk = np.ascontiguousarray(pts[s:s + MAX_REMAP_ROWS])
-        out[s:s + MAX_REMAP_ROWS] = cv2.remap(image, chunk[..., 0], chunk[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out[s:s + MAX_REMAP_ROWS] = cv2.remap(image, mx[s:s + MAX_REMAP_ROWS], my[s:s + MAX_REMAP_ROWS], cv2.INTER_LINEAR,
+                                              borderMode=cv2.BORDER_REPLICATE)
     return out.reshape(M, P, P)
 
 
