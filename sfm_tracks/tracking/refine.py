@@ -3,22 +3,26 @@
 Why: trackers drift along a track (Lucas-Kanade chains frame-to-frame steps) or are coarse by construction
 (CoTracker3 predicts at its model resolution), while SfM wants every observation of one 3D point to show
 the same surface point. So every visible observation is re-aligned, at the resolution of the frames given,
-to the track's reference patch: the patch around the query, the one position that is exact by definition.
+to the track's reference appearance.
 
-Method: pyramidal Lucas-Kanade (OpenCV's `calcOpticalFlowPyrLK`, vectorised over all observations of a
-frame) from the query frame to each frame, started at the tracker's position, so the reference never
-drifts. The affine change of the patch along the track is then estimated by an inverse-compositional
-affine alignment (`affine.py`) started from the translation, which moves the point only when the patch
-still matches. An observation is refined only when every guard passes; otherwise it keeps the tracker's
+Reference (the template update problem, Matthews, Ishikawa & Baker 2004): a template kept from the query
+frame stops matching once the view changes; one replaced every frame drifts. Each track starts with the
+patch around its query (exact by definition) and, walking outward from the query frame in each time
+direction, moves its template to a refined observation only every `update_every` frames and only after that
+observation was aligned to the current template and passed every guard: drift can enter once per update.
+
+Method: per frame, vectorised over all its observations: pyramidal Lucas-Kanade (OpenCV) from each
+template to the frame, started at the tracker's position, then an inverse-compositional affine alignment
+(`affine.py`, the affine part damped towards the identity) from there (lk_start "retry": from the tracker's
+position first). An observation is refined only when every guard passes; otherwise it keeps the tracker's
 position, becomes invisible, and its reason is counted (never silently moved):
 
-- `low_texture`: the reference patch's structure tensor has a small eigenvalue (flat or a straight edge),
+- `low_texture`: the query patch's structure tensor has a small eigenvalue (flat, or a straight edge),
   so no alignment can fix a position (the whole track is left unrefined).
-- `no_convergence`: the alignment failed or left the image.
+- `no_convergence`: the alignment did not settle, failed or left the image.
 - `drift`: the refined position lies more than `max_shift_px` from the tracker's.
-- `warp`: the estimated affine scale, rotation or shear left their ranges (the patch is too deformed
-  for a reference from the query frame to be trusted).
-- `appearance`: normalized cross-correlation between the reference and the aligned patch is below
+- `warp`: the affine part's scale or rotation left its range (the patch changed too much for the template).
+- `appearance`: normalized cross-correlation between the template and the aligned patch is below
   `min_ncc` (occlusion, lighting, a different surface).
 
 Every provider's tracks go through `refine_tracks`, called by the pipeline (`pipeline.run`) and by
@@ -123,13 +127,8 @@ class _GreyFrames:
 
 
 class _References:
-    """Each track's current template: (frame, position, patch, alignment data), starting at the query.
-
-    The template update problem (Matthews, Ishikawa & Baker 2004): a template kept from the query frame
-    stops matching once the view changes, one updated every frame drifts. Here a track's template moves to
-    a refined observation only every `update_every` frames and only after that observation was aligned to
-    the current template and passed every guard, so drift can grow only once per update.
-    """
+    """Each track's current template (frame, position, patch, alignment data), starting at the query and
+    moved by `update` (see the module docstring); `reset` before each time direction."""
 
     def __init__(self, frames: _GreyFrames, tracks: Tracks, conf: dict):
         self.conf, self.half = conf, conf["win"] // 2
