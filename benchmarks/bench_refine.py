@@ -5,9 +5,9 @@
 
 Precision: the generator's own queries (a random frame and pixel each), tracked at full resolution by each
 tracker, before and after refine_tracks; pixel error against the exact tracks on observations that the
-ground truth and the tracker both call visible. Rows: all such observations before refinement; the
-observations refinement kept (the same set before and after); the share of non-query observations it
-flagged unreliable. CoTracker3 runs with the shipped weights (cotracker3/weights), fast mode.
+ground truth and the tracker both call visible (query observations excluded). Columns: all such observations
+before refinement; the observations that stay visible after refinement (refined ones and the unrefined
+low-texture ones; the same set before and after); the share refinement hid as unreliable. CoTracker3 runs with the shipped weights (cotracker3/weights), fast mode.
 Pose: pipelines/reconstruct.py (Lucas-Kanade, true intrinsics) on a static generator clip, with and without
 refinement, rotation error after alignment and camera-centre error against the exact cameras.
 """
@@ -48,8 +48,8 @@ def fmt(e: np.ndarray) -> str:
 
 def precision(trackers, seeds, frames, size, refine_conf=None) -> None:
     H, W = size
-    print(f"\n| tracker | seeds | observations (before) | before (all): mean | median | p90 px | kept by refine "
-          f"| before (kept): mean | median | p90 px | after (kept): mean | median | p90 px | flagged | track s | refine s |")
+    print(f"\n| tracker | seeds | observations (before) | before (all): mean | median | p90 px | visible after refine "
+          f"| before (kept): mean | median | p90 px | after (kept): mean | median | p90 px | hidden | track s | refine s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     clips = [generate_clip(s, num_frames=frames, height=H, width=W, num_tracks=256, dynamic=False) for s in seeds]
     for name in trackers:
@@ -61,7 +61,7 @@ def precision(trackers, seeds, frames, size, refine_conf=None) -> None:
             t0 = time.perf_counter()
             tracks = prov(clip["video"], queries)
             t1 = time.perf_counter()
-            ref = refine_tracks(clip["video"], tracks, refine_conf)
+            ref = refine_tracks(clip["video"], tracks, refine_conf, tracker=name)
             t_track, t_ref = t_track + t1 - t0, t_ref + time.perf_counter() - t1
             gt, gv = clip["tracks"], clip["visibility"]
             seen = tracks.visible & gv & (ref.status != REFERENCE)

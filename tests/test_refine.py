@@ -46,6 +46,7 @@ def test_refinement_lowers_pixel_and_pose_error(clip):
     ref = refine_tracks(clip["video"], noisy)
     kept = ref.tracks.visible & (ref.status == REFINED)
     assert kept.sum() > 0.3 * (noisy.visible & (ref.status != REFERENCE)).sum()
+    assert (ref.tracks.visible[noisy.visible] == np.isin(ref.status[noisy.visible], (REFINED, REFERENCE, LOW_TEXTURE))).all()
     before = np.linalg.norm(noisy.xy - clip["tracks"], axis=-1)[kept]
     after = np.linalg.norm(ref.tracks.xy - clip["tracks"], axis=-1)[kept]
     assert after.mean() < 0.5 * before.mean(), (before.mean(), after.mean())
@@ -63,8 +64,10 @@ def test_textureless_observation_is_left_unrefined_and_flagged():
     off[1:] += 0.7  # the tracker is 1 px off after the query frame
     tracks = Tracks(off, np.ones((6, 2), bool), (80, 120), query_frame=np.zeros(2, np.int64))
     ref = refine_tracks(frames, tracks)
-    assert (ref.status[1:, 0] == LOW_TEXTURE).all() and not ref.tracks.visible[1:, 0].any()
+    assert (ref.status[1:, 0] == LOW_TEXTURE).all() and ref.tracks.visible[:, 0].all()  # flagged, kept as given
     np.testing.assert_array_equal(ref.tracks.xy[:, 0], off[:, 0])  # not moved
+    hidden = refine_tracks(frames, tracks, {"hide_low_texture": True})
+    assert not hidden.tracks.visible[1:, 0].any() and hidden.tracks.visible[:, 1].all()
     assert ref.stats()["unreliable"]["low_texture"] == 5
     assert (ref.status[1:, 1] == REFINED).all()
     assert np.abs(ref.tracks.xy[1:, 1] - exact[1:, 1]).max() < 0.2

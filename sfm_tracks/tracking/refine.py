@@ -15,10 +15,11 @@ Method: per frame, vectorised over all its observations: pyramidal Lucas-Kanade 
 template to the frame, started at the tracker's position, then an inverse-compositional affine alignment
 (`affine.py`, the affine part damped towards the identity) from there (lk_start "retry": from the tracker's
 position first). An observation is refined only when every guard passes; otherwise it keeps the tracker's
-position, becomes invisible, and its reason is counted (never silently moved):
+position, becomes invisible (except for low texture), and its reason is counted (never silently moved):
 
 - `low_texture`: the query patch's structure tensor has a small eigenvalue (flat, or a straight edge),
-  so no alignment can fix a position (the whole track is left unrefined).
+  so no alignment can check or fix a position: the whole track is left unrefined and flagged, but stays
+  visible (nothing says it is wrong; `hide_low_texture` hides it too).
 - `no_convergence`: the alignment did not settle, failed or left the image.
 - `drift`: the refined position lies more than `max_shift_px` from the tracker's.
 - `warp`: the affine part's scale or rotation left its range (the patch changed too much for the template).
@@ -50,6 +51,7 @@ DEFAULT_CONF = {
     "update_every": 8,  # frames between template updates along a track (each one checked by every guard)
     "max_shift_px": 4.0,  # guard: farther from the tracker's position is a different point
     "min_eig": 4.0,  # guard: smallest structure-tensor eigenvalue of the reference, (grey levels / px)^2 per pixel
+    "hide_low_texture": False,  # low-texture tracks: flagged and left as the tracker gave them (True: hidden too)
     "min_ncc": 0.85,  # guard: normalized cross-correlation after alignment
     "affine": True,  # estimate the patch's affine change (scale / rotation / shear guards, affine-aware position)
     "affine_iterations": 10,
@@ -67,7 +69,7 @@ REASONS = {LOW_TEXTURE: "low_texture", NO_CONVERGENCE: "no_convergence", DRIFT: 
 class Refinement:
     """Refined tracks plus what happened to each observation."""
 
-    tracks: Tracks  # refined positions; visible only where the observation was the query or passed every guard
+    tracks: Tracks  # refined positions; visible where the observation is the query, passed every guard, or is low-texture
     status: np.ndarray  # (T, N) int8: HIDDEN (was not visible), REFERENCE (query), REFINED, or a REASONS code
     shift: np.ndarray  # (T, N) float32 px the refinement moved the observation (0 where not refined)
 
@@ -276,6 +278,6 @@ def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None, tracker: 
             shift[t, cols[good]] = d[good]
             status[t, cols] = code
             refs.update(cols[good], t, g_t, p[good])
-    visible &= (status == REFINED) | (status == REFERENCE)
+    visible &= (status == REFINED) | (status == REFERENCE) | ((status == LOW_TEXTURE) & (not conf["hide_low_texture"]))
     out = Tracks(xy, visible, tracks.image_size, tracks.confidence, tracks.query_frame, tracks.image_names)
     return Refinement(out, status, shift)
