@@ -5,9 +5,9 @@
 
 Precision: the generator's own queries (a random frame and pixel each), tracked at full resolution by each
 tracker, before and after refine_tracks; pixel error against the exact tracks on observations that the
-ground truth and the tracker both call visible (query observations excluded). Columns: all such observations
-before refinement; the observations that stay visible after refinement (refined ones and the unrefined
-low-texture ones; the same set before and after); the share refinement hid as unreliable. CoTracker3 runs with the shipped weights (cotracker3/weights), fast mode.
+ground truth and the tracker both call visible (query observations excluded). Rows: all such observations
+(before refinement only); those still visible after refinement (refined ones plus the unrefined low-texture
+ones), before and after; those refined (passed every guard), before and after; the share hidden as unreliable. CoTracker3 runs with the shipped weights (cotracker3/weights), fast mode.
 Pose: pipelines/reconstruct.py (Lucas-Kanade, true intrinsics) on a static generator clip, with and without
 refinement, rotation error after alignment and camera-centre error against the exact cameras.
 """
@@ -26,7 +26,7 @@ import pycolmap
 from cotracker3.data.synthetic import generate_clip
 from pipelines.reconstruct import main as reconstruct_main, pose_accuracy
 from sfm_tracks.tracking.providers import LucasKanadeProvider
-from sfm_tracks.tracking.refine import REFERENCE, refine_tracks
+from sfm_tracks.tracking.refine import REFERENCE, REFINED, refine_tracks
 
 SHIPPED = Path(__file__).resolve().parents[1] / "cotracker3" / "weights" / "cotracker3_small_offline.safetensors"
 
@@ -48,13 +48,13 @@ def fmt(e: np.ndarray) -> str:
 
 def precision(trackers, seeds, frames, size, refine_conf=None) -> None:
     H, W = size
-    print(f"\n| tracker | seeds | observations (before) | before (all): mean | median | p90 px | visible after refine "
-          f"| before (kept): mean | median | p90 px | after (kept): mean | median | p90 px | hidden | track s | refine s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| tracker | observations | count | before: mean | median | p90 px | after: mean | median | p90 px | hidden by refine | track s | refine s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     clips = [generate_clip(s, num_frames=frames, height=H, width=W, num_tracks=256, dynamic=False) for s in seeds]
     for name in trackers:
         prov = provider(name)
-        before_all, before_kept, after_kept, flagged, considered, t_track, t_ref = [], [], [], 0, 0, 0.0, 0.0
+        sets = {"all visible before refinement": [], "visible after refinement": [], "refined (passed every guard)": []}
+        hidden, t_track, t_ref = [], 0.0, 0.0
         for clip in clips:
             qf, n = clip["query_frame"], np.arange(clip["tracks"].shape[1])
             queries = np.concatenate([qf[:, None], clip["tracks"][qf, n]], 1).astype(np.float32)
@@ -65,15 +65,16 @@ def precision(trackers, seeds, frames, size, refine_conf=None) -> None:
             t_track, t_ref = t_track + t1 - t0, t_ref + time.perf_counter() - t1
             gt, gv = clip["tracks"], clip["visibility"]
             seen = tracks.visible & gv & (ref.status != REFERENCE)
-            kept = seen & ref.tracks.visible
-            before_all.append(errors(tracks.xy, gt, seen))
-            before_kept.append(errors(tracks.xy, gt, kept))
-            after_kept.append(errors(ref.tracks.xy, gt, kept))
-            flagged += int((seen & ~ref.tracks.visible).sum())
-            considered += int(seen.sum())
-        b, bk, ak = (np.concatenate(x) for x in (before_all, before_kept, after_kept))
-        print(f"| {prov.name} | {','.join(map(str, seeds))} | {len(b)} | {fmt(b)} | {len(bk)} | {fmt(bk)} | {fmt(ak)} | "
-              f"{flagged / max(considered, 1):.1%} | {t_track:.1f} | {t_ref:.1f} |")
+            masks = (seen, seen & ref.tracks.visible, seen & (ref.status == REFINED))
+            for key, m in zip(sets, masks):
+                sets[key].append((errors(tracks.xy, gt, m), errors(ref.tracks.xy, gt, m)))
+            hidden.append(seen & ~ref.tracks.visible)
+        share = sum(h.sum() for h in hidden) / max(sum(len(b) for b, _ in sets["all visible before refinement"]), 1)
+        for i, (key, parts) in enumerate(sets.items()):
+            before, after = (np.concatenate([p[j] for p in parts]) for j in (0, 1))
+            after_cell = "- | - | -" if i == 0 else fmt(after)
+            tail = f"{share:.1%} | {t_track:.1f} | {t_ref:.1f}" if i == 0 else " | | "
+            print(f"| {prov.name if i == 0 else ''} | {key} | {len(before)} | {fmt(before)} | {after_cell} | {tail} |")
 
 
 def pose(seeds, frames, size) -> None:
