@@ -235,7 +235,7 @@ def _refine_frame(grey: _GreyFrames, refs: _References, g_t: np.ndarray, xy_t: n
 
 def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None, tracker: Optional[str] = None) -> Refinement:
     """Refine every visible, non-query observation of `tracks` on `frames` (T, H, W, 3) uint8 (any array
-    that indexes by frame, e.g. a memmap) against its track's query-frame patch; see the module docstring.
+    that indexes by frame, e.g. a memmap) against its track's template; see the module docstring.
 
     tracks.query_frame is required (every provider stamps it). Invisible observations are left untouched.
     tracker: the provider's CLI name ("lk", "cotracker3", ...), used only by lk_start="auto".
@@ -257,7 +257,7 @@ def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None, tracker: 
     shift = np.zeros((T, N), np.float32)
     if N == 0:
         return Refinement(tracks, status, shift)
-    win, half = conf["win"], conf["win"] // 2
+    win = conf["win"]
     if win < 5 or win % 2 == 0:
         raise ValueError(f"refine win must be an odd number of pixels >= 5, got {win}")
     grey = _GreyFrames(frames)
