@@ -123,3 +123,11 @@ def test_every_provider_goes_through_the_same_refinement(provider, monkeypatch, 
     pseudo_labels.label_with_teacher(frames, "t", provider, queries, {**pseudo_labels.DEFAULT_CONF, "geometric_filter": False,
                                                                       "refine": False})
     assert len(spy.calls) == 2  # off means off
+
+
+def test_reconstruct_cli_refines_by_default_and_no_refine_turns_it_off():
+    from pipelines.reconstruct import config, parse_args
+    from sfm_tracks.pipeline import DEFAULT_CONF, merge_conf
+
+    assert merge_conf(DEFAULT_CONF, config(parse_args(["in.mp4", "-o", "out"])))["refine"]["enabled"] is True
+    assert merge_conf(DEFAULT_CONF, config(parse_args(["in.mp4", "-o", "out", "--no-refine"])))["refine"]["enabled"] is False
