@@ -46,7 +46,8 @@ DEFAULT_CONF = {
     "levels": 2,  # pyramid levels above full resolution for the translation search
     "iterations": 30,
     # "always": start alignment where pyramidal LK lands; "retry": at the tracker's position, LK only for a second
-    # try; "auto": retry for Lucas-Kanade tracks (already within a pixel or so, and 1.6x faster), always otherwise
+    # try; "auto": retry for Lucas-Kanade tracks (already within a pixel or so: same precision, LK pyramids built
+    # only for the retries), always otherwise
     "lk_start": "auto",
     "update_every": 8,  # frames between template updates along a track (each one checked by every guard)
     "max_shift_px": 4.0,  # guard: farther from the tracker's position is a different point
