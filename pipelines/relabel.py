@@ -331,6 +331,8 @@ def main(argv=None) -> int:
     p.add_argument("--cycle-threshold", type=positive_float, default=DEFAULT_CONF["cycle_threshold"], help="px")
     p.add_argument("--cycle-anchors", type=positive_int, default=DEFAULT_CONF["cycle_anchors"],
                    help="frames per side and track re-queried by the cycle check (its cost grows with them)")
+    p.add_argument("--no-refine", action="store_true", help="keep the teachers' raw positions (default: sub-pixel "
+                   "refinement with guards, sfm_tracks/tracking/refine.py; observations failing a guard become invisible)")
     p.add_argument("--no-geometric-filter", action="store_true", help="skip the 3D filter (geo_state all 0)")
     p.add_argument("--shard", help="I/N: label every N-th input starting at I (default: RANK/WORLD_SIZE)")
     p.add_argument("--device", default="cpu")
@@ -347,7 +349,7 @@ def main(argv=None) -> int:
     if args.max_frames < 2:
         return fail(f"--max-frames {args.max_frames}: at least 2 frames are needed to track")
     conf = {"num_queries": args.num_queries, "cycle_threshold": args.cycle_threshold, "cycle_anchors": args.cycle_anchors,
-            "geometric_filter": not args.no_geometric_filter, "max_frames": args.max_frames,
+            "geometric_filter": not args.no_geometric_filter, "refine": not args.no_refine, "max_frames": args.max_frames,
             "max_side": args.max_side or None, "seed": args.seed, "epochs": args.epochs}
     try:
         check_device(args.device, names)

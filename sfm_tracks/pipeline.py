@@ -3,7 +3,8 @@
 Steps: load frames (`inputs`: uint8, resized to `max_side`, kept in a memory-mapped file so a 1000-frame video
 never sits in RAM; photos of different sizes on a padded canvas) -> select queries (SIFT + grid on frames
 spread over the video) -> track (any TrackProvider,
-always through `windowed`, so a tracker only ever sees `window` frames) -> filters -> `reconstruct` (plus
+always through `windowed`, so a tracker only ever sees `window` frames) -> refine (every provider's tracks, one
+code path: `tracking.refine`) -> filters -> `reconstruct` (plus
 SIFT matches where tracks do not connect the frames, `mapping.matches`) ->
 outputs (`export`, images and masks, and OUT/undistorted for trainers that take only pinhole cameras,
 `colmap.undistort`). With `select.frames` / `select.fps`, `selection` first picks the sharp, spread-out
@@ -37,6 +38,7 @@ from .outputs import trainer_folders, write_images, write_masks
 from .selection import SELECT_CONF, choose_frames
 from .tracking.filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
 from .tracking.providers import LucasKanadeProvider, TrackProvider, make_provider
+from .tracking.refine import DEFAULT_CONF as REFINE_CONF, refine_tracks
 from .tracking.queries import explain_no_tracks, flat_frames, select_queries, spread_frames
 from .tracking.windowed import window_bounds, windowed
 from .tracks import Tracks
@@ -49,6 +51,7 @@ DEFAULT_CONF = {
     "input": {"max_frames": None, "stride": 1, "max_side": 1024},
     "queries": {"query_every": 8, "min_query_frames": 4, "max_points_per_frame": 512, "method": "sift+grid", "min_distance": 8.0},
     "tracker": {"name": "auto", "checkpoint": "default", "device": "cpu", "mode": "exact", "window": 48, "overlap": 8, "max_queries": 2048},
+    "refine": REFINE_CONF,  # sub-pixel refinement of every provider's tracks (tracking/refine.py); enabled: False turns it off
     "filters": {
         "cycle_anchors": 0,  # >0: forward-backward cycle check with that many anchors per side (costs ~1 extra tracking pass)
         "cycle_threshold_px": 3.0,
@@ -365,6 +368,12 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
     with timer("track"):
         raw = track(provider, frames, queries, tc)
         raw.image_names = names
+    refine_stats = {"enabled": False}
+    if conf["refine"]["enabled"]:
+        with timer("refine"):
+            refinement = refine_tracks(frames, raw, conf["refine"], tracker_key(provider))
+        raw, refine_stats = refinement.tracks, {"enabled": True, **refinement.stats()}
+        logger.info("refine: %s", refine_stats)
     with timer("filter"):
         tracks, filter_stats = filter_tracks(raw, fc, tracker_key(provider), provider, frames, masks, tc, sizes if padded else None)
     logger.info("filters: %s", filter_stats)
@@ -400,7 +409,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         "input_size": in_sizes.tolist() if mixed else list(in_size), "model_size": sizes.tolist() if mixed else list(size),
         "tracker": provider.name, "checkpoint": checkpoint_source(provider),
         "queries": int(len(queries)), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3) if tracks.num_tracks else 0.0},
-        "tracker_choice": tracker_reason(provider),
+        "tracker_choice": tracker_reason(provider), "refine": refine_stats,
         "matches": mapping_report.pop("matches", None), "mapping": mapping_report,
         "camera": camera_report(rec),
         "frame_selection": selection, "undistorted": undistorted, "trainers": trainer_folders(out_dir, undistorted),

@@ -1,7 +1,8 @@
 """Pseudo-labels for real videos (CoTracker3 section 3.3): imperfect teachers label, filters clean up.
 
 Per video: draw one teacher (seeded by the video name, so reruns and shards agree), sample SIFT
-queries on frames from the first quarter of the clip, track, keep the observations that survive
+queries on frames from the first quarter of the clip, track, refine every observation (`tracking.refine`, the
+same step as reconstruction), keep the observations that survive
 `filters.cycle_consistency` (the project's single forward-backward check) and, on top of the paper,
 a 3D check from the SfM bridge: `reconstruct` the cycle-consistent tracks and `geometric_filter` them.
 Rejected observations (-1) are dropped; unverifiable ones (0: dynamic content, frames without a
@@ -25,6 +26,7 @@ from .errors import ReconstructionError
 from .tracking.filters import cycle_consistency
 from .tracking.providers import TrackProvider
 from .tracking.queries import sift_points
+from .tracking.refine import refine_tracks
 from .tracks import Tracks
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ DEFAULT_CONF = {
     "min_distance": 6.0,  # px between SIFT queries on one frame
     "cycle_threshold": 3.0,  # px, forward-backward error at the query frame
     "cycle_anchors": 8,  # re-queried frames per side and track (None: every frame)
+    "refine": True,  # sub-pixel refinement of the teacher's tracks (tracking/refine.py); failed guards hide observations
     "geometric_filter": True,
     "mapping": {"min_points": 20},  # sfm_tracks.MappingOptions fields
     "geometry": {},  # sfm_tracks.FilterOptions fields (verify_px, reject_px, ...)
@@ -159,8 +162,10 @@ def video_queries(frames: np.ndarray, name: str, conf: dict) -> np.ndarray:
 
 def label_with_teacher(frames: np.ndarray, teacher_name: str, teacher: TrackProvider, queries: np.ndarray,
                        conf: dict) -> Labels:
-    """Pseudo-labels of one teacher for given queries: track, cycle check, 3D check."""
+    """Pseudo-labels of one teacher for given queries: track, refine, cycle check, 3D check."""
     tracks = teacher(frames, queries)
+    if conf.get("refine", True):
+        tracks = refine_tracks(frames, tracks, tracker=teacher_name).tracks
     cycle_ok = cycle_consistency(teacher, frames, tracks, conf["cycle_threshold"], conf["cycle_anchors"])
     if conf["geometric_filter"]:
         geo_state, note = geometric_states(tracks, cycle_ok, conf["mapping"], conf["geometry"])

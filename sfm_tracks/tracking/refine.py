@@ -1,0 +1,284 @@
+"""Sub-pixel refinement of any provider's tracks against each track's reference appearance.
+
+Why: trackers drift along a track (Lucas-Kanade chains frame-to-frame steps) or are coarse by construction
+(CoTracker3 predicts at its model resolution), while SfM wants every observation of one 3D point to show
+the same surface point. So every visible observation is re-aligned, at the resolution of the frames given,
+to the track's reference appearance.
+
+Reference (the template update problem, Matthews, Ishikawa & Baker 2004): a template kept from the query
+frame stops matching once the view changes; one replaced every frame drifts. Each track starts with the
+patch around its query (exact by definition) and, walking outward from the query frame in each time
+direction, moves its template to a refined observation only every `update_every` frames and only after that
+observation was aligned to the current template and passed every guard: drift can enter once per update.
+
+Method: per frame, vectorised over all its observations: pyramidal Lucas-Kanade (OpenCV) from each
+template to the frame, started at the tracker's position, then an inverse-compositional affine alignment
+(`affine.py`, the affine part damped towards the identity) from there (lk_start "retry": from the tracker's
+position first). An observation is refined only when every guard passes; otherwise it keeps the tracker's
+position, becomes invisible (except for low texture), and its reason is counted (never silently moved):
+
+- `low_texture`: the query patch's structure tensor has a small eigenvalue (flat, or a straight edge),
+  so no alignment can check or fix a position: the whole track is left unrefined and flagged, but stays
+  visible (nothing says it is wrong; `hide_low_texture` hides it too).
+- `no_convergence`: the alignment did not settle, failed or left the image.
+- `drift`: the refined position lies more than `max_shift_px` from the tracker's.
+- `warp`: the affine part's scale or rotation left its range (the patch changed too much for the template).
+- `appearance`: normalized cross-correlation between the template and the aligned patch is below
+  `min_ncc` (occlusion, lighting, a different surface).
+
+Every provider's tracks go through `refine_tracks`, called by the pipeline (`pipeline.run`) and by
+pseudo-labelling (`pseudo_labels.label_with_teacher`) on whatever the provider returned.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from ..tracks import Tracks
+from .affine import affine_align, patch_grid, prepare, sample
+
+DEFAULT_CONF = {
+    "enabled": True,
+    "win": 15,  # px, side of the aligned patch
+    "levels": 2,  # pyramid levels above full resolution for the translation search
+    "iterations": 30,
+    # "always": start alignment where pyramidal LK lands; "retry": at the tracker's position, LK only for a second
+    # try; "auto": retry for Lucas-Kanade tracks (already within a pixel or so: same precision, LK pyramids built
+    # only for the retries), always otherwise
+    "lk_start": "auto",
+    "update_every": 8,  # frames between template updates along a track (each one checked by every guard)
+    "max_shift_px": 4.0,  # guard: farther from the tracker's position is a different point
+    "min_eig": 4.0,  # guard: smallest structure-tensor eigenvalue of the reference, (grey levels / px)^2 per pixel
+    "hide_low_texture": False,  # low-texture tracks: flagged and left as the tracker gave them (True: hidden too)
+    "min_ncc": 0.85,  # guard: normalized cross-correlation after alignment
+    "affine": True,  # estimate the patch's affine change (scale / rotation / shear guards, affine-aware position)
+    "affine_iterations": 10,
+    "affine_prior": 0.1,  # pull of the affine part towards the identity, relative to the patch's own texture
+    "max_log_scale": 0.25,  # guard: |log| of each singular value of the affine part (about +-28 %)
+    "max_rotation_deg": 20.0,  # guard
+}
+
+# per-observation status codes
+HIDDEN, REFERENCE, REFINED, LOW_TEXTURE, NO_CONVERGENCE, DRIFT, WARP, APPEARANCE = -1, 0, 1, 2, 3, 4, 5, 6
+REASONS = {LOW_TEXTURE: "low_texture", NO_CONVERGENCE: "no_convergence", DRIFT: "drift", WARP: "warp", APPEARANCE: "appearance"}
+
+
+@dataclass
+class Refinement:
+    """Refined tracks plus what happened to each observation."""
+
+    tracks: Tracks  # refined positions; visible where the observation is the query, passed every guard, or is low-texture
+    status: np.ndarray  # (T, N) int8: HIDDEN (was not visible), REFERENCE (query), REFINED, or a REASONS code
+    shift: np.ndarray  # (T, N) float32 px the refinement moved the observation (0 where not refined)
+
+    def stats(self) -> dict:
+        """Counts for report.json: refined, unreliable per reason, median / p90 shift of refined observations."""
+        moved = self.shift[self.status == REFINED]
+        out = {"refined": int((self.status == REFINED).sum()), "reference": int((self.status == REFERENCE).sum())}
+        out["unreliable"] = {name: int((self.status == code).sum()) for code, name in REASONS.items()}
+        out["shift_px_median"] = round(float(np.median(moved)), 4) if len(moved) else 0.0
+        out["shift_px_p90"] = round(float(np.percentile(moved, 90)), 4) if len(moved) else 0.0
+        return out
+
+
+def gray(frame) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) uint8 grey."""
+    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+
+
+def min_eigenvalue(patches: np.ndarray) -> np.ndarray:
+    """(M, P, P) float patches -> (M,) smallest eigenvalue of the mean structure tensor (central differences)."""
+    gx = (patches[:, 1:-1, 2:] - patches[:, 1:-1, :-2]) / 2
+    gy = (patches[:, 2:, 1:-1] - patches[:, :-2, 1:-1]) / 2
+    a, b, c = (gx * gx).mean((1, 2)), (gx * gy).mean((1, 2)), (gy * gy).mean((1, 2))
+    return (a + c) / 2 - np.sqrt(((a - c) / 2) ** 2 + b * b)
+
+
+def ncc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(M, ...) x (M, ...) -> (M,) normalized cross-correlation (0 where either patch is flat)."""
+    a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(1, keepdims=True)
+    b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(1, keepdims=True)
+    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    return np.where(den > 1e-6, (a * b).sum(1) / np.maximum(den, 1e-6), 0.0)
+
+
+def warp_ok(A: np.ndarray, max_log_scale: float, max_rotation_deg: float) -> np.ndarray:
+    """(M, 2, 2) affine parts -> (M,) bool: singular values within exp(+-max_log_scale), rotation within range."""
+    s = np.linalg.svd(A, compute_uv=False)
+    rot = np.degrees(np.arctan2(A[:, 1, 0] - A[:, 0, 1], A[:, 0, 0] + A[:, 1, 1]))
+    det = np.linalg.det(A)
+    return (np.abs(np.log(np.maximum(s, 1e-9))) <= max_log_scale).all(1) & (np.abs(rot) <= max_rotation_deg) & (det > 0)
+
+
+class _GreyFrames:
+    """Grey frames by index, the most recently used `size` kept decoded (references lie close to each frame)."""
+
+    def __init__(self, frames, size: int = 32):
+        self.frames, self.size, self.cache = frames, size, {}
+
+    def get(self, t: int) -> np.ndarray:
+        g = self.cache.pop(t, None)
+        if g is None:
+            g = gray(self.frames[t])
+        self.cache[t] = g
+        if len(self.cache) > self.size:
+            del self.cache[next(iter(self.cache))]
+        return g
+
+
+class _References:
+    """Each track's current template (frame, position, patch, alignment data), starting at the query and
+    moved by `update` (see the module docstring); `reset` before each time direction."""
+
+    def __init__(self, frames: _GreyFrames, tracks: Tracks, conf: dict):
+        self.conf, self.half = conf, conf["win"] // 2
+        qf = tracks.query_frame
+        N = len(qf)
+        self.frame0, self.xy0 = qf.copy(), tracks.xy[qf, np.arange(N)].astype(np.float32)
+        self.patch0 = np.zeros((N, conf["win"], conf["win"]), np.float32)
+        self.textured = np.zeros(N, bool)
+        for q in np.unique(qf):
+            sel = np.flatnonzero(qf == q)
+            self.patch0[sel], self.textured[sel] = self._patches(frames.get(int(q)), self.xy0[sel])
+        self.prep0 = prepare(self.patch0, conf["affine_prior"])
+        self.reset()
+
+    def _patches(self, grey: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        big = sample(grey.astype(np.float32), xy, patch_grid(self.half + 1))
+        return big[:, 1:-1, 1:-1], min_eigenvalue(big) >= self.conf["min_eig"]
+
+    def reset(self) -> None:
+        """Back to the query templates (before each time direction)."""
+        self.frame, self.xy, self.patch = self.frame0.copy(), self.xy0.copy(), self.patch0.copy()
+        self.prep = tuple(x.copy() for x in self.prep0)
+
+    def update(self, n: np.ndarray, t: int, grey: np.ndarray, xy: np.ndarray) -> None:
+        """Tracks n (M,) whose observation at frame t was refined to xy (M, 2): move the template there when
+        it is `update_every` frames past the current one and the new patch is textured."""
+        due = np.abs(t - self.frame[n]) >= self.conf["update_every"]
+        n, xy = n[due], xy[due]
+        if not len(n):
+            return
+        patch, textured = self._patches(grey, xy)
+        n, xy, patch = n[textured], xy[textured], patch[textured]
+        if not len(n):
+            return
+        self.frame[n], self.xy[n], self.patch[n] = t, xy, patch
+        for dst, src in zip(self.prep, prepare(patch, self.conf["affine_prior"])):
+            dst[n] = src
+
+
+def _translate(grey: _GreyFrames, refs: _References, g_t: np.ndarray, xy_t, cols, conf) -> tuple:
+    """Pyramidal LK from each track's template frame to frame t for observations `cols` (M,), started at the
+    tracker's positions -> ((M, 2) positions, (M,) ok)."""
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, conf["iterations"], 0.01)
+    p, ok = xy_t[cols].astype(np.float32), np.zeros(len(cols), bool)
+    for f in np.unique(refs.frame[cols]):
+        k = np.flatnonzero(refs.frame[cols] == f)
+        n = cols[k]
+        out, st, _ = cv2.calcOpticalFlowPyrLK(grey.get(int(f)), g_t, refs.xy[n].reshape(-1, 1, 2), p[k].reshape(-1, 1, 2).copy(),
+                                              winSize=(conf["win"], conf["win"]), maxLevel=conf["levels"], criteria=criteria,
+                                              flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+        out = out.reshape(-1, 2)
+        good = st.reshape(-1).astype(bool) & np.isfinite(out).all(1)
+        p[k[good]], ok[k] = out[good], good
+    return p, ok
+
+
+def _align(ref_patch, prepared, image, p, ok, init, image_size, conf) -> tuple:
+    """Affine alignment and the guards for M observations of one frame -> (codes (M,), positions (M, 2), shift (M,))."""
+    half = conf["win"] // 2
+    grid = patch_grid(half)
+    code = np.full(len(p), REFINED, np.int8)
+    if conf["affine"]:
+        A, p, conv = affine_align(prepared, image, p, conf["affine_iterations"])
+        ok = ok & conv
+        code[~warp_ok(A, conf["max_log_scale"], conf["max_rotation_deg"])] = WARP
+        aligned = sample(image, p, grid, A)
+    else:
+        aligned = sample(image, p, grid)
+    H, W = image_size
+    ok &= (p[:, 0] >= -0.5) & (p[:, 1] >= -0.5) & (p[:, 0] <= W - 0.5) & (p[:, 1] <= H - 0.5)
+    d = np.linalg.norm(p - init, axis=1)
+    code[(code == REFINED) & (ncc(ref_patch, aligned) < conf["min_ncc"])] = APPEARANCE
+    code[d > conf["max_shift_px"]] = DRIFT
+    code[~ok] = NO_CONVERGENCE
+    return code, p, d
+
+
+def _refine_frame(grey: _GreyFrames, refs: _References, g_t: np.ndarray, xy_t: np.ndarray, cols: np.ndarray, image_size,
+                  conf: dict) -> tuple:
+    """Observations `cols` of one frame -> (codes, positions, shifts). Alignment starts where pyramidal LK from
+    the template lands (a wide basin, for coarse trackers; it rebuilds image pyramids per template frame), or
+    with lk_start="retry" at the tracker's position, LK only for the observations the first try rejects
+    (faster where the tracker is already within a pixel or so)."""
+    image = g_t.astype(np.float32)
+    init = xy_t[cols]
+
+    def align(k, start, ok):
+        prep = tuple(x[cols[k]] for x in refs.prep) if conf["affine"] else None
+        return _align(refs.patch[cols[k]], prep, image, start, ok, init[k], image_size, conf)
+
+    everything = np.arange(len(cols))
+    if conf["lk_start"] == "always":
+        start, ok = _translate(grey, refs, g_t, xy_t, cols, conf)
+        return align(everything, start, ok)
+    code, p, d = align(everything, init, np.ones(len(cols), bool))
+    retry = np.flatnonzero(code != REFINED)
+    if len(retry):
+        start, ok = _translate(grey, refs, g_t, xy_t, cols[retry], conf)
+        code[retry], p[retry], d[retry] = align(retry, start, ok)
+    return code, p, d
+
+
+def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None, tracker: Optional[str] = None) -> Refinement:
+    """Refine every visible, non-query observation of `tracks` on `frames` (T, H, W, 3) uint8 (any array
+    that indexes by frame, e.g. a memmap) against its track's template; see the module docstring.
+
+    tracks.query_frame is required (every provider stamps it). Invisible observations are left untouched.
+    tracker: the provider's CLI name ("lk", "cotracker3", ...), used only by lk_start="auto".
+    """
+    conf = {**DEFAULT_CONF, **(conf or {})}
+    if conf["lk_start"] == "auto":
+        conf["lk_start"] = "retry" if tracker == "lk" else "always"
+    if conf["lk_start"] not in ("always", "retry"):
+        raise ValueError(f"refine lk_start must be auto, always or retry, got {conf['lk_start']!r}")
+    T, N = tracks.visible.shape
+    if tracks.query_frame is None:
+        raise ValueError("refine_tracks needs tracks.query_frame (the reference frame of each track)")
+    if len(frames) != T or tuple(frames.shape[1:3]) != tuple(tracks.image_size):
+        raise ValueError(f"frames {tuple(frames.shape[:3])} do not match tracks ({T} frames of {tracks.image_size})")
+    qf, n_idx = tracks.query_frame, np.arange(N)
+    xy, visible = tracks.xy.copy(), tracks.visible.copy()
+    status = np.where(visible, REFINED, HIDDEN).astype(np.int8)
+    status[qf, n_idx] = np.where(visible[qf, n_idx], REFERENCE, HIDDEN)
+    shift = np.zeros((T, N), np.float32)
+    if N == 0:
+        return Refinement(tracks, status, shift)
+    win = conf["win"]
+    if win < 5 or win % 2 == 0:
+        raise ValueError(f"refine win must be an odd number of pixels >= 5, got {win}")
+    grey = _GreyFrames(frames)
+    refs = _References(grey, tracks, conf)
+    todo = status == REFINED
+    status[todo & ~refs.textured] = LOW_TEXTURE
+    todo &= refs.textured
+    for forward in (True, False):  # outward from the query frame, one time direction after the other
+        refs.reset()
+        for t in (range(T) if forward else range(T - 1, -1, -1)):
+            cols = np.flatnonzero(todo[t] & ((qf < t) if forward else (qf > t)))
+            if not len(cols):
+                continue
+            g_t = grey.get(t)
+            code, p, d = _refine_frame(grey, refs, g_t, xy[t], cols, tracks.image_size, conf)
+            good = code == REFINED
+            xy[t, cols[good]] = p[good]
+            shift[t, cols[good]] = d[good]
+            status[t, cols] = code
+            refs.update(cols[good], t, g_t, p[good])
+    visible &= (status == REFINED) | (status == REFERENCE) | ((status == LOW_TEXTURE) & (not conf["hide_low_texture"]))
+    out = Tracks(xy, visible, tracks.image_size, tracks.confidence, tracks.query_frame, tracks.image_names)
+    return Refinement(out, status, shift)

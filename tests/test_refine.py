@@ -1,0 +1,133 @@
+"""tracking/refine.py: refinement lowers pixel and pose error, flags what it cannot refine, and is one step
+that every provider's tracks go through (pipeline and pseudo-labels)."""
+import cv2
+import numpy as np
+import pytest
+
+from cotracker3.data.synthetic import generate_clip
+from sfm_tracks import Tracks
+from sfm_tracks.colmap.cameras import CameraSpec
+from sfm_tracks.colmap.mapping import reconstruct
+from sfm_tracks.colmap.metrics import aligned_pose_errors
+from sfm_tracks.tracking import refine as refine_module
+from sfm_tracks.tracking.affine import affine_align, patch_grid, prepare, sample
+from sfm_tracks.tracking.providers import LucasKanadeProvider
+from sfm_tracks.tracking.refine import LOW_TEXTURE, REFERENCE, REFINED, refine_tracks
+from tests.synthetic import TranslationProvider, gt_positions, textured_video, translating_video
+
+T, H, W = 16, 192, 256
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return generate_clip(3, num_frames=T, height=H, width=W, num_tracks=400, dynamic=False, camera_mode="orbit")
+
+
+def _noisy_tracks(clip, sigma=1.0, seed=0):
+    """The exact tracks with Gaussian noise on every observation but the query: a coarse tracker."""
+    qf, n = clip["query_frame"], np.arange(clip["tracks"].shape[1])
+    noise = np.random.default_rng(seed).normal(0, sigma, clip["tracks"].shape).astype(np.float32)
+    noise[qf, n] = 0
+    return Tracks(clip["tracks"] + noise, clip["visibility"], (H, W), query_frame=qf)
+
+
+def _rotation_error(tracks, clip) -> float:
+    K = clip["intrinsics"]
+    rec = reconstruct(tracks, camera=CameraSpec("PINHOLE", [K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5]))
+    by_name = {im.name: im.cam_from_world().matrix() for im in rec.images.values() if im.has_pose}
+    est = np.array([by_name.get(name, np.full((3, 4), np.nan)) for name in tracks.names()])
+    err = aligned_pose_errors(est, clip["cam_from_world"].astype(np.float64))
+    assert err["num_registered"] == T
+    return float(err["rotation_deg"].mean())
+
+
+def test_refinement_lowers_pixel_and_pose_error(clip):
+    noisy = _noisy_tracks(clip)
+    ref = refine_tracks(clip["video"], noisy)
+    kept = ref.tracks.visible & (ref.status == REFINED)
+    assert kept.sum() > 0.3 * (noisy.visible & (ref.status != REFERENCE)).sum()
+    assert (ref.tracks.visible[noisy.visible] == np.isin(ref.status[noisy.visible], (REFINED, REFERENCE, LOW_TEXTURE))).all()
+    before = np.linalg.norm(noisy.xy - clip["tracks"], axis=-1)[kept]
+    after = np.linalg.norm(ref.tracks.xy - clip["tracks"], axis=-1)[kept]
+    assert after.mean() < 0.5 * before.mean(), (before.mean(), after.mean())
+    # same observations in both reconstructions: only the positions differ
+    same = Tracks(noisy.xy, ref.tracks.visible, (H, W), query_frame=noisy.query_frame)
+    assert _rotation_error(ref.tracks, clip) < 0.8 * _rotation_error(same, clip)
+
+
+def test_textureless_observation_is_left_unrefined_and_flagged():
+    frames = translating_video(T=6, H=80, W=120, velocity=(1.0, 0.5), seed=1)
+    frames[:, 10:50, 60:110] = 128  # a flat grey block (no texture at all)
+    queries = np.array([[0, 85.0, 30.0], [0, 30.0, 40.0]], np.float32)  # on the block / on texture
+    exact = gt_positions(queries, 6, (1.0, 0.5))
+    off = exact.copy()
+    off[1:] += 0.7  # the tracker is 1 px off after the query frame
+    tracks = Tracks(off, np.ones((6, 2), bool), (80, 120), query_frame=np.zeros(2, np.int64))
+    ref = refine_tracks(frames, tracks)
+    assert (ref.status[1:, 0] == LOW_TEXTURE).all() and ref.tracks.visible[:, 0].all()  # flagged, kept as given
+    np.testing.assert_array_equal(ref.tracks.xy[:, 0], off[:, 0])  # not moved
+    hidden = refine_tracks(frames, tracks, {"hide_low_texture": True})
+    assert not hidden.tracks.visible[1:, 0].any() and hidden.tracks.visible[:, 1].all()
+    assert ref.stats()["unreliable"]["low_texture"] == 5
+    assert (ref.status[1:, 1] == REFINED).all()
+    assert np.abs(ref.tracks.xy[1:, 1] - exact[1:, 1]).max() < 0.2
+
+
+def test_affine_alignment_recovers_a_known_warp():
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.uniform(0, 255, (300, 300)).astype(np.float32), (0, 0), 2.5)
+    c = rng.uniform(100, 200, (60, 2)).astype(np.float32)
+    ang = np.radians(6)
+    B = 1.08 * np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+    b = np.array([4.3, -2.6])
+    warped = cv2.warpAffine(img, np.concatenate([B, b[:, None]], 1).astype(np.float32), (300, 300), flags=cv2.INTER_CUBIC)
+    truth = (c @ B.T + b).astype(np.float32)
+    A, p, conv = affine_align(prepare(sample(img, c, patch_grid(7))), warped, truth + 0.8, iterations=20)
+    assert conv.all()
+    assert np.linalg.norm(p - truth, axis=1).mean() < 0.05
+    assert np.abs(A - B).max() < 0.02
+
+
+class SpyRefine:
+    """Wraps refine_tracks and records which tracks went through it."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, frames, tracks, conf=None, tracker=None):
+        self.calls.append(tracks.num_tracks)
+        return refine_module.refine_tracks(frames, tracks, conf, tracker)
+
+
+@pytest.mark.parametrize("provider", [LucasKanadeProvider(), TranslationProvider((1.5, -0.5))], ids=["lk", "fake"])
+def test_every_provider_goes_through_the_same_refinement(provider, monkeypatch, tmp_path):
+    from sfm_tracks import pipeline, pseudo_labels
+
+    spy = SpyRefine()
+    monkeypatch.setattr(pipeline, "refine_tracks", spy)
+    monkeypatch.setattr(pseudo_labels, "refine_tracks", spy)
+    frames = textured_video(T=12, H=96, W=128, velocity=(1.5, -0.5))
+    names = [f"frame_{t:06d}.png" for t in range(12)]
+    conf = {"mapping": {"matches": "off"}, "output": {"video": False}, "camera": {"intrinsics": [100.0, 64.0, 48.0]},
+            "queries": {"max_points_per_frame": 64}}
+    try:
+        report = pipeline.run((frames, names), tmp_path / "out", conf, provider=provider)
+    except pipeline.ReconstructionError:
+        report = None  # a translating plane is degenerate for SfM; the refinement step has run before mapping
+    assert len(spy.calls) == 1 and spy.calls[0] > 0
+    if report is not None:
+        assert report["refine"]["enabled"] and report["refine"]["refined"] > 0
+    queries = pseudo_labels.video_queries(frames, "clip", {**pseudo_labels.DEFAULT_CONF, "num_queries": 32})
+    pseudo_labels.label_with_teacher(frames, "t", provider, queries, {**pseudo_labels.DEFAULT_CONF, "geometric_filter": False})
+    assert len(spy.calls) == 2
+    pseudo_labels.label_with_teacher(frames, "t", provider, queries, {**pseudo_labels.DEFAULT_CONF, "geometric_filter": False,
+                                                                      "refine": False})
+    assert len(spy.calls) == 2  # off means off
+
+
+def test_reconstruct_cli_refines_by_default_and_no_refine_turns_it_off():
+    from pipelines.reconstruct import config, parse_args
+    from sfm_tracks.pipeline import DEFAULT_CONF, merge_conf
+
+    assert merge_conf(DEFAULT_CONF, config(parse_args(["in.mp4", "-o", "out"])))["refine"]["enabled"] is True
+    assert merge_conf(DEFAULT_CONF, config(parse_args(["in.mp4", "-o", "out", "--no-refine"])))["refine"]["enabled"] is False
