@@ -48,3 +48,10 @@ def nonnegative_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     return _number(float, text, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+
+
+def add_fast_flag(parser) -> None:
+    """`--fast` / `--no-fast` on a CLI (default: fast on CPU, exact elsewhere); read it with
+    sfm_tracks.tracking.choice.tracker_mode."""
+    parser.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
+                        help="CoTracker3 fast mode (cotracker3.fast; default on CPU); --no-fast: exact, official numerics")

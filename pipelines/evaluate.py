@@ -33,10 +33,10 @@ from cotracker3.evaluation import (EvalDataError, evaluate_keypoints, evaluate_t
                                    tapvid_samples)
 from cotracker3.predictor import CoTrackerPredictor  # noqa: E402
 from cotracker3.training.evaluation import clamp_tapvid_queries, cotracker_predict_fn, synthetic_eval_set  # noqa: E402
-from pipelines.cli import ArgumentParser, UsageError, fail, nonnegative_int, positive_int  # noqa: E402
+from pipelines.cli import ArgumentParser, UsageError, add_fast_flag, fail, nonnegative_int, positive_int  # noqa: E402
 from sfm_tracks import LucasKanadeProvider, VideoError, read_frames  # noqa: E402
 from sfm_tracks.tracking.cotracker import CoTrackerOnlineProvider  # noqa: E402
-from sfm_tracks.tracking.providers import add_fast_flag, tracker_mode  # noqa: E402
+from sfm_tracks.tracking.choice import tracker_mode  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the team's data, beside the repository
 BADJA_VIDEO = SHARED_DATA / "cotracker_videos" / "bear.mp4"

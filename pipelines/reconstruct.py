@@ -34,12 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import numpy as np  # noqa: E402
 
 from cotracker3 import CheckpointError  # noqa: E402
-from pipelines.cli import ArgumentParser, fail, positive_float, positive_int  # noqa: E402
+from pipelines.cli import ArgumentParser, add_fast_flag, fail, positive_float, positive_int  # noqa: E402
 from sfm_tracks import ReconstructionError, VideoError  # noqa: E402
 from sfm_tracks.colmap.feature_matches import FEATURE_MODES, MATCH_MODES  # noqa: E402
 from sfm_tracks.outputs import trainers_note  # noqa: E402
 from sfm_tracks.pipeline import run  # noqa: E402
-from sfm_tracks.tracking.providers import TRACKERS, add_fast_flag, tracker_mode  # noqa: E402
+from sfm_tracks.tracking.choice import TRACKERS, tracker_mode  # noqa: E402
 
 logger = logging.getLogger("reconstruct")
 

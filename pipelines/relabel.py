@@ -38,11 +38,12 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from cotracker3 import CheckpointError  # noqa: E402
-from pipelines.cli import ArgumentParser, UsageError, fail, nonnegative_int, positive_float, positive_int  # noqa: E402
+from pipelines.cli import ArgumentParser, UsageError, add_fast_flag, fail, nonnegative_int, positive_float, positive_int  # noqa: E402
 from pipelines.relabel_inputs import collect_inputs, parse_shard, shard_inputs  # noqa: E402
-from sfm_tracks.tracking.providers import TRACKERS as TEACHER_NAMES, add_fast_flag, make_provider as make_teacher, tracker_mode  # noqa: E402
+from sfm_tracks.tracking.choice import TRACKERS as TEACHER_NAMES, make_provider as make_teacher, tracker_mode  # noqa: E402
 from sfm_tracks.pseudo_labels import (DEFAULT_CONF, TooFewQueries, epoch_teachers, label_stats,  # noqa: E402
                                       label_with_teacher, video_queries)
+from sfm_tracks.outdir import InputError, make_folders, missing_folders, remove_empty  # noqa: E402
 from sfm_tracks.video import VideoError, iter_frames, resize_max_side  # noqa: E402
 
 log = logging.getLogger("relabel")
@@ -58,45 +59,23 @@ DEFAULTS = {  # pipeline settings on top of sfm_tracks.pseudo_labels.DEFAULT_CON
 
 # -- files -------------------------------------------------------------------------------------
 
-def missing_folders(outdir: Path) -> list[Path]:
-    """The folders to create for OUTDIR, outermost last; UsageError when OUTDIR or an ancestor is a file."""
-    if outdir.exists() and not outdir.is_dir():
-        raise UsageError(f"output {outdir} exists and is not a folder")
-    missing = []
-    p = outdir.absolute()
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    if not p.is_dir():
-        raise UsageError(f"cannot create output folder {outdir}: {p} is not a folder")
-    return missing
-
-
 def prepare_outdir(outdir: Path) -> list[Path]:
     """Make OUTDIR (and missing parents) and check it takes files; returns the folders this call created.
 
     UsageError when OUTDIR or a parent is a file, or OUTDIR cannot be written; nothing is left behind then."""
-    missing = missing_folders(outdir)
-    created = []
     try:
-        for d in reversed(missing):
-            d.mkdir()
-            created.append(d)
+        created = make_folders(outdir)
+    except InputError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot write to output folder {outdir}: {e.strerror or e}") from None
+    try:
         with tempfile.TemporaryFile(dir=outdir, prefix=".write-test-"):
             pass
     except OSError as e:
         remove_empty(created)
         raise UsageError(f"cannot write to output folder {outdir}: {e.strerror or e}") from None
     return created
-
-
-def remove_empty(folders: Sequence[Path]) -> None:
-    """Remove the given folders, deepest first, as long as they are empty (a run's own, unused ones)."""
-    for d in sorted(folders, key=lambda q: len(q.parts), reverse=True):
-        try:
-            d.rmdir()
-        except OSError:
-            return
 
 
 def _fsync_dir(path: Path) -> None:
@@ -249,7 +228,10 @@ def run(inputs: Sequence[str], outdir, conf: Optional[dict] = None, teachers=Non
     outdir = Path(outdir)
     index, count = parse_shard(shard)
     paths = shard_inputs(collect_inputs(inputs), index, count)
-    missing_folders(outdir)  # before the teachers' weights are loaded
+    try:
+        missing_folders(outdir)  # before the teachers' weights are loaded
+    except InputError as e:
+        raise UsageError(str(e)) from None
     manifest = outdir / MANIFEST
     finished = {v for v, r in read_manifest(manifest).items() if r.get("status") in FINISHED}
     todo = [p for p in paths if str(p) not in finished]

@@ -118,15 +118,37 @@ def remove_stale(out_dir: Path) -> list:
     return removed
 
 
-def _make_parents(folder: Path) -> list:
-    """mkdir -p folder; returns the folders it created, deepest last."""
-    missing = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for f in reversed(missing):
+def missing_folders(folder: Path) -> list[Path]:
+    """The folders `mkdir -p folder` would create, outermost last; InputError when `folder` or an ancestor
+    is a file."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"output {folder} exists and is not a folder")
+    missing, p = [], folder.absolute()
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    if not p.is_dir():
+        raise InputError(f"cannot create output folder {folder}: {p} is not a folder")
+    return missing
+
+
+def make_folders(folder: Path) -> list[Path]:
+    """mkdir -p folder; returns the folders it created, deepest last (for `remove_empty` on failure)."""
+    created = []
+    for f in reversed(missing_folders(folder)):
         f.mkdir()
-    return list(reversed(missing))
+        created.append(f)
+    return created
+
+
+def remove_empty(folders) -> None:
+    """Remove the given folders, deepest first, while they are empty (a run's own, unused ones)."""
+    for d in sorted(folders, key=lambda q: len(Path(q).parts), reverse=True):
+        try:
+            Path(d).rmdir()
+        except OSError:
+            return
 
 
 @contextlib.contextmanager
@@ -136,7 +158,7 @@ def staging(out_dir: Path) -> Iterator[Path]:
     created, work = [], None
     try:
         try:
-            created = _make_parents(out_dir.parent)
+            created = make_folders(out_dir.parent)
             remove_stale(out_dir)
             work = out_dir.parent / f".{out_dir.name}.work-{os.getpid()}-{secrets.token_hex(4)}"
             work.mkdir()
@@ -147,9 +169,7 @@ def staging(out_dir: Path) -> Iterator[Path]:
     except BaseException:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
-        for folder in reversed(created):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        remove_empty(created)
         raise
     shutil.rmtree(work, ignore_errors=True)
 

@@ -37,7 +37,8 @@ from .outdir import InputError, check_overlap, check_replaceable, staging
 from .outputs import trainer_folders, write_images, write_masks
 from .selection import SELECT_CONF, choose_frames
 from .tracking.filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
-from .tracking.providers import LucasKanadeProvider, TrackProvider, make_provider
+from .tracking.choice import make_provider
+from .tracking.providers import LucasKanadeProvider, TrackProvider
 from .tracking.refine import DEFAULT_CONF as REFINE_CONF, refine_tracks
 from .tracking.queries import explain_no_tracks, flat_frames, select_queries, spread_frames
 from .tracking.windowed import window_bounds, windowed

@@ -103,7 +103,8 @@ def test_fast_provider_on_shipped_weights():
 def test_cli_fast_flag_defaults_to_fast_on_cpu_only():
     import argparse
 
-    from sfm_tracks.tracking.providers import add_fast_flag, tracker_mode
+    from pipelines.cli import add_fast_flag
+    from sfm_tracks.tracking.choice import tracker_mode
 
     p = argparse.ArgumentParser()
     add_fast_flag(p)

@@ -16,7 +16,7 @@ from cotracker3.data.synthetic import generate_clip
 from pipelines.reconstruct import main, pose_accuracy
 from sfm_tracks import Tracks, write_video
 from sfm_tracks.pipeline import track
-from sfm_tracks.tracking.providers import make_provider
+from sfm_tracks.tracking.choice import make_provider
 
 ROOT = Path(__file__).resolve().parents[1]
 T, SIZE = 16, 192

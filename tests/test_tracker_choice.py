@@ -8,7 +8,8 @@ import torch
 from cotracker3 import CoTrackerThreeOffline
 from cotracker3 import checkpoint as ckpt
 from pipelines import relabel
-from sfm_tracks.tracking.providers import LucasKanadeProvider, choose_tracker, make_provider
+from sfm_tracks.tracking.choice import choose_tracker, make_provider
+from sfm_tracks.tracking.providers import LucasKanadeProvider
 
 SMALL = dict(latent_dim=32, hidden_size=48, corr_hidden=32, num_virtual_tracks=4, space_depth=1, model_resolution=(64, 64), window_len=8)
 

@@ -9,9 +9,7 @@ queries to (1, N, 3), call the predictor with backward_tracking=True and wrap th
 """
 from __future__ import annotations
 
-import argparse
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Optional
 
 import cv2
@@ -156,78 +154,3 @@ def run_chunked(provider: TrackProvider, frames: np.ndarray, queries: np.ndarray
         confidence=conf,
         query_frame=queries[:, 0].astype(np.int64),
     )
-
-
-TRACKERS = ("auto", "cotracker3", "cotracker3-online", "lk")
-
-
-def tracker_mode(fast: Optional[bool], device: str) -> str:
-    """The CLIs' `--fast/--no-fast`: unset means fast on CPU (within the accuracy bounds of BENCHMARKS.md), exact on GPU."""
-    return "fast" if fast or (fast is None and str(device).startswith("cpu")) else "exact"
-
-
-def add_fast_flag(parser) -> None:
-    """`--fast` / `--no-fast` on a CLI (default: fast on CPU, exact elsewhere); read it with tracker_mode."""
-    parser.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
-                        help="CoTracker3 fast mode (cotracker3.fast; default on CPU); --no-fast: exact, official numerics")
-
-
-@dataclass
-class TrackerChoice:
-    """What `auto` (or an explicit name) resolves to: a concrete tracker, its weights and why."""
-
-    name: str  # one of TRACKERS except "auto"
-    checkpoint: Optional[str]  # weights path or "default" for CoTracker3, None for LK
-    reason: str
-
-
-def _beats_lk(scores: Optional[list]) -> bool:
-    """True only when every stored evaluation says the weights track better than Lucas-Kanade."""
-    if not scores:
-        return False
-    return all((s["ours"] > s["lk"]) if s["higher_is_better"] else (s["ours"] < s["lk"]) for s in scores)
-
-
-def choose_tracker(name: str = "auto", checkpoint: Optional[str] = "default") -> TrackerChoice:
-    """Resolve a tracker name. `auto`: explicit weights, else the official CoTracker3 weights (torch hub
-    cache, or a download unless SFM_TRACKS_NO_DOWNLOAD=1), else the best tracker shipped: the packaged
-    CoTracker3 weights only if their model-card scores (safetensors metadata `score_vs_lk`) beat
-    Lucas-Kanade on every stored evaluation, otherwise Lucas-Kanade."""
-    if name not in TRACKERS:
-        raise ValueError(f"tracker must be one of {TRACKERS}, got {name!r}")
-    if name != "auto":
-        return TrackerChoice(name, None if name == "lk" else checkpoint, f"--tracker {name} requested")
-    from cotracker3.checkpoint import EMBEDDED_DIR, EMBEDDED_FILES, OFFICIAL_FILES, hub_cache_dir, official_checkpoint, score_vs_lk
-
-    if checkpoint not in (None, "default"):
-        return TrackerChoice("cotracker3", checkpoint, f"auto: CoTracker3 with the weights given explicitly ({checkpoint})")
-    official = official_checkpoint("offline")
-    if official is not None:
-        return TrackerChoice("cotracker3", "default", f"auto: {official[1]}")  # "default" now resolves to that file
-    embedded = EMBEDDED_DIR / EMBEDDED_FILES["offline"]
-    missing = f"no official CoTracker3 weights ({OFFICIAL_FILES['offline']} not in {hub_cache_dir()})"
-    scores = score_vs_lk(embedded) if embedded.is_file() else None
-    shown = "; ".join(f"{s['metric']}: {s['ours']:g} vs LK {s['lk']:g}" for s in scores or [])
-    if _beats_lk(scores):
-        return TrackerChoice("cotracker3", str(embedded), f"auto: {missing}; the shipped {embedded.name} beats Lucas-Kanade ({shown})")
-    why = f"they score below Lucas-Kanade ({shown})" if scores else "they carry no score against Lucas-Kanade"
-    return TrackerChoice("lk", None, f"auto: Lucas-Kanade: {missing}, and the shipped CoTracker3 weights are not used because "
-                                     f"{why}; cotracker3/weights/MODEL_CARD.md")
-
-
-def make_provider(name: str = "auto", checkpoint: Optional[str] = "default", device: str = "cpu", mode: str = "exact") -> TrackProvider:
-    """A TrackProvider by CLI name (`auto`: see choose_tracker); `provider.choice` says what ran and why.
-
-    mode: CoTracker3's "exact" or "fast" (cotracker3.fast); ignored by Lucas-Kanade.
-    CoTracker3 raises cotracker3.CheckpointError when no weights are found."""
-    choice = choose_tracker(name, checkpoint)
-    if choice.name == "lk":
-        provider = LucasKanadeProvider()
-    elif choice.name == "cotracker3":
-        from .cotracker import CoTrackerProvider
-        provider = CoTrackerProvider(checkpoint=choice.checkpoint, device=device, mode=mode)
-    else:
-        from .cotracker import CoTrackerOnlineProvider
-        provider = CoTrackerOnlineProvider(checkpoint=choice.checkpoint, device=device, mode=mode)
-    provider.choice = choice
-    return provider
