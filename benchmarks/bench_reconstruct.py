@@ -35,7 +35,7 @@ import pycolmap
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench_sfm import DEFAULT_DATA, _table, bench_colmap_sift  # noqa: E402
+from bench_sfm import DEFAULT_DATA, _table, bench_colmap_sift, split_extra  # noqa: E402
 from sfm_tracks.colmap.metrics import aligned_pose_errors, pair_errors, pose_auc, relative_pose_errors  # noqa: E402
 
 logger = logging.getLogger("bench_reconstruct")
@@ -164,9 +164,7 @@ def bench_set(label: str, data: Path, work: Path, extra: list, variants: dict) -
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
+    argv, extra = split_extra(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--sets", default=",".join(SETS), help=f"comma-separated subset of {','.join(SETS)}")

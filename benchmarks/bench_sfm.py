@@ -145,6 +145,14 @@ def _fmt(v):
     return f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v)
 
 
+def split_extra(argv: list) -> tuple[list, list]:
+    """(this script's arguments, the ones after `--` that go to every reconstruct.py call)."""
+    if "--" not in argv:
+        return list(argv), []
+    k = argv.index("--")
+    return list(argv[:k]), list(argv[k + 1:])
+
+
 def _table(rows: list, keys: list) -> None:
     if not rows:
         return

@@ -30,7 +30,7 @@ import pycolmap
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from bench_sfm import DEFAULT_DATA, _table, bench_colmap_sift  # noqa: E402
+from bench_sfm import DEFAULT_DATA, _table, bench_colmap_sift, split_extra  # noqa: E402
 from sfm_tracks.colmap.metrics import aligned_pose_errors, relative_pose_errors  # noqa: E402
 
 
@@ -125,9 +125,7 @@ def bench_case(case: str, data: Path, work: Path, roots: list, extra: list, colm
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
+    argv, extra = split_extra(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--cases", default="orbit:40,sideways:40,forward:40,kitti")
