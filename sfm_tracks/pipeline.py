@@ -37,7 +37,7 @@ from .outdir import InputError, check_overlap, check_replaceable, staging
 from .outputs import trainer_folders, write_images, write_masks
 from .selection import SELECT_CONF, choose_frames
 from .tracking.filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
-from .tracking.choice import make_provider
+from .tracking.choice import make_provider, tracker_key, tracker_reason
 from .tracking.providers import LucasKanadeProvider, TrackProvider
 from .tracking.refine import DEFAULT_CONF as REFINE_CONF, refine_tracks
 from .tracking.queries import explain_no_tracks, flat_frames, select_queries, spread_frames
@@ -306,17 +306,6 @@ def run(source, out_dir, conf: Optional[dict] = None, mask_dir=None, provider: O
         rec, report = _run_in(work, source, out_dir, conf, mask_dir, provider, timer, rate)
     report["model"] = rec
     return report
-
-
-def tracker_key(provider: TrackProvider) -> str:
-    """The concrete tracker name ("auto" resolved) that keys the per-tracker filter settings."""
-    choice = getattr(provider, "choice", None)
-    return choice.name if choice is not None else {"lucas-kanade": "lk"}.get(provider.name, provider.name)
-
-
-def tracker_reason(provider: TrackProvider) -> str:
-    choice = getattr(provider, "choice", None)
-    return choice.reason if choice is not None else "provider given by the caller"
 
 
 def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: TrackProvider, timer: Timer,

@@ -76,3 +76,14 @@ def make_provider(name: str = "auto", checkpoint: Optional[str] = "default", dev
         provider = CoTrackerOnlineProvider(checkpoint=choice.checkpoint, device=device, mode=mode)
     provider.choice = choice
     return provider
+
+
+def tracker_key(provider: TrackProvider) -> str:
+    """The concrete tracker name ("auto" resolved) that keys the per-tracker filter settings."""
+    choice = getattr(provider, "choice", None)
+    return choice.name if choice is not None else {"lucas-kanade": "lk"}.get(provider.name, provider.name)
+
+
+def tracker_reason(provider: TrackProvider) -> str:
+    choice = getattr(provider, "choice", None)
+    return choice.reason if choice is not None else "provider given by the caller"
