@@ -80,9 +80,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "faster, less accurate poses), colmap (COLMAP's defaults exactly, peak threshold 0.0067), "
                          "accurate-dsp (accurate plus domain-size pooling); BENCHMARKS.md has the figures")
     ap.add_argument("--cycle", type=int, default=0, metavar="N", help="forward-backward cycle check with N anchors per side (0: off)")
-    ap.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+    ap.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                     help="sub-pixel refinement of every observation against its track's query patch, with guards that mark "
-                         "doubtful observations unreliable (default on; sfm_tracks/tracking/refine.py); --no-refine: raw tracker output")
+                         "doubtful observations unreliable (default: on for videos, off for image folders, where it lowered pose "
+                         "accuracy; sfm_tracks/tracking/refine.py); --no-refine: raw tracker output")
     ap.add_argument("--points-per-frame", type=positive_int, default=512, help="at most N queries per query frame")
     ap.add_argument("--window", type=positive_int, default=48, help="frames per tracker call (long videos are tracked in windows)")
     ap.add_argument("--overwrite", action="store_true", help="replace OUTDIR when it holds a previous result of ours (never any other folder)")
@@ -105,7 +106,7 @@ def config(args) -> dict:
         "queries": {"max_points_per_frame": args.points_per_frame},
         "tracker": {"name": args.tracker, "checkpoint": args.checkpoint, "device": args.device, "window": args.window,
                     "mode": tracker_mode(args.fast, args.device)},
-        "refine": {"enabled": args.refine},
+        "refine": {"enabled": "auto" if args.refine is None else args.refine},
         "filters": {"cycle_anchors": args.cycle},
         "camera": {"model": model.upper(), "intrinsics": intrinsics},
         "mapping": {"mapper": args.mapper, "matches": args.matches, "keyframes": not args.no_keyframes,

@@ -52,7 +52,9 @@ DEFAULT_CONF = {
     "input": {"max_frames": None, "stride": 1, "max_side": 1024},
     "queries": {"query_every": 8, "min_query_frames": 4, "max_points_per_frame": 512, "method": "sift+grid", "min_distance": 8.0},
     "tracker": {"name": "auto", "checkpoint": "default", "device": "cpu", "mode": "exact", "window": 48, "overlap": 8, "max_queries": 2048},
-    "refine": REFINE_CONF,  # sub-pixel refinement of every provider's tracks (tracking/refine.py); enabled: False turns it off
+    # sub-pixel refinement of every provider's tracks (tracking/refine.py); enabled: "auto" refines videos and not
+    # image folders (on the photo sets with true cameras it lowered AUC@5: temple 0.590 -> 0.570; BENCHMARKS.md)
+    "refine": dict(REFINE_CONF, enabled="auto"),
     "filters": {
         "cycle_anchors": 0,  # >0: forward-backward cycle check with that many anchors per side (costs ~1 extra tracking pass)
         "cycle_threshold_px": 3.0,
@@ -358,8 +360,10 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
     with timer("track"):
         raw = track(provider, frames, queries, tc)
         raw.image_names = names
-    refine_stats = {"enabled": False}
-    if conf["refine"]["enabled"]:
+    image_set = not isinstance(source, tuple) and Path(source).is_dir()
+    enabled = conf["refine"]["enabled"]
+    refine_stats = {"enabled": False, "why": "off (image folder; --refine turns it on)" if enabled == "auto" else "off (--no-refine)"}
+    if (not image_set) if enabled == "auto" else enabled:
         with timer("refine"):
             refinement = refine_tracks(frames, raw, conf["refine"], tracker_key(provider))
         raw, refine_stats = refinement.tracks, {"enabled": True, **refinement.stats()}
@@ -371,7 +375,6 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         raise ReconstructionError(explain_no_tracks(frames, qf, filter_stats, fc["min_length"]))
     with timer("reconstruct"):
         mapping_report = {}
-        image_set = not isinstance(source, tuple) and Path(source).is_dir()
         try:
             rec = reconstruct(tracks, camera=spec, frames=frames, report=mapping_report, image_set=image_set, work_dir=str(work / "colmap"),
                               image_sizes=sizes if padded else None, **conf["mapping"])
