@@ -13,7 +13,7 @@ piece; each extension adds one, so the past stays exactly as it was. Two fresh s
 ``extend`` answers a resumed run with another ``--steps``: the schedule is kept up to ``step`` (a warm-up
 in progress is finished), the learning rate then stays where it is and decays over the run's last
 ``decay_frac`` (one-cycle: over all the new steps), reaching the floor at ``total``. A WSD run extended in its stable
-phase is exactly the fresh WSD schedule of the new length; a run already in its decay continues from its
+phase is the fresh WSD schedule of the new length (past its warm-up); a run already in its decay continues from its
 current, lower rate. No schedule ever rises again after warm-up: an extended run never warm-restarts.
 """
 from __future__ import annotations
