@@ -80,11 +80,13 @@ def pair_schedule(num_frames: int, neighbours: int = 3, max_stride: int | None =
     return [(i, i + s) for s in sorted(strides) for i in range(0, num_frames - s, step[s])]
 
 
-def track_keypoints(tracks: Tracks, ok: np.ndarray, cameras: list) -> np.ndarray:
+def track_keypoints(tracks: Tracks, ok: np.ndarray, cameras: list, frames=None) -> np.ndarray:
     """(T, N, 2) keypoints in COLMAP's pixel convention, index == track id: usable observations (ok (T, N)) where
-    the track is, the others at their frame's image centre (cameras[t]), a placeholder no match refers to."""
-    centres = np.array([[c.width / 2, c.height / 2] for c in cameras])[:, None]
-    return np.where(ok[..., None], tracks.xy + COLMAP_OFFSET, centres)
+    the track is, the others at their frame's image centre (cameras[t]), a placeholder no match refers to.
+    frames: only these frame indices -> (len(frames), N, 2)."""
+    idx = np.arange(tracks.num_frames) if frames is None else np.asarray(frames, np.int64)
+    centres = np.array([[cameras[t].width / 2, cameras[t].height / 2] for t in idx])[:, None]
+    return np.where(ok[idx, :, None], tracks.xy[idx] + COLMAP_OFFSET, centres)
 
 
 def write_database(db_path, tracks: Tracks, camera, pairs, ok=None, min_matches: int = 15,

@@ -17,7 +17,7 @@ import numpy as np
 import pycolmap
 
 from ..tracks import Tracks
-from .database import COLMAP_OFFSET
+from .database import COLMAP_OFFSET, track_keypoints
 from .geometric_filter import frame_images, track_points
 
 logger = logging.getLogger(__name__)
@@ -62,12 +62,6 @@ def select_keyframes(xy: np.ndarray, ok: np.ndarray, image_size: tuple, options:
     return out
 
 
-def frame_keypoints(tracks: Tracks, ok: np.ndarray, t: int, camera: pycolmap.Camera) -> np.ndarray:
-    """(N, 2) keypoints of frame t in COLMAP's convention, index == track id (placeholders at the centre)."""
-    centre = np.array([camera.width / 2, camera.height / 2])
-    return np.where(ok[t][:, None], tracks.xy[t] + COLMAP_OFFSET, centre)
-
-
 def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, frames, max_error: float = 4.0,
                     min_inliers: int = 15, seed: int = 0) -> list:
     """Add each frame of `frames` that is not yet in `rec` by PnP on its tracks' 3D points; return those added.
@@ -109,7 +103,7 @@ def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray
             rec.frames[rec.images[iid].frame_id].rig_from_world = res["cam_from_world"]
             rec.register_frame(rec.images[iid].frame_id)
         else:
-            im = pycolmap.Image(name=names[t], keypoints=frame_keypoints(tracks, ok, t, camera), camera_id=cam_id, image_id=iid)
+            im = pycolmap.Image(name=names[t], keypoints=track_keypoints(tracks, ok, [camera] * tracks.num_frames, [t])[0], camera_id=cam_id, image_id=iid)
             rec.add_image_with_trivial_frame(im, res["cam_from_world"])
         for k in n[np.asarray(res["inlier_mask"], bool)]:
             rec.add_observation(int(pid[k]), pycolmap.TrackElement(iid, int(k)))
