@@ -23,12 +23,18 @@ def write_images(folder: Path, frames, names: list, sizes=None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for t, name in enumerate(tqdm(names, desc="write images", unit="img", leave=False)):
         frame = np.asarray(frames[t]) if sizes is None else np.asarray(frames[t][:sizes[t][0], :sizes[t][1]])
-        ext = Path(name).suffix.lower()
-        params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else []
-        ok, buf = cv2.imencode(ext if ext in IMAGE_EXTENSIONS else ".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
-        if not ok:
-            raise OSError(f"cannot encode image {name}")
-        buf.tofile(str(folder / name))
+        write_image(folder / name, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """A BGR (or grey) image encoded by its name's extension (JPEG at quality 95; PNG for a name without an
+    image extension), written through numpy so any path works."""
+    ext = Path(path).suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext if ext in IMAGE_EXTENSIONS else ".png", image, params)
+    if not ok:
+        raise OSError(f"cannot encode image {path}")
+    buf.tofile(str(path))
 
 
 def mask_files(names: list) -> dict:

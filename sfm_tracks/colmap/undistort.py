@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 import pycolmap
 
+from ..outputs import write_image
 from .export import write_model, write_ply, write_transforms
 from .mapping import colmap_logging
 
@@ -96,12 +97,6 @@ def undistort_mask(mask: np.ndarray, maps: np.ndarray) -> np.ndarray:
     return np.where(warp(np.where(mask > 0, 255, 0).astype(np.uint8), maps) >= 128, 255, 0).astype(np.uint8)
 
 
-def _write(path: Path, image: np.ndarray) -> None:
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in (".jpg", ".jpeg") else []
-    if not cv2.imwrite(str(path), image, params):
-        raise OSError(f"cannot write {path}")
-
-
 def undistort(rec: pycolmap.Reconstruction, out_dir: Path, mask_files: Optional[dict] = None,
               options: Optional[pycolmap.UndistortCameraOptions] = None, max_error_px: float = MAX_ERROR_PX) -> dict:
     """Write out_dir/undistorted/ from the model `rec` (out_dir/sparse/0) and its images in out_dir/images
@@ -125,7 +120,7 @@ def undistort(rec: pycolmap.Reconstruction, out_dir: Path, mask_files: Optional[
         image = cv2.imread(str(out_dir / "images" / im.name), cv2.IMREAD_UNCHANGED)
         if image is None:
             raise OSError(f"cannot read {out_dir / 'images' / im.name}")
-        _write(dest / "images" / im.name, warp(image, maps[im.camera_id]))
+        write_image(dest / "images" / im.name, warp(image, maps[im.camera_id]))
         if len(im.points2D):  # observations move with the same map, inverted: distorted pixel -> pinhole pixel
             rays = cam.cam_from_img(np.array([p.xy for p in im.points2D]))
             xy = pinhole.img_from_cam(np.concatenate([rays, np.ones((len(rays), 1))], 1), check_cheirality=False)
@@ -134,7 +129,7 @@ def undistort(rec: pycolmap.Reconstruction, out_dir: Path, mask_files: Optional[
         rel = (mask_files or {}).get(im.name)
         if rel is not None:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            _write(dest / rel, undistort_mask(cv2.imread(str(out_dir / rel), cv2.IMREAD_GRAYSCALE), maps[im.camera_id]))
+            write_image(dest / rel, undistort_mask(cv2.imread(str(out_dir / rel), cv2.IMREAD_GRAYSCALE), maps[im.camera_id]))
             mask_paths[im.name] = rel
     far = drop_far_observations(und, max_error_px)
     write_model(und, dest / "sparse" / "0")
