@@ -24,9 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_student import CONF, DATA, call, consistency, slug, teacher_spec  # noqa: E402
+from bench_student import CONF, DATA, call, consistency, evaluate, slug, teacher_spec  # noqa: E402
 
-STATIC_VIDEOS = ["cotracker_videos/apple.mp4", "cotracker_videos/cat.mp4", "cotracker_videos/teddy.mp4"]
 DYNAMIC_FRAMES = ["--max-frames", "24"]  # DAVIS clips: 24 frames each keeps a CoTracker model at ~1 CPU-min a video
 
 
@@ -43,27 +42,18 @@ def model_spec(text: str) -> tuple[str, dict]:
 
 
 def calls(name: str, model: dict, out: Path, data: Path) -> list:
-    kind = [] if model["weights"] == "lk" else ["--model", model["kind"]]
-    base = ["pipelines.evaluate", "--checkpoint", model["weights"], "--threads", "1", *kind]
+    """bench_student's calls (BADJA, synthetic, static-video consistency) plus cycle consistency on DAVIS."""
     d = out / "eval" / slug(name)
-    d.mkdir(parents=True, exist_ok=True)
-    relabel = ["pipelines.relabel", "--teachers", teacher_spec(model)]
     davis = sorted(str(p) for p in (data / "davis_videos").glob("*.mp4"))
-    return [
-        ([*base, "--badja", "-o", d / "badja.json"], d / "badja.json", d / "log.txt"),
-        ([*base, "--data", "synthetic", "--num-clips", CONF["synthetic_clips"], "-o", d / "synthetic.json"],
-         d / "synthetic.json", d / "log.txt"),
-        ([*relabel, *(str(data / v) for v in STATIC_VIDEOS), "-o", d / "static", *CONF["consistency"]],
-         d / "static" / "done", d / "log.txt"),
-        ([*relabel, *davis, "-o", d / "dynamic", "--no-geometric-filter", *CONF["consistency"], *DYNAMIC_FRAMES],
-         d / "dynamic" / "done", d / "log.txt"),
-    ]
+    dynamic = (["pipelines.relabel", "--teachers", teacher_spec(model), *davis, "-o", d / "dynamic", "--no-geometric-filter",
+                *CONF["consistency"], *DYNAMIC_FRAMES], d / "dynamic" / "done", d / "log.txt")
+    return [*evaluate(name, model, out, data), dynamic]
 
 
 def scores(d: Path) -> dict:
     b = json.loads((d / "badja.json").read_text())["average"]
     s = json.loads((d / "synthetic.json").read_text())["average"]
-    static, dynamic = consistency(d / "static"), consistency(d / "dynamic")
+    static, dynamic = consistency(d / "consistency"), consistency(d / "dynamic")
     return {"badja_proxy": b["pck@0.2sqrt(bbox)_proxy"], **{f"badja_{r}px": b[f"pck@{r}px"] for r in (5, 10, 20)},
             "synthetic_aj": 100 * s["average_jaccard"], **{f"synthetic_{r}px": 100 * s[f"pts_within_{r}"] for r in (1, 2, 4)},
             "static_verified": static["verified_fraction"],

@@ -20,51 +20,35 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines.recipe import LABELS, RECIPE, cli, videos  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
-EXCLUDED = {"bear.mp4"}  # BADJA's bear: evaluation only
 STATIC = ["apple", "cat", "teddy"]  # static scenes (each reconstructs all its frames)
 STUDENTS = {"student (both filters)": "cycle,geometric", "student (no 3D filter)": "cycle",
             "student (no cycle filter)": "geometric"}
-# Labelling settings sized for a 2-core CPU: a CoTracker teacher's cycle check re-tracks every anchor, so
-# 32 frames, 128 SIFT queries and one anchor per side keep a video at ~1 CPU-min (students train on 16 frames).
-LABELS = ["--max-frames", "32", "--max-side", "384", "--num-queries", "128", "--cycle-anchors", "1"]
 CONF = {
     "relabel": ["--epochs", "2", *LABELS],
-    "student": ["--config", "small_curriculum", "--skip-phases", "1", "--stage", "pseudo"],
+    "student": RECIPE["pseudo"]["args"],
     "consistency": LABELS,
     "synthetic_clips": 10,
 }
 
 
-def videos(data: Path) -> list[str]:
-    out = sorted(str(p) for d in ("cotracker_videos", "davis_videos") for p in (data / d).glob("*.mp4")
-                 if p.name not in EXCLUDED)
-    if not out:
-        raise SystemExit(f"error: no videos under {data}")
-    return out
-
-
 def call(args: list, done: Path, log: Path) -> float:
-    """Run one CLI (python -m ...) unless ``done`` exists; returns its wall seconds (0 when skipped).
+    """Run one CLI (python -m ..., one core) unless ``done`` exists; returns its wall seconds (0 when skipped).
     ``done`` is the call's own output, or a marker written here when the call succeeded."""
     if done.exists():
         return 0.0
     t0 = time.perf_counter()
-    with open(log, "a") as f:
-        f.write(f"$ {' '.join(map(str, args))}\n")
-        f.flush()
-        rc = subprocess.call([sys.executable, "-m", *map(str, args)], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
-                             env=dict(os.environ, OMP_NUM_THREADS="1"))  # one core per call
-    if rc != 0:
-        raise RuntimeError(f"{args[0]} exited {rc}; see {log}")
+    cli(*args, log=log)
     if not done.exists():
         done.write_text("")
     return time.perf_counter() - t0
@@ -141,9 +125,13 @@ def main(argv=None) -> int:
     def timed(job):  # wall seconds per call, keyed by what the call makes
         seconds[str(job[1].relative_to(out))] = round(call(*job), 1)
 
+    try:
+        inputs = videos(args.data)
+    except RuntimeError as e:
+        raise SystemExit(f"error: {e}") from None
     labels = out / "labels"
     with ThreadPoolExecutor(args.jobs) as pool:  # relabel in shards, one per job
-        jobs = [(["pipelines.relabel", *videos(args.data), "-o", labels, "--teachers",
+        jobs = [(["pipelines.relabel", *inputs, "-o", labels, "--teachers",
                   f"lk,cotracker3={args.offline},cotracker3-online={args.online}", "--shard", f"{i}/{args.jobs}",
                   *CONF["relabel"]], labels / f"shard{i}.done", log) for i in range(args.jobs)]
         for f in [pool.submit(timed, j) for j in jobs]:

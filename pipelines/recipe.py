@@ -37,11 +37,13 @@ from cotracker3.training.state import CHECKPOINT, load_training_checkpoint  # no
 from pipelines.cli import fail  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
+# Labelling settings sized for a 2-core CPU: a CoTracker teacher's cycle check re-tracks every anchor, so
+# 32 frames, 128 SIFT queries and one anchor per side keep a video at ~1 CPU-min (students train on 16 frames).
+LABELS = ["--max-frames", "32", "--max-side", "384", "--num-queries", "128", "--cycle-anchors", "1"]
 RECIPE = {
     "synthetic": {"args": ["--config", "small_curriculum", "--skip-phases", "2"], "steps": 3000},
-    "relabel": {"args": ["--teachers", "lk,cotracker3={weights}", "--epochs", "2", "--max-frames", "32",
-                         "--max-side", "384", "--num-queries", "128", "--cycle-anchors", "1"],
-                "exclude": ["bear.mp4"], "folders": ["cotracker_videos", "davis_videos"]},
+    "relabel": {"args": ["--teachers", "lk,cotracker3={weights}", "--epochs", "2", *LABELS],
+                "exclude": ["bear.mp4"], "folders": ["cotracker_videos", "davis_videos"]},  # bear: BADJA, evaluation only
     "pseudo": {"args": ["--config", "small_curriculum", "--skip-phases", "1", "--stage", "pseudo"], "steps": 2000},
 }
 STAGES = ("synthetic", "relabel", "pseudo")
