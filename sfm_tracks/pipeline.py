@@ -413,4 +413,3 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
     del frames, masks  # release the memmaps before the work folder goes
     replace_dir(staging_out, out_dir)
     return rec, report
-
