@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pycolmap
@@ -31,20 +30,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from bench_sfm import DEFAULT_DATA, _table, bench_colmap_sift, split_extra  # noqa: E402
+from sfm_tracks import write_video  # noqa: E402
 from sfm_tracks.colmap.metrics import aligned_pose_errors, relative_pose_errors  # noqa: E402
-
-
-def write_video(frames, path: Path, fps: int = 10) -> None:
-    """(T, H, W, 3) uint8 RGB -> H.264 mp4 at high quality (CRF 12)."""
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=fps)
-        s.height, s.width = frames[0].shape[:2]
-        s.pix_fmt, s.options = "yuv420p", {"crf": "12"}
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
 
 
 def synthetic_case(mode: str, num_frames: int, seed: int = 0) -> tuple:
@@ -95,7 +82,7 @@ def bench_case(case: str, data: Path, work: Path, roots: list, extra: list, colm
         mode, T = case.split(":")
         frames, gt = synthetic_case(mode, int(T))
     video = work / f"{case.replace(':', '_')}.mp4"
-    write_video(frames, video)
+    write_video(video, frames, 10, options={"crf": "12"})  # high quality: compression is not what is measured
     rows, image_dir = [], None
     for k, root in enumerate(roots):
         out = work / f"{case.replace(':', '_')}_{k}"

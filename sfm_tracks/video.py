@@ -178,8 +178,10 @@ def _pick_codec() -> str:
     raise VideoError("no H.264 or MPEG-4 encoder available in this PyAV build")
 
 
-def write_video(path: str | Path, frames: np.ndarray | Sequence[np.ndarray] | Iterator[np.ndarray], fps: float = 10.0) -> None:
+def write_video(path: str | Path, frames: np.ndarray | Sequence[np.ndarray] | Iterator[np.ndarray], fps: float = 10.0,
+                options: Optional[dict] = None) -> None:
     """Encode (T, H, W, 3) uint8 RGB frames as an .mp4 (H.264 when available, else MPEG-4 Part 2).
+    options: encoder options for the stream, e.g. {"crf": "12"} for near-lossless H.264 test videos.
 
     `frames` may be a generator: frames are encoded as they come, so long videos never sit in memory.
     yuv420p needs even sizes, so odd frames are padded by one black row/column at the bottom/right.
@@ -195,6 +197,8 @@ def write_video(path: str | Path, frames: np.ndarray | Sequence[np.ndarray] | It
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height, stream.pix_fmt = ew, eh, "yuv420p"
+        if options:
+            stream.options = dict(options)
         for f in frames:
             f = np.asarray(f, dtype=np.uint8)
             if f.shape[:2] != (h, w):
