@@ -29,6 +29,7 @@ import pycolmap
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+from bench_reconstruct import reference  # noqa: E402
 from bench_sfm import DEFAULT_DATA, _table, bench_colmap_sift, split_extra  # noqa: E402
 from sfm_tracks import write_video  # noqa: E402
 from sfm_tracks.colmap.metrics import aligned_pose_errors, relative_pose_errors  # noqa: E402
@@ -43,12 +44,11 @@ def synthetic_case(mode: str, num_frames: int, seed: int = 0) -> tuple:
 
 def kitti_case(data: Path) -> tuple:
     folder = data / "gt_sets" / "kitti_seq_a"
-    cams = json.loads((folder / "gt_cameras.json").read_text())["cameras"]
+    cams = reference(folder / "gt_cameras.json")
     names = sorted(cams)
     frames = [cv2.cvtColor(cv2.imread(str(folder / "images" / n), cv2.IMREAD_GRAYSCALE), cv2.COLOR_GRAY2RGB) for n in names]
     frames = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in frames]  # even sizes for yuv420p
-    gt = np.array([np.concatenate([np.array(cams[n]["R_cw"]), np.array(cams[n]["t_cw"])[:, None]], 1) for n in names])
-    return np.stack(frames), gt
+    return np.stack(frames), np.array([cams[n] for n in names])
 
 
 def accuracy(rec, names: list, gt: np.ndarray) -> dict:
