@@ -10,8 +10,9 @@
 Writes OUTDIR/{images/, sparse/0/, points.ply, tracks.npz, transforms.json, report.json, tracks.mp4}, plus masks/
 with --mask-dir, and OUTDIR/undistorted/ (PINHOLE cameras, the layout 3DGS's convert.py makes) when the model has
 lens distortion; the summary names the folder for each trainer (3DGS -s, nerfstudio --data, COLMAP).
---frames N / --fps F: every decoded frame is tracked, then the sharpest frame of each of N slots (or of each
-1/F s) enters the model and the exports; near-duplicates (little track motion) are skipped; report.json says why.
+--frames N / --fps F: the sharpest decoded frame of each of N slots (or of each 1/F s) is kept, near-duplicates
+(little motion in a quick Lucas-Kanade pass over all frames) skipped, and only the kept frames are tracked and
+enter the model and the exports; report.json says why each other frame was dropped.
 Masks (--mask-dir): one per frame, named like the frame (`frame_000000.png` for videos) or COLMAP-style
 (`<image name>.png`), at the input size; nonzero pixels are kept (COLMAP's convention), zero pixels get no
 queries and observations landing on them are dropped. --intrinsics are in input-image pixels with COLMAP's
