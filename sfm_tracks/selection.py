@@ -23,6 +23,7 @@ import numpy as np
 
 from .outdir import InputError
 from .tracks import Tracks
+from .video import grey as to_grey
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def sharpness(frame: np.ndarray, max_side: int = 256) -> float:
     Blur removes the high frequencies the Laplacian responds to, so a blurred frame scores lower than a
     sharp frame of the same scene; scores are compared only within a slot (nearby frames, similar content).
     """
-    grey = cv2.cvtColor(np.asarray(frame), cv2.COLOR_RGB2GRAY)
+    grey = to_grey(frame)
     scale = max_side / max(grey.shape)
     if scale < 1:
         grey = cv2.resize(grey, (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))), interpolation=cv2.INTER_AREA)

@@ -39,6 +39,13 @@ def rotate_frame(frame: np.ndarray, degrees_ccw: float) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(frame, k=k)) if k else frame
 
 
+def grey(frame) -> np.ndarray:
+    """(H, W, 3) uint8 RGB (or an already grey (H, W)) frame -> contiguous (H, W) uint8 grey: what SIFT, the
+    Lucas-Kanade trackers, refinement and the sharpness score read."""
+    f = np.asarray(frame)
+    return np.ascontiguousarray(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if f.ndim == 3 else f, dtype=np.uint8)
+
+
 def resize_max_side(frame: np.ndarray, max_side: Optional[int]) -> np.ndarray:
     """Downscale so that max(H, W) <= max_side (area interpolation); never upscales."""
     if not max_side:

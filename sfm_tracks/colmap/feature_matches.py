@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import cv2
 import numpy as np
 import pycolmap
 
 from . import retrieval
+from ..video import grey
 
 logger = logging.getLogger(__name__)
 
@@ -188,11 +188,6 @@ class SiftMatches:
     matches: dict
 
 
-def _gray(frame: np.ndarray) -> np.ndarray:
-    f = np.asarray(frame)
-    return np.ascontiguousarray(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if f.ndim == 3 else f, dtype=np.uint8)
-
-
 def extract(frames, need, db, options: MatchOptions, image_sizes=None) -> tuple:
     """SIFT (settings of options.features) on frames `need`, written to the open pycolmap database `db`
     as image t + 1 -> (keypoints: T arrays (K_t, 2), retrieval descriptors: T arrays (<= R, 128) uint8, settings).
@@ -216,7 +211,7 @@ def extract(frames, need, db, options: MatchOptions, image_sizes=None) -> tuple:
     db.write_camera(cam, use_camera_id=True)
     for t in need:
         frame = frames[t] if image_sizes is None else frames[t][:image_sizes[t][0], :image_sizes[t][1]]
-        kp, desc = extractor.extract_from_uint8_array(_gray(frame))
+        kp, desc = extractor.extract_from_uint8_array(grey(frame))
         xy = np.array([(k.x, k.y) for k in kp], np.float32).reshape(-1, 2)
         keypoints[t] = xy
         d = np.asarray(desc.data)

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from ..tracks import Tracks
+from ..video import grey
 
 
 def check_inputs(frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +129,7 @@ class LucasKanadeProvider(TrackProvider):
     def track(self, frames: np.ndarray, queries: np.ndarray) -> Tracks:
         T, H, W = frames.shape[:3]
         N = len(queries)
-        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+        gray = [grey(f) for f in frames]
         qf = queries[:, 0].astype(np.int64)
         xy = np.zeros((T, N, 2), np.float32)
         vis = np.zeros((T, N), bool)

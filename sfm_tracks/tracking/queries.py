@@ -16,6 +16,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from ..video import grey
+
 METHODS = ("sift", "grid", "sift+grid")
 
 
@@ -23,10 +25,6 @@ def spread_frames(num_frames: int, count: int) -> np.ndarray:
     """`count` frame indices evenly spread over [0, num_frames - 1], first and last included."""
     count = max(1, min(count, num_frames))
     return np.unique(np.round(np.linspace(0, num_frames - 1, count)).astype(np.int64))
-
-
-def _gray(frame: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
 
 
 def _allowed(xy: np.ndarray, shape: tuple, mask: Optional[np.ndarray], border: float) -> np.ndarray:
@@ -77,7 +75,7 @@ def thin_points(xy: np.ndarray, min_distance: float, budget: Optional[int] = Non
 
 def sift_points(frame: np.ndarray, max_points: int, min_distance: float = 8.0, mask: Optional[np.ndarray] = None, border: float = 4.0) -> np.ndarray:
     """(M, 2) float32 SIFT keypoint positions (strongest first), spaced by `min_distance`, M <= max_points."""
-    gray = _gray(frame)
+    gray = grey(frame)
     sift = cv2.SIFT_create(enable_precise_upscale=True)
     kps = sift.detect(gray, None)
     if not kps:

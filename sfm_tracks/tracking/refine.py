@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from ..tracks import Tracks
+from ..video import grey
 from .affine import affine_align, patch_grid, prepare, sample
 
 DEFAULT_CONF = {
@@ -84,11 +85,6 @@ class Refinement:
         return out
 
 
-def gray(frame) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H, W) uint8 grey."""
-    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
-
-
 def min_eigenvalue(patches: np.ndarray) -> np.ndarray:
     """(M, P, P) float patches -> (M,) smallest eigenvalue of the mean structure tensor (central differences)."""
     gx = (patches[:, 1:-1, 2:] - patches[:, 1:-1, :-2]) / 2
@@ -122,7 +118,7 @@ class _GreyFrames:
     def get(self, t: int) -> np.ndarray:
         g = self.cache.pop(t, None)
         if g is None:
-            g = gray(self.frames[t])
+            g = grey(self.frames[t])
         self.cache[t] = g
         if len(self.cache) > self.size:
             del self.cache[next(iter(self.cache))]
