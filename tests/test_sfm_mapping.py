@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from sfm_tracks import geometric_filter, reconstruct, reprojection_errors
-from sfm_tracks.colmap.database import pair_schedule
+from sfm_tracks.colmap.database import KeypointLayout, pair_schedule
+from sfm_tracks.colmap.geometric_filter import frame_images
 from sfm_tracks.colmap.metrics import poses_by_frame, relative_pose_errors
 from sfm_tracks.testing import DRIFT, GOOD, JUMP, MOVING, synthetic_scene
 
@@ -60,9 +61,11 @@ def test_verdicts_separate_good_outlier_and_moving(scene, rec):
 
 
 def test_moving_object_not_in_static_model(scene, rec):
+    layout = KeypointLayout(scene.tracks)
     in_model = set()
-    for im in rec.images.values():
-        in_model |= set(int(k) for k in im.get_observation_point2D_idxs())
+    for t, iid in enumerate(frame_images(rec, scene.tracks)):
+        if iid is not None:
+            in_model |= set(layout.track_ids(t, rec.images[iid].get_observation_point2D_idxs()).tolist())
     moving = set(np.nonzero(scene.kind == MOVING)[0].tolist())
     good = set(np.nonzero(scene.kind == GOOD)[0].tolist())
     assert len(moving & in_model) <= 1
@@ -144,3 +147,19 @@ def test_global_mapper_fallback_when_incremental_registers_too_few():
     off = {}
     reconstruct(scene.tracks, fallback_fraction=1.01, fallback_global=False, report=off)
     assert off["tried"] == ["incremental"]
+
+
+def test_images_hold_only_their_usable_tracks(scene, rec):
+    """Keypoints grow with the observations, not with frames x tracks, and every observation finds its track."""
+    layout = KeypointLayout(scene.tracks)
+    images = frame_images(rec, scene.tracks)
+    for t, iid in enumerate(images):
+        im = rec.images[iid]
+        assert im.num_points2D() == layout.count(t) < scene.tracks.num_tracks
+        k = np.asarray(im.get_observation_point2D_idxs())
+        n = layout.track_ids(t, k)
+        xy = np.array([im.points2D[int(i)].xy for i in k]) - 0.5
+        assert (n >= 0).all() and np.allclose(xy, scene.tracks.xy[t, n], atol=1e-3)
+    assert (layout.track_ids(0, [layout.count(0)]) == -1).all()  # past the tracks: SIFT keypoints, no track
+    with pytest.raises(ValueError, match="not usable"):
+        layout.slots(0, np.flatnonzero(~scene.tracks.visible[0])[:1])

@@ -1,8 +1,8 @@
 """Tracks -> COLMAP database: keypoints, matches on a pair schedule, two-view geometries.
 
-Every track is written as a keypoint in every frame, so keypoint index == track id. Invisible
-observations get a placeholder keypoint that no match ever refers to. Optional SIFT keypoints and
-matches (feature_matches.py) come after the N track keypoints of each image.
+Image t's keypoints are the tracks usable in frame t (`KeypointLayout`: visible, finite, inside the image), in
+track order, so keypoints grow with the observations, not with frames x tracks. Optional SIFT keypoints and
+matches (feature_matches.py) come after an image's track keypoints.
 """
 from __future__ import annotations
 
@@ -80,33 +80,56 @@ def pair_schedule(num_frames: int, neighbours: int = 3, max_stride: int | None =
     return [(i, i + s) for s in sorted(strides) for i in range(0, num_frames - s, step[s])]
 
 
-def track_keypoints(tracks: Tracks, ok: np.ndarray, cameras: list, frames=None) -> np.ndarray:
-    """(T, N, 2) keypoints in COLMAP's pixel convention, index == track id: usable observations (ok (T, N)) where
-    the track is, the others at their frame's image centre (cameras[t]), a placeholder no match refers to.
-    frames: only these frame indices -> (len(frames), N, 2)."""
-    idx = np.arange(tracks.num_frames) if frames is None else np.asarray(frames, np.int64)
-    centres = np.array([[cameras[t].width / 2, cameras[t].height / 2] for t in idx])[:, None]
-    return np.where(ok[idx, :, None], tracks.xy[idx] + COLMAP_OFFSET, centres)
+class KeypointLayout:
+    """Which track each keypoint of a frame's image is: image t's first `count(t)` keypoints are the tracks
+    usable in frame t (`usable(tracks)`, canvas rule), in track order; SIFT keypoints follow them.
+
+    The layout is a function of the tracks alone, so a model and the tracks it was built from are enough to
+    find every track's observations again (geometric_filter.track_points).
+    """
+
+    def __init__(self, tracks: Tracks):
+        self.tracks = tracks
+        self.ids = [np.flatnonzero(m) for m in usable(tracks)]  # ids[t]: track ids of image t's keypoints
+
+    def count(self, t: int) -> int:
+        return len(self.ids[t])
+
+    def slots(self, t: int, n: np.ndarray) -> np.ndarray:
+        """Keypoint indices in frame t of tracks n (each must be usable there)."""
+        k = np.searchsorted(self.ids[t], n)
+        if len(k) and (k.max() >= len(self.ids[t]) or (self.ids[t][k] != n).any()):
+            raise ValueError(f"frame {t}: some tracks are not usable there, so they have no keypoint")
+        return k
+
+    def track_ids(self, t: int, k: np.ndarray) -> np.ndarray:
+        """Track id of each keypoint index k in frame t; -1 for keypoints after the tracks (SIFT)."""
+        k = np.asarray(k, np.int64)
+        inside = k < len(self.ids[t])
+        return np.where(inside, self.ids[t][np.where(inside, k, 0)] if len(self.ids[t]) else -1, -1)
+
+    def keypoints(self, t: int) -> np.ndarray:
+        """(count(t), 2) float64 keypoints of frame t in COLMAP's pixel convention."""
+        return self.tracks.xy[t, self.ids[t]].astype(np.float64) + COLMAP_OFFSET
 
 
 def write_database(db_path, tracks: Tracks, camera, pairs, ok=None, min_matches: int = 15,
-                   extra=None, frames=None) -> int:
-    """Write the camera(s), T images, N keypoints per image and the raw matches of `pairs`; return #pairs.
+                   extra=None, frames=None, layout: "KeypointLayout | None" = None) -> int:
+    """Write the camera(s), the images, their track keypoints (KeypointLayout) and the raw matches of `pairs`
+    (the tracks usable, `ok`, in both frames); return #pairs.
 
     camera: one pycolmap.Camera shared by all frames, or a list of T (cameras.frame_cameras), frame t's first.
-
-    extra: optional feature_matches.SiftMatches; each image's SIFT keypoints follow its N track keypoints
-    (index N + k) and each pair's SIFT matches are appended to its shared tracks (pairs outside the
-    schedule included), so keypoint index == track id still holds for indices < N.
+    extra: optional feature_matches.SiftMatches; each image's SIFT keypoints follow its track keypoints
+    and each pair's SIFT matches are appended to its shared tracks (pairs outside the schedule included).
     frames: optional subset of frame indices to write (keyframes); image ids stay frame index + 1.
+    layout: the tracks' KeypointLayout, if already made.
     """
     ok = usable(tracks) if ok is None else ok
+    layout = layout or KeypointLayout(tracks)
     names = tracks.names()
-    N = tracks.num_tracks
     cams = list(camera) if isinstance(camera, (list, tuple)) else [camera] * tracks.num_frames
     if len(cams) != tracks.num_frames:
         raise ValueError(f"{len(cams)} cameras for {tracks.num_frames} frames")
-    kp = track_keypoints(tracks, ok, cams).astype(np.float32)
     extra_matches = extra.matches if extra is not None else {}
     written = 0
     with pycolmap.Database.open(str(db_path)) as db:
@@ -115,13 +138,14 @@ def write_database(db_path, tracks: Tracks, camera, pairs, ok=None, min_matches:
         for t in (range(tracks.num_frames) if frames is None else frames):
             t = int(t)
             db.write_image(pycolmap.Image(name=names[t], camera_id=cams[t].camera_id, image_id=t + 1), use_image_id=True)
-            db.write_keypoints(t + 1, kp[t] if extra is None else np.concatenate([kp[t], extra.keypoints[t]]))
+            kp = layout.keypoints(t).astype(np.float32)
+            db.write_keypoints(t + 1, kp if extra is None else np.concatenate([kp, extra.keypoints[t]]))
         scheduled = [tuple(p) for p in pairs]
         for i, j in scheduled + sorted(set(extra_matches) - set(scheduled)):
-            common = np.nonzero(ok[i] & ok[j])[0].astype(np.uint32)
-            m = np.stack([common, common], 1)
+            common = np.flatnonzero(ok[i] & ok[j])
+            m = np.stack([layout.slots(i, common), layout.slots(j, common)], 1).astype(np.uint32)
             if (i, j) in extra_matches:
-                m = np.concatenate([m, extra_matches[(i, j)].astype(np.uint32) + np.uint32(N)])
+                m = np.concatenate([m, extra_matches[(i, j)].astype(np.uint32) + np.array([layout.count(i), layout.count(j)], np.uint32)])
             if len(m) >= min_matches:
                 db.write_matches(i + 1, j + 1, m)
                 written += 1

@@ -1,7 +1,7 @@
 """Reconstruction -> per-track, per-frame geometric verdict for filtering pseudo-labels.
 
-A track's 3D point is found through the keypoint index == track id mapping (majority vote when
-COLMAP split the track). Every visible observation is measured against that point, including the
+A track's 3D point is found through the tracks' keypoint layout (database.KeypointLayout; majority vote
+when COLMAP split the track). Every visible observation is measured against that point, including the
 ones COLMAP dropped, so drifting tails are caught. Tracks whose point explains only a minority of
 their observations are treated as dynamic: unverifiable (0), never rejected (-1).
 """
@@ -13,7 +13,7 @@ import numpy as np
 import pycolmap
 
 from ..tracks import Tracks
-from .database import COLMAP_OFFSET, usable
+from .database import COLMAP_OFFSET, KeypointLayout, usable
 
 VERIFIED, UNVERIFIABLE, REJECTED = 1, 0, -1
 
@@ -32,18 +32,19 @@ def frame_images(rec: pycolmap.Reconstruction, tracks: Tracks) -> list:
     return [by_name.get(name) for name in tracks.names()]
 
 
-def track_points(rec: pycolmap.Reconstruction, tracks: Tracks, images=None) -> np.ndarray:
+def track_points(rec: pycolmap.Reconstruction, tracks: Tracks, images=None, layout: KeypointLayout | None = None) -> np.ndarray:
     """(N,) point3D id per track (the one holding most of its observations), -1 if none."""
     images = frame_images(rec, tracks) if images is None else images
+    layout = layout or KeypointLayout(tracks)
     N = tracks.num_tracks
     obs_n, obs_p = [], []
-    for iid in images:
+    for t, iid in enumerate(images):
         if iid is None:
             continue
         im = rec.images[iid]
         idx = np.asarray(im.get_observation_point2D_idxs(), dtype=np.int64)
-        idx = idx[idx < N]
-        obs_n.append(idx)
+        idx = idx[idx < layout.count(t)]
+        obs_n.append(layout.track_ids(t, idx))
         obs_p.append(np.array([im.points2D[int(k)].point3D_id for k in idx], dtype=np.int64))
     pid = np.full(N, -1, dtype=np.int64)
     if not obs_n or not sum(map(len, obs_n)):
@@ -56,7 +57,8 @@ def track_points(rec: pycolmap.Reconstruction, tracks: Tracks, images=None) -> n
     return pid
 
 
-def reprojection_errors(reconstruction: pycolmap.Reconstruction, tracks: Tracks, include_invisible: bool = False) -> np.ndarray:
+def reprojection_errors(reconstruction: pycolmap.Reconstruction, tracks: Tracks, include_invisible: bool = False,
+                        layout: KeypointLayout | None = None) -> np.ndarray:
     """(T, N) px distance between each observation and its track's reprojected 3D point.
 
     NaN where the track has no 3D point, the frame is not registered or the observation is not
@@ -66,7 +68,7 @@ def reprojection_errors(reconstruction: pycolmap.Reconstruction, tracks: Tracks,
     T, N = tracks.xy.shape[:2]
     err = np.full((T, N), np.nan)
     images = frame_images(rec, tracks)
-    pid = track_points(rec, tracks, images)
+    pid = track_points(rec, tracks, images, layout)
     has = np.nonzero(pid >= 0)[0]
     if not len(has):
         return err

@@ -17,7 +17,7 @@ import numpy as np
 import pycolmap
 
 from ..tracks import Tracks
-from .database import COLMAP_OFFSET, track_keypoints
+from .database import COLMAP_OFFSET, KeypointLayout
 from .geometric_filter import frame_images, track_points
 
 logger = logging.getLogger(__name__)
@@ -63,14 +63,15 @@ def select_keyframes(xy: np.ndarray, ok: np.ndarray, image_size: tuple, options:
 
 
 def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, frames, max_error: float = 4.0,
-                    min_inliers: int = 15, seed: int = 0) -> list:
+                    min_inliers: int = 15, seed: int = 0, layout: KeypointLayout | None = None) -> list:
     """Add each frame of `frames` that is not yet in `rec` by PnP on its tracks' 3D points; return those added.
 
-    A frame is added with its N track keypoints (index == track id), its pose, and its PnP inliers as
+    A frame is added with its track keypoints (database.KeypointLayout), its pose, and its PnP inliers as
     observations of the tracks' points. All frames share the model's one camera, which stays fixed here.
     """
+    layout = layout or KeypointLayout(tracks)
     images = frame_images(rec, tracks)
-    pid = track_points(rec, tracks, images)
+    pid = track_points(rec, tracks, images, layout)
     cam_ids = {rec.images[i].camera_id for i in images if i is not None}
     if len(cam_ids) != 1:
         raise ValueError(f"keyframe registration needs one shared camera, the model has {len(cam_ids)}")
@@ -103,10 +104,11 @@ def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray
             rec.frames[rec.images[iid].frame_id].rig_from_world = res["cam_from_world"]
             rec.register_frame(rec.images[iid].frame_id)
         else:
-            im = pycolmap.Image(name=names[t], keypoints=track_keypoints(tracks, ok, [camera] * tracks.num_frames, [t])[0], camera_id=cam_id, image_id=iid)
+            im = pycolmap.Image(name=names[t], keypoints=layout.keypoints(t), camera_id=cam_id, image_id=iid)
             rec.add_image_with_trivial_frame(im, res["cam_from_world"])
-        for k in n[np.asarray(res["inlier_mask"], bool)]:
-            rec.add_observation(int(pid[k]), pycolmap.TrackElement(iid, int(k)))
+        inliers = n[np.asarray(res["inlier_mask"], bool)]
+        for k, slot in zip(inliers, layout.slots(t, inliers)):
+            rec.add_observation(int(pid[k]), pycolmap.TrackElement(iid, int(slot)))
         added.append(t)
     logger.info("registered %d of %d frames by absolute pose on the keyframes' points", len(added), len(frames))
     return added

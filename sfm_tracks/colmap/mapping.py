@@ -112,17 +112,18 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
     ok = dbm.check_tracks(tracks, features=frames is not None and opts.matches != "off" and cam_from_world is None,
                           image_sizes=image_sizes)
     cameras = frame_cameras(spec, tracks.image_size, tracks.num_frames, image_sizes)
+    layout = dbm.KeypointLayout(tracks)
     with colmap_logging(opts.verbose), contextlib.ExitStack() as stack:
         work = Path(opts.work_dir) if opts.work_dir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sfm_tracks_")))
         work.mkdir(parents=True, exist_ok=True)
         if cam_from_world is not None:
-            rec = _posed_reconstruction(tracks, cameras, cam_from_world, ok)
-            _complete_tracks(rec, tracks, ok, opts)
+            rec = _posed_reconstruction(tracks, cameras, cam_from_world, layout)
+            _complete_tracks(rec, tracks, ok, opts, layout)
         else:
-            rec = _map(tracks, spec, ok, work, opts, frames, cameras)
+            rec = _map(tracks, spec, ok, work, opts, frames, cameras, layout)
             if opts.complete_tracks:
-                _complete_tracks(rec, tracks, ok, opts)
-        _filter(rec, tracks, opts)
+                _complete_tracks(rec, tracks, ok, opts, layout)
+        _filter(rec, tracks, opts, layout)
         # Final BA on the cleaned model: outliers and moving points no longer pull on the poses.
         t0 = time.time()
         _bundle_adjust(rec, spec, opts, refine_poses=cam_from_world is None or opts.refine_poses)
@@ -134,7 +135,8 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
     return rec
 
 
-def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: MappingOptions, frames, cameras: list) -> pycolmap.Reconstruction:
+def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: MappingOptions, frames, cameras: list,
+         layout: dbm.KeypointLayout) -> pycolmap.Reconstruction:
     """Database (tracks, SIFT matches), verification, pure-rotation check, mapping; cameras[t]: frame t's camera."""
     db_path = work / "database.db"
     if db_path.exists():
@@ -143,7 +145,7 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
     pairs = [(int(keys[i]), int(keys[j])) for i, j in _schedule(len(keys), opts)]
     sift = _feature_matches(frames, ok, keys, work, opts, tracks, cameras)
     t0 = time.time()
-    n = dbm.write_database(db_path, tracks, cameras, pairs, ok, opts.min_matches, extra=sift, frames=keys)
+    n = dbm.write_database(db_path, tracks, cameras, pairs, ok, opts.min_matches, extra=sift, frames=keys, layout=layout)
     if n == 0:
         raise ReconstructionError(f"no frame pair shares >= {opts.min_matches} visible tracks" + (" or SIFT matches" if sift else ""))
     logger.info("database: %d frames, %d tracks, %d matched pairs (%.1fs)", len(keys), tracks.num_tracks, n, time.time() - t0)
@@ -162,7 +164,7 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
                                                 "residual_closest_pairs_px": round(fit.noise_px, 3)}
     rec = _mapped_model(db_path, work, tracks, spec, ok[keys], opts, cameras)
     if len(keys) < tracks.num_frames:
-        _register_rest(rec, tracks, ok, keys, opts)
+        _register_rest(rec, tracks, ok, keys, opts, layout)
     return rec
 
 
@@ -206,14 +208,15 @@ def _feature_matches(frames, ok: np.ndarray, keys: np.ndarray, work: Path, opts:
     return fm.SiftMatches(keypoints, {(int(keys[i]), int(keys[j])): m for (i, j), m in sift.matches.items()})
 
 
-def _register_rest(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, keys: np.ndarray, opts: MappingOptions) -> None:
+def _register_rest(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, keys: np.ndarray, opts: MappingOptions,
+                   layout: dbm.KeypointLayout) -> None:
     """Frames outside the mapped keyframes (and keyframes the mapper left out) by PnP; a second round after
     the tracks without a point are triangulated from the frames registered so far."""
     t0 = time.time()
     every = np.arange(tracks.num_frames)
-    added = kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed)
-    _complete_tracks(rec, tracks, ok, opts)
-    added += kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed)
+    added = kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed, layout)
+    _complete_tracks(rec, tracks, ok, opts, layout)
+    added += kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed, layout)
     logger.info("keyframe mapping: %d keyframes, %d frames added by absolute pose, %d/%d registered (%.1fs)", len(keys), len(added),
                 rec.num_reg_images(), tracks.num_frames, time.time() - t0)
     if opts.report is not None:
@@ -302,19 +305,18 @@ def _as_rigid(pose) -> Optional[pycolmap.Rigid3d]:
     return pycolmap.Rigid3d(m[:3, :4])
 
 
-def _posed_reconstruction(tracks: Tracks, cameras: list, cam_from_world, ok) -> pycolmap.Reconstruction:
-    """Images with the given poses and all tracks as keypoints (index == track id), no points yet; cameras[t]: frame t's."""
+def _posed_reconstruction(tracks: Tracks, cameras: list, cam_from_world, layout: dbm.KeypointLayout) -> pycolmap.Reconstruction:
+    """Images with the given poses and their tracks as keypoints (layout), no points yet; cameras[t]: frame t's."""
     if len(cam_from_world) != tracks.num_frames:
         raise ReconstructionError(f"got {len(cam_from_world)} poses for {tracks.num_frames} frames")
     poses = [_as_rigid(p) for p in cam_from_world]
     if sum(p is not None for p in poses) < 2:
         raise ReconstructionError("need known poses for at least 2 frames")
-    kp = dbm.track_keypoints(tracks, ok, cameras)
     rec = pycolmap.Reconstruction()
     for camera in {c.camera_id: c for c in cameras}.values():
         rec.add_camera_with_trivial_rig(camera)
     for t, name in enumerate(tracks.names()):
-        im = pycolmap.Image(name=name, keypoints=kp[t], camera_id=cameras[t].camera_id, image_id=t + 1)
+        im = pycolmap.Image(name=name, keypoints=layout.keypoints(t), camera_id=cameras[t].camera_id, image_id=t + 1)
         if poses[t] is None:
             rec.add_image_with_trivial_frame(im)
         else:
@@ -322,11 +324,12 @@ def _posed_reconstruction(tracks: Tracks, cameras: list, cam_from_world, ok) -> 
     return rec
 
 
-def _complete_tracks(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, opts: MappingOptions) -> int:
+def _complete_tracks(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, opts: MappingOptions,
+                     layout: dbm.KeypointLayout) -> int:
     """Robustly triangulate (LO-RANSAC) every track without a 3D point from its registered frames."""
     images = frame_images(rec, tracks)
     frames = np.array([iid is not None for iid in images])
-    pid = track_points(rec, tracks, images)
+    pid = track_points(rec, tracks, images, layout)
     to = pycolmap.EstimateTriangulationOptions()
     to.min_tri_angle = np.radians(opts.min_tri_angle_deg)
     to.residual_type = pycolmap.TriangulationResidualType.REPROJECTION_ERROR
@@ -347,7 +350,8 @@ def _complete_tracks(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarra
         inl = np.asarray(res["inliers"], bool)
         if inl.sum() < max(fo.min_inliers, fo.min_inlier_fraction * len(ts)):
             continue  # a minority fit: likely a moving point, keep it out of the static model
-        rec.add_point3D(np.asarray(res["xyz"]), pycolmap.Track([pycolmap.TrackElement(images[t], int(n)) for t in ts[inl]]))
+        rec.add_point3D(np.asarray(res["xyz"]), pycolmap.Track([pycolmap.TrackElement(images[t], int(layout.slots(t, [n])[0]))
+                                                               for t in ts[inl]]))
         added += 1
     logger.info("track completion: %d of %d tracks without a point triangulated", added, int((pid < 0).sum()))
     return added
@@ -381,20 +385,22 @@ def _bundle_adjust(rec: pycolmap.Reconstruction, spec: CameraSpec, opts: Mapping
     pycolmap.ObservationManager(rec).filter_all_points3D(opts.triangulation_max_error, opts.min_tri_angle_deg)
 
 
-def _filter(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions) -> None:
+def _filter(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions, layout: dbm.KeypointLayout) -> None:
     """Delete points that only a minority of their track agrees with: dynamic content, not structure."""
     if not opts.drop_dynamic_points or not rec.num_points3D():
         return
-    errors = reprojection_errors(rec, tracks)
+    errors = reprojection_errors(rec, tracks, layout=layout)
     keep = supported_tracks(errors)
-    pid = track_points(rec, tracks)
+    pid = track_points(rec, tracks, layout=layout)
     drop = set(int(p) for p in pid[(pid >= 0) & ~keep])
     for p in drop:
         rec.delete_point3D(p)
     # Points of split tracks that lost the vote are duplicates of the track's main point.
     main = set(int(p) for p in pid[pid >= 0]) - drop
-    N = tracks.num_tracks  # points seen only by SIFT keypoints (index >= N) belong to no track: keep them
-    extra = [p for p in rec.point3D_ids() if p not in main and any(el.point2D_idx < N for el in rec.points3D[p].track.elements)]
+    frame_of = {iid: t for t, iid in enumerate(frame_images(rec, tracks)) if iid is not None}
+    # points seen only by SIFT keypoints (after an image's track keypoints) belong to no track: keep them
+    extra = [p for p in rec.point3D_ids() if p not in main and any(
+        el.image_id in frame_of and el.point2D_idx < layout.count(frame_of[el.image_id]) for el in rec.points3D[p].track.elements)]
     for p in extra:
         rec.delete_point3D(p)
     logger.info("removed %d points unsupported by their track and %d duplicate split-track points", len(drop), len(extra))
