@@ -2,6 +2,7 @@
 
     python benchmarks/bench_mapping_settings.py TRACKS.npz --reference MODEL_DIR [--variants before fast_ba ...]
     python benchmarks/bench_mapping_settings.py --synthetic        # the orbit of tests/test_sfm_mapping.py, vs truth
+    python benchmarks/bench_mapping_settings.py TRACKS.npz --truth CAMS.npy  # (T, 3, 4) true cam_from_world per frame
 
 TRACKS.npz: the filtered tracks a `reconstruct.py` run wrote (e.g. apple.mp4 --tracker lk --max-side 640).
 Reference: a COLMAP model of the same frames (images matched by frame index). Rotation agreement is the
@@ -37,6 +38,8 @@ VARIANTS = {
     "keyframes_only": {"long_links": None},  # keyframes, but every long stride between them
     "global": {"mapper": "global"},  # the defaults with the global mapper (GLOMAP) on the keyframes
     "full_global": {"keyframes": False, "long_links": None, "mapper": "global"},
+    "all_frame_ba": {"keyframe_ba": False},  # keyframes, but the final BA over every frame (before the keyframe BA)
+    "ba_ratio": {"pipeline": {"ba_global_frames_ratio": 1.2, "ba_global_frames_freq": 10**6}},  # mapper's global BA at 20 % growth
 }
 
 
@@ -88,6 +91,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("tracks", nargs="?")
     ap.add_argument("--reference")
+    ap.add_argument("--truth", help=".npy of (T, 3, 4) true cam_from_world, frame t of the tracks in row t")
     ap.add_argument("--synthetic", action="store_true")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--repeat", type=int, default=1, help="run each variant N times and report the largest pose difference")
@@ -97,7 +101,7 @@ def main():
         tracks, gt = scene.tracks, scene.cam_from_world
     else:
         tracks = Tracks.load(args.tracks)
-        gt = reference_poses(args.reference, tracks.num_frames)
+        gt = np.load(args.truth)[:, :3] if args.truth else reference_poses(args.reference, tracks.num_frames)
     base = None
     for name in args.variants:
         runs = [run_variant(tracks, gt, VARIANTS[name]) for _ in range(args.repeat)]

@@ -4,7 +4,7 @@ Unknown poses: tracks -> database -> two-view geometries -> pure-rotation check 
 or global mapping (the global mapper also runs when incremental mapping registers too few frames),
 keep the largest model, then triangulate tracks COLMAP left without a point. Videos of >= 20 frames map
 only their keyframes and register the other frames by absolute pose (keyframes.py) before that. Known poses: one
-robustly triangulated point per track, then bundle adjustment with poses fixed or refined.
+robustly triangulated point per track. Both then take final_model.py's steps (completion, filter, final BA).
 """
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ import pycolmap
 
 from . import database as dbm
 from . import feature_matches as fm
+from . import final_model as fin
 from . import keyframes as kfm
 from ..errors import ReconstructionError
 from ..tracks import Tracks
 from .cameras import CameraSpec, camera_spec, frame_cameras
 from .degeneracy import check_not_pure_rotation
-from .geometric_filter import FilterOptions, frame_images, reprojection_errors, supported_tracks, track_points
+from .geometric_filter import frame_images
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class MappingOptions:
     refine_poses: bool = False  # known-pose route: refine the given poses in BA
     ba_iterations: int = 50
     ba_function_tolerance: float = 1e-6  # final BA stops when an LM step lowers the cost by less (apple: 32 -> 5 steps, same poses)
+    ba_direct_max_images: int = 100  # final BA over more frames: iterative Schur, whose steps grow with the observations only
     num_threads: int = -1  # verification (seeded per pair: the same result on any number of threads)
     deterministic: bool = True  # mapper and final BA on one thread: the same input gives the same model
     seed: int = 0  # every RANSAC and sampler: verification, mapper, triangulation, track completion
@@ -118,17 +120,17 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
         work.mkdir(parents=True, exist_ok=True)
         if cam_from_world is not None:
             rec = _posed_reconstruction(tracks, cameras, cam_from_world, layout)
-            _complete_tracks(rec, tracks, ok, opts, layout)
+            fin.complete_tracks(rec, tracks, ok, opts, layout)
         else:
             rec = _map(tracks, spec, ok, work, opts, frames, cameras, layout)
             if opts.complete_tracks:
-                _complete_tracks(rec, tracks, ok, opts, layout)
-        _filter(rec, tracks, opts, layout)
+                fin.complete_tracks(rec, tracks, ok, opts, layout)
+        fin.drop_dynamic_points(rec, tracks, opts, layout)
         # Final BA on the cleaned model: outliers and moving points no longer pull on the poses.
         t0 = time.time()
-        _bundle_adjust(rec, spec, opts, refine_poses=cam_from_world is None or opts.refine_poses)
+        fin.bundle_adjust(rec, spec, opts, refine_poses=cam_from_world is None or opts.refine_poses)
         logger.info("final bundle adjustment (%.1fs)", time.time() - t0)
-        _check_result(rec, tracks, opts)
+        fin.check_result(rec, tracks, opts)
     rec.update_point_3d_errors()
     logger.info("reconstruction: %d/%d frames registered, %d points, mean reprojection error %.2f px",
                 rec.num_reg_images(), tracks.num_frames, rec.num_points3D(), rec.compute_mean_reprojection_error())
@@ -215,7 +217,7 @@ def _register_rest(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray,
     t0 = time.time()
     every = np.arange(tracks.num_frames)
     added = kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed, layout)
-    _complete_tracks(rec, tracks, ok, opts, layout)
+    fin.complete_tracks(rec, tracks, ok, opts, layout)
     added += kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed, layout)
     logger.info("keyframe mapping: %d keyframes, %d frames added by absolute pose, %d/%d registered (%.1fs)", len(keys), len(added),
                 rec.num_reg_images(), tracks.num_frames, time.time() - t0)
@@ -322,99 +324,3 @@ def _posed_reconstruction(tracks: Tracks, cameras: list, cam_from_world, layout:
         else:
             rec.add_image_with_trivial_frame(im, poses[t])
     return rec
-
-
-def _complete_tracks(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, opts: MappingOptions,
-                     layout: dbm.KeypointLayout) -> int:
-    """Robustly triangulate (LO-RANSAC) every track without a 3D point from its registered frames."""
-    images = frame_images(rec, tracks)
-    frames = np.array([iid is not None for iid in images])
-    pid = track_points(rec, tracks, images, layout)
-    to = pycolmap.EstimateTriangulationOptions()
-    to.min_tri_angle = np.radians(opts.min_tri_angle_deg)
-    to.residual_type = pycolmap.TriangulationResidualType.REPROJECTION_ERROR
-    to.ransac.max_error = opts.triangulation_max_error
-    to.ransac.random_seed = opts.seed
-    poses = {t: rec.images[iid].cam_from_world() for t, iid in enumerate(images) if iid is not None}
-    cams = {t: rec.cameras[rec.images[iid].camera_id] for t, iid in enumerate(images) if iid is not None}
-    fo = FilterOptions()
-    added = 0
-    for n in np.nonzero(pid < 0)[0]:
-        ts = np.nonzero(ok[:, n] & frames)[0]
-        if len(ts) < fo.min_inliers:
-            continue
-        res = pycolmap.estimate_triangulation(tracks.xy[ts, n].astype(np.float64) + dbm.COLMAP_OFFSET,
-                                              [poses[t] for t in ts], [cams[t] for t in ts], to)
-        if res is None:
-            continue
-        inl = np.asarray(res["inliers"], bool)
-        if inl.sum() < max(fo.min_inliers, fo.min_inlier_fraction * len(ts)):
-            continue  # a minority fit: likely a moving point, keep it out of the static model
-        rec.add_point3D(np.asarray(res["xyz"]), pycolmap.Track([pycolmap.TrackElement(images[t], int(layout.slots(t, [n])[0]))
-                                                               for t in ts[inl]]))
-        added += 1
-    logger.info("track completion: %d of %d tracks without a point triangulated", added, int((pid < 0).sum()))
-    return added
-
-
-def _bundle_adjust(rec: pycolmap.Reconstruction, spec: CameraSpec, opts: MappingOptions, refine_poses: bool) -> None:
-    """Least-squares BA on inlier observations (a robust loss costs accuracy under 1 px Gaussian noise).
-
-    Poses and intrinsics stay constant unless asked; two frames fix the gauge when poses move.
-    """
-    ba = pycolmap.BundleAdjustmentOptions()
-    ba.refine_focal_length = spec.refine_focal_length
-    ba.refine_principal_point = spec.refine_principal_point
-    ba.refine_extra_params = spec.refine_extra_params
-    ba.refine_rig_from_world = refine_poses
-    ba.ceres.loss_function_type = pycolmap.LossFunctionType.TRIVIAL
-    ba.ceres.solver_options.max_num_iterations = opts.ba_iterations
-    ba.ceres.solver_options.function_tolerance = opts.ba_function_tolerance
-    # Threads change the summation order, and over 50 LM steps that moves poses by ~1e-5 between runs.
-    ba.ceres.solver_options.num_threads = 1 if opts.deterministic else opts.num_threads
-    ba.print_summary = False
-    cfg = pycolmap.BundleAdjustmentConfig()
-    reg = sorted(rec.reg_image_ids())
-    for iid in reg:
-        cfg.add_image(iid)
-    if ba.refine_rig_from_world:
-        cfg.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
-    if rec.num_points3D():
-        pycolmap.create_default_bundle_adjuster(ba, cfg, rec).solve()
-    # Drop the observations BA could not fit, as the mapper would.
-    pycolmap.ObservationManager(rec).filter_all_points3D(opts.triangulation_max_error, opts.min_tri_angle_deg)
-
-
-def _filter(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions, layout: dbm.KeypointLayout) -> None:
-    """Delete points that only a minority of their track agrees with: dynamic content, not structure."""
-    if not opts.drop_dynamic_points or not rec.num_points3D():
-        return
-    errors = reprojection_errors(rec, tracks, layout=layout)
-    keep = supported_tracks(errors)
-    pid = track_points(rec, tracks, layout=layout)
-    drop = set(int(p) for p in pid[(pid >= 0) & ~keep])
-    for p in drop:
-        rec.delete_point3D(p)
-    # Points of split tracks that lost the vote are duplicates of the track's main point.
-    main = set(int(p) for p in pid[pid >= 0]) - drop
-    frame_of = {iid: t for t, iid in enumerate(frame_images(rec, tracks)) if iid is not None}
-    # points seen only by SIFT keypoints (after an image's track keypoints) belong to no track: keep them
-    extra = [p for p in rec.point3D_ids() if p not in main and any(
-        el.image_id in frame_of and el.point2D_idx < layout.count(frame_of[el.image_id]) for el in rec.points3D[p].track.elements)]
-    for p in extra:
-        rec.delete_point3D(p)
-    logger.info("removed %d points unsupported by their track and %d duplicate split-track points", len(drop), len(extra))
-
-
-def _check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions) -> None:
-    """Deregister frames whose pose no point supports; fail loudly when the model is degenerate."""
-    weak = [im.frame_id for im in rec.images.values() if im.has_pose and im.num_points3D < opts.min_frame_observations]
-    for fid in weak:
-        rec.deregister_frame(fid)
-    if weak:
-        logger.warning("deregistered %d frame(s) with < %d observations", len(weak), opts.min_frame_observations)
-    if rec.num_reg_images() < 2 or rec.num_points3D() < opts.min_points:
-        raise ReconstructionError(
-            f"too little parallax (pure rotation or a static camera?) or too few consistent tracks: only "
-            f"{rec.num_points3D()} points with a triangulation angle >= {opts.min_tri_angle_deg} deg and "
-            f"{rec.num_reg_images()} registered frames survive (need {opts.min_points} points, 2 frames)")

@@ -1,0 +1,123 @@
+"""The steps every model takes after mapping or posing, before it is returned.
+
+Track completion triangulates tracks the mapper left without a point; the dynamic-point filter removes points
+only a minority of their track supports; the final bundle adjustment runs on the cleaned model; the result check
+deregisters frames no point supports and refuses degenerate models.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pycolmap
+
+from . import database as dbm
+from ..errors import ReconstructionError
+from ..tracks import Tracks
+from .cameras import CameraSpec
+from .geometric_filter import FilterOptions, frame_images, reprojection_errors, supported_tracks, track_points
+
+if TYPE_CHECKING:
+    from .mapping import MappingOptions
+
+logger = logging.getLogger(__name__)
+
+
+def complete_tracks(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, opts: MappingOptions,
+                     layout: dbm.KeypointLayout) -> int:
+    """Robustly triangulate (LO-RANSAC) every track without a 3D point from its registered frames."""
+    images = frame_images(rec, tracks)
+    frames = np.array([iid is not None for iid in images])
+    pid = track_points(rec, tracks, images, layout)
+    to = pycolmap.EstimateTriangulationOptions()
+    to.min_tri_angle = np.radians(opts.min_tri_angle_deg)
+    to.residual_type = pycolmap.TriangulationResidualType.REPROJECTION_ERROR
+    to.ransac.max_error = opts.triangulation_max_error
+    to.ransac.random_seed = opts.seed
+    poses = {t: rec.images[iid].cam_from_world() for t, iid in enumerate(images) if iid is not None}
+    cams = {t: rec.cameras[rec.images[iid].camera_id] for t, iid in enumerate(images) if iid is not None}
+    fo = FilterOptions()
+    added = 0
+    for n in np.nonzero(pid < 0)[0]:
+        ts = np.nonzero(ok[:, n] & frames)[0]
+        if len(ts) < fo.min_inliers:
+            continue
+        res = pycolmap.estimate_triangulation(tracks.xy[ts, n].astype(np.float64) + dbm.COLMAP_OFFSET,
+                                              [poses[t] for t in ts], [cams[t] for t in ts], to)
+        if res is None:
+            continue
+        inl = np.asarray(res["inliers"], bool)
+        if inl.sum() < max(fo.min_inliers, fo.min_inlier_fraction * len(ts)):
+            continue  # a minority fit: likely a moving point, keep it out of the static model
+        rec.add_point3D(np.asarray(res["xyz"]), pycolmap.Track([pycolmap.TrackElement(images[t], int(layout.slots(t, [n])[0]))
+                                                               for t in ts[inl]]))
+        added += 1
+    logger.info("track completion: %d of %d tracks without a point triangulated", added, int((pid < 0).sum()))
+    return added
+
+
+def bundle_adjust(rec: pycolmap.Reconstruction, spec: CameraSpec, opts: MappingOptions, refine_poses: bool) -> None:
+    """Least-squares BA on inlier observations (a robust loss costs accuracy under 1 px Gaussian noise).
+
+    Poses and intrinsics stay constant unless asked; two frames fix the gauge when poses move.
+    """
+    ba = pycolmap.BundleAdjustmentOptions()
+    ba.refine_focal_length = spec.refine_focal_length
+    ba.refine_principal_point = spec.refine_principal_point
+    ba.refine_extra_params = spec.refine_extra_params
+    ba.refine_rig_from_world = refine_poses
+    ba.ceres.loss_function_type = pycolmap.LossFunctionType.TRIVIAL
+    ba.ceres.solver_options.max_num_iterations = opts.ba_iterations
+    ba.ceres.solver_options.function_tolerance = opts.ba_function_tolerance
+    # A direct Schur solve factors the camera system, dense in co-visible frames: a video's tracks span a hundred
+    # frames, so its cost grows with frames x track length (250 looped frames: 17 s a step, 6 s iterative).
+    ba.ceres.max_num_images_direct_sparse_cpu_solver = opts.ba_direct_max_images
+    # Threads change the summation order, and over 50 LM steps that moves poses by ~1e-5 between runs.
+    ba.ceres.solver_options.num_threads = 1 if opts.deterministic else opts.num_threads
+    ba.print_summary = False
+    cfg = pycolmap.BundleAdjustmentConfig()
+    reg = sorted(rec.reg_image_ids())
+    for iid in reg:
+        cfg.add_image(iid)
+    if ba.refine_rig_from_world:
+        cfg.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    if rec.num_points3D():
+        pycolmap.create_default_bundle_adjuster(ba, cfg, rec).solve()
+    # Drop the observations BA could not fit, as the mapper would.
+    pycolmap.ObservationManager(rec).filter_all_points3D(opts.triangulation_max_error, opts.min_tri_angle_deg)
+
+
+def drop_dynamic_points(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions, layout: dbm.KeypointLayout) -> None:
+    """Delete points that only a minority of their track agrees with: dynamic content, not structure."""
+    if not opts.drop_dynamic_points or not rec.num_points3D():
+        return
+    errors = reprojection_errors(rec, tracks, layout=layout)
+    keep = supported_tracks(errors)
+    pid = track_points(rec, tracks, layout=layout)
+    drop = set(int(p) for p in pid[(pid >= 0) & ~keep])
+    for p in drop:
+        rec.delete_point3D(p)
+    # Points of split tracks that lost the vote are duplicates of the track's main point.
+    main = set(int(p) for p in pid[pid >= 0]) - drop
+    frame_of = {iid: t for t, iid in enumerate(frame_images(rec, tracks)) if iid is not None}
+    # points seen only by SIFT keypoints (after an image's track keypoints) belong to no track: keep them
+    extra = [p for p in rec.point3D_ids() if p not in main and any(
+        el.image_id in frame_of and el.point2D_idx < layout.count(frame_of[el.image_id]) for el in rec.points3D[p].track.elements)]
+    for p in extra:
+        rec.delete_point3D(p)
+    logger.info("removed %d points unsupported by their track and %d duplicate split-track points", len(drop), len(extra))
+
+
+def check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions) -> None:
+    """Deregister frames whose pose no point supports; fail loudly when the model is degenerate."""
+    weak = [im.frame_id for im in rec.images.values() if im.has_pose and im.num_points3D < opts.min_frame_observations]
+    for fid in weak:
+        rec.deregister_frame(fid)
+    if weak:
+        logger.warning("deregistered %d frame(s) with < %d observations", len(weak), opts.min_frame_observations)
+    if rec.num_reg_images() < 2 or rec.num_points3D() < opts.min_points:
+        raise ReconstructionError(
+            f"too little parallax (pure rotation or a static camera?) or too few consistent tracks: only "
+            f"{rec.num_points3D()} points with a triangulation angle >= {opts.min_tri_angle_deg} deg and "
+            f"{rec.num_reg_images()} registered frames survive (need {opts.min_points} points, 2 frames)")
