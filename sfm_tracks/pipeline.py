@@ -389,8 +389,8 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
             (staging_out / "masks").mkdir()
             for rel in mask_files.values():
                 (work / rel).rename(staging_out / rel)
-        export(rec, staging_out, tracks, frames, mask_paths=mask_files)
         write_images(staging_out / "images", frames, names, sizes)
+        export(rec, staging_out, tracks, image_dir=staging_out / "images", mask_paths=mask_files)
     with timer("undistort"):
         undistorted = pinhole or undistort_if_distorted(rec, staging_out, conf["output"]["undistort"], mask_files)
     if conf["output"]["video"]:

@@ -9,6 +9,7 @@ import pytest
 from sfm_tracks import Tracks, reconstruct
 from sfm_tracks.colmap.export import export, read_transforms, write_model, write_transforms
 from sfm_tracks.colmap.metrics import poses_by_frame
+from sfm_tracks.outputs import write_images
 from sfm_tracks.testing import synthetic_scene
 
 
@@ -39,7 +40,8 @@ def test_export_reads_back(tmp_path, scene_rec):
     H, W = scene.tracks.image_size
     frames = np.zeros((8, H, W, 3), np.uint8)
     frames[..., 0] = 200  # red frames -> red points
-    paths = export(rec, tmp_path / "out", tracks=scene.tracks, frames=frames, text=True)
+    write_images(tmp_path / "images", frames, scene.tracks.names())
+    paths = export(rec, tmp_path / "out", tracks=scene.tracks, image_dir=tmp_path / "images", text=True)
     model = tmp_path / "out" / "sparse" / "0"
     assert {"cameras.bin", "images.bin", "points3D.bin", "cameras.txt", "images.txt", "points3D.txt"} <= {p.name for p in model.iterdir()}
     back = pycolmap.Reconstruction(str(model))

@@ -11,14 +11,13 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import open3d as o3d
 import pycolmap
 
 from ..tracks import Tracks
-from .database import COLMAP_OFFSET
 
 # COLMAP/OpenCV camera axes (x right, y down, z forward) -> OpenGL/nerfstudio (x right, y up, z back).
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0])
@@ -63,27 +62,16 @@ def _atomic_path(path: Path) -> Path:
     return _temp_name(path)
 
 
-def colorize(rec: pycolmap.Reconstruction, frames: Optional[Sequence[np.ndarray]] = None,
-             names: Optional[Sequence[str]] = None) -> pycolmap.Reconstruction:
-    """A copy whose points carry the mean frame colour over their observations (grey without frames).
-
-    frames: RGB uint8 images in frame order; names: their image names (default: images sorted by id).
+def colorize(rec: pycolmap.Reconstruction, image_dir=None) -> pycolmap.Reconstruction:
+    """A copy whose points carry COLMAP's colour: the mean over their observations in the images of
+    `image_dir` (bilinear, read from disk in C++: 2 s for 250 frames and 1.9M observations, where a Python
+    loop over the observations took 30 s). Points no image there shows, and every point without a folder, are grey.
     """
     rec = pycolmap.Reconstruction(rec)
-    names = names or [rec.images[i].name for i in sorted(rec.images)]
-    frame_of = {n: t for t, n in enumerate(names)}
     for p in rec.point3D_ids():
-        point = rec.points3D[p]
-        samples = []
-        for el in point.track.elements if frames is not None else []:
-            im = rec.images[el.image_id]
-            t = frame_of.get(im.name)
-            if t is None:
-                continue
-            x, y = np.round(im.points2D[el.point2D_idx].xy - COLMAP_OFFSET).astype(int)
-            if 0 <= y < frames[t].shape[0] and 0 <= x < frames[t].shape[1]:
-                samples.append(frames[t][y, x, :3])
-        point.color = np.round(np.mean(samples, 0)).astype(np.uint8) if samples else np.full(3, 128, np.uint8)
+        rec.points3D[p].color = np.full(3, 128, np.uint8)
+    if image_dir is not None:
+        rec.extract_colors_for_all_images(str(image_dir))
     return rec
 
 
@@ -182,15 +170,15 @@ def read_transforms(path) -> tuple:
     return {k: v for k, v in d.items() if k != "frames"}, poses
 
 
-def export(rec: pycolmap.Reconstruction, out_dir, tracks: Optional[Tracks] = None, frames=None, text: bool = False,
+def export(rec: pycolmap.Reconstruction, out_dir, tracks: Optional[Tracks] = None, image_dir=None, text: bool = False,
            mask_paths: Optional[dict] = None) -> dict:
     """Write everything: sparse/0 model, points.ply, transforms.json and tracks.npz; return the paths.
 
-    frames (optional): RGB uint8 images in the tracks' frame order, used to colour the points.
+    image_dir (optional): the model's images under their image names (e.g. OUT/images), to colour the points.
     mask_paths (optional): {image name: mask file relative to out_dir} for transforms.json's `mask_path`.
     """
     out_dir = Path(out_dir)
-    rec = colorize(rec, frames, tracks.names() if tracks is not None else None)
+    rec = colorize(rec, image_dir)
     paths = {"model": write_model(rec, out_dir / "sparse" / "0", text=text), "ply": write_ply(rec, out_dir / "points.ply")}
     paths["transforms"] = write_transforms(rec, out_dir / "transforms.json", ply_file="points.ply", mask_paths=mask_paths)
     if tracks is not None:
