@@ -71,16 +71,19 @@ def _texture(rng, size):
     return np.clip(128 + 45 * acc, 0, 255).astype(np.uint8)
 
 
-def room_planes(seed=0, half=6.0, height=4.0, box=1.0, px_per_unit=32):
+def room_planes(seed=0, half=6.0, height=4.0, box=1.0, px_per_unit=32, twin_box=False, twin_offset=1.5):
     """Textured rectangles (origin, u, v, width, height, texture) of a room with a box in its centre.
 
     The room is seen from inside and the box from outside, so a ray's first hit is the nearest rectangle.
+    twin_box=True: instead, two boxes with the same textures at (-twin_offset, 0) and (+twin_offset, 0), the
+    second the first turned 180 degrees about the room's vertical axis, so a view of one box from one side
+    looks like a view of the other from the opposite side: a tempting wrong match (only the walls differ).
     """
     rng = np.random.default_rng(seed)
     rects = []
 
-    def add(o, u, v, w, h):
-        tex = _texture(rng, int(px_per_unit * max(w, h)))
+    def add(o, u, v, w, h, tex=None):
+        tex = _texture(rng, int(px_per_unit * max(w, h))) if tex is None else tex
         rects.append((np.array(o, float), np.array(u, float), np.array(v, float), w, h, tex))
 
     L = 2 * half
@@ -90,12 +93,18 @@ def room_planes(seed=0, half=6.0, height=4.0, box=1.0, px_per_unit=32):
         add(half * c - half * s, s, (0, 0, 1), L, height)
     add((-half, -half, 0), (1, 0, 0), (0, 1, 0), L, L)  # floor
     add((-half, -half, height), (1, 0, 0), (0, 1, 0), L, L)  # ceiling
+    first = len(rects)
     b = box / 2
+    shift = np.array([-twin_offset if twin_box else 0.0, 0.0, 0.0])
     for k in range(4):  # box sides and top
         a = np.pi / 2 * k
         c, s = np.array([np.cos(a), np.sin(a), 0.0]), np.array([-np.sin(a), np.cos(a), 0.0])
-        add(b * c - b * s, s, (0, 0, 1), box, box)
-    add((-b, -b, box), (1, 0, 0), (0, 1, 0), box, box)
+        add(shift + b * c - b * s, s, (0, 0, 1), box, box)
+    add(shift + (-b, -b, box), (1, 0, 0), (0, 1, 0), box, box)
+    if twin_box:
+        turn = np.diag([-1.0, -1.0, 1.0])  # 180 degrees about z through the room's centre
+        for o, u, v, w, h, tex in rects[first:]:
+            add(turn @ o, turn @ u, turn @ v, w, h, tex)
     return rects
 
 

@@ -109,9 +109,14 @@ def drop_dynamic_points(rec: pycolmap.Reconstruction, tracks: Tracks, opts: Mapp
     logger.info("removed %d points unsupported by their track and %d duplicate split-track points", len(drop), len(extra))
 
 
-def check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions) -> None:
-    """Deregister frames whose pose no point supports; fail loudly when the model is degenerate."""
-    weak = [im.frame_id for im in rec.images.values() if im.has_pose and im.num_points3D < opts.min_frame_observations]
+def check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions) -> dict:
+    """Deregister frames whose pose no point supports; fail loudly when the model is degenerate.
+
+    Returns {frame index: observations} of the frames it deregistered, so the report can say why they are missing.
+    """
+    frame_of = {name: t for t, name in enumerate(tracks.names())}
+    weak = {im.frame_id: (frame_of.get(im.name), im.num_points3D) for im in rec.images.values()
+            if im.has_pose and im.num_points3D < opts.min_frame_observations}
     for fid in weak:
         rec.deregister_frame(fid)
     if weak:
@@ -121,3 +126,4 @@ def check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOpti
             f"too little parallax (pure rotation or a static camera?) or too few consistent tracks: only "
             f"{rec.num_points3D()} points with a triangulation angle >= {opts.min_tri_angle_deg} deg and "
             f"{rec.num_reg_images()} registered frames survive (need {opts.min_points} points, 2 frames)")
+    return {t: int(n) for t, n in weak.values() if t is not None}

@@ -23,6 +23,7 @@ from . import database as dbm
 from . import feature_matches as fm
 from . import final_model as fin
 from . import keyframes as kfm
+from . import unregistered as unreg
 from ..errors import ReconstructionError
 from ..tracks import Tracks
 from .cameras import CameraSpec, camera_spec, frame_cameras
@@ -67,7 +68,8 @@ class MappingOptions:
     pipeline: dict = field(default_factory=dict)  # extra Incremental/GlobalPipelineOptions fields
     work_dir: Optional[str] = None  # keep database.db and raw models here (default: a temp dir)
     verbose: bool = False  # let COLMAP log to stderr
-    report: Optional[dict] = None  # filled with what mapping did: {"matches": ..., "mapper": kept, "tried": [...]}
+    report: Optional[dict] = None  # filled with what mapping did: {"matches": ..., "mapper": kept, "tried": [...],
+    # "unregistered": why each frame left out is missing (unregistered.py)}
 
 
 # Global BA after every 10 new frames instead of every 10 % growth, one refinement round, a looser
@@ -130,7 +132,10 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
         t0 = time.time()
         fin.bundle_adjust(rec, spec, opts, refine_poses=cam_from_world is None or opts.refine_poses)
         logger.info("final bundle adjustment (%.1fs)", time.time() - t0)
-        fin.check_result(rec, tracks, opts)
+        dropped = fin.check_result(rec, tracks, opts)
+        if opts.report is not None:
+            db = None if cam_from_world is not None else work / "database.db"
+            opts.report["unregistered"] = unreg.explain(rec, tracks, ok, dropped, db, opts.min_matches)
     rec.update_point_3d_errors()
     logger.info("reconstruction: %d/%d frames registered, %d points, mean reprojection error %.2f px",
                 rec.num_reg_images(), tracks.num_frames, rec.num_points3D(), rec.compute_mean_reprojection_error())
