@@ -51,7 +51,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONF = {
     "input": {"max_frames": None, "stride": 1, "max_side": 1024},
     "queries": {"query_every": 8, "min_query_frames": 4, "max_points_per_frame": 512, "method": "sift+grid", "min_distance": 8.0},
-    "tracker": {"name": "auto", "checkpoint": "default", "device": "cpu", "mode": "exact", "window": 48, "overlap": 8, "max_queries": 2048},
+    "tracker": {"name": "auto", "checkpoint": "default", "device": "cpu", "mode": "exact", "window": 48, "overlap": 8, "max_queries": 2048,
+                "max_live": 4096, "min_spacing": 8.0},  # windowed.py: crowded queries dropped above 4096 live tracks
     # sub-pixel refinement of every provider's tracks (tracking/refine.py); enabled: "auto" refines videos and not
     # image folders (on the photo sets with true cameras it lowered AUC@5: temple 0.590 -> 0.570; BENCHMARKS.md)
     "refine": dict(REFINE_CONF, enabled="auto"),
@@ -147,8 +148,10 @@ class WindowedProvider(TrackProvider):
     frames however long the video.
     """
 
-    def __init__(self, inner: TrackProvider, window: int, overlap: int, max_queries: Optional[int], bar=None):
+    def __init__(self, inner: TrackProvider, window: int, overlap: int, max_queries: Optional[int], bar=None,
+                 crowding: Optional[dict] = None):
         self.inner, self.window, self.overlap, self.max_queries, self.bar = inner, window, overlap, max_queries, bar
+        self.crowding = crowding or {}  # windowed's max_live / min_spacing
         self.name = inner.name
 
     def _counted(self, frames, queries):
@@ -159,7 +162,7 @@ class WindowedProvider(TrackProvider):
 
     def track(self, frames, queries):
         counted = _Counted(self)
-        return windowed(counted, frames, queries, self.window, self.overlap, self.max_queries)
+        return windowed(counted, frames, queries, self.window, self.overlap, self.max_queries, **self.crowding)
 
 
 class _Counted(TrackProvider):
@@ -197,7 +200,8 @@ def track(provider: TrackProvider, frames, queries: np.ndarray, conf: dict) -> T
     lengths = [e - s for s, e in window_bounds(len(frames), conf["window"], conf["overlap"])]
     total = sum(lengths) + sum(lengths[:-1])  # forward pass, then the backward carries (one call per window)
     with tqdm(desc=f"track ({provider.name})", unit="frame", total=total, leave=False) as bar:
-        wp = WindowedProvider(provider, conf["window"], conf["overlap"], conf["max_queries"], bar)
+        wp = WindowedProvider(provider, conf["window"], conf["overlap"], conf["max_queries"], bar,
+                              {k: conf[k] for k in ("max_live", "min_spacing") if k in conf})
         return wp(frames, queries)
 
 

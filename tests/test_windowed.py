@@ -83,3 +83,56 @@ def test_windowed_lucas_kanade_close_to_full():
     both = full.visible & st.visible
     assert both.sum() > 0.5 * st.visible.size
     assert np.abs(full.xy[both] - st.xy[both]).max() < 0.5
+
+
+def test_spacing_drops_queries_on_points_already_tracked():
+    """The same points queried again at later frames (a revisit) are tracked once; new points are kept."""
+    T = 40  # windows start at 0, 5, ..., 35: frame 30 is home to window 6
+    frames = translating_video(T=T, H=64, W=80, velocity=V, stamp=True)
+    first = np.array([[0, x, y] for x in (20, 40) for y in (20, 40)], np.float32)
+    again = first[:, 1:] + np.float32(V) * 30  # the same four points where they are at frame 30
+    fresh = np.array([[30, 12.0, 12.0]], np.float32)  # nothing tracked near it
+    q = np.concatenate([first, np.c_[np.full(4, 30, np.float32), again], fresh])
+    prov = TranslationProvider(V)
+    spaced = windowed(prov, frames, q, window=8, overlap=3, max_live=0, min_spacing=4.0)
+    plain = windowed(TranslationProvider(V), frames, q, window=8, overlap=3)
+    assert plain.visible[:, 4:8].any(0).all()  # without spacing the repeats are tracked as tracks of their own
+    assert not spaced.visible[:, 4:8].any()  # with it they are dropped ...
+    np.testing.assert_array_equal(spaced.visible[:, :4], plain.visible[:, :4])  # ... the originals untouched
+    np.testing.assert_array_equal(spaced.visible[:, 8], plain.visible[:, 8])  # and the new point tracked in full
+    assert spaced.visible[:, 8].sum() > 20
+    # the repeats were neither carried forward (window 7 tracks 5 points, not 9) nor back (1 point, not 5)
+    forward, backward = prov.calls[:8], prov.calls[8:]
+    assert forward[6][1] == 9 and forward[7][1] == 5 and max(n for _, n in backward) == 1
+    # only crowded frames are thinned: frame 30 holds 4 carried + 5 new tracks, so a budget of 9 keeps all
+    roomy = windowed(TranslationProvider(V), frames, q, window=8, overlap=3, max_live=9, min_spacing=4.0)
+    np.testing.assert_array_equal(roomy.visible, plain.visible)
+    tight = windowed(TranslationProvider(V), frames, q, window=8, overlap=3, max_live=8, min_spacing=4.0)
+    np.testing.assert_array_equal(tight.visible, spaced.visible)
+
+
+class _LostAt23(TranslationProvider):
+    """The scene point at x=20 in frame 0 is lost from frame 23 on (global time); its neighbours are not."""
+
+    def track(self, frames, queries):
+        tr = super().track(frames, queries)
+        g = frames[:, 0, 0, 0].astype(int)
+        x0 = queries[:, 1] - g[queries[:, 0].astype(int)] * V[0]  # where each point was at frame 0
+        tr.visible[np.ix_(g >= 23, np.abs(x0 - 20) < 0.5)] = False
+        return tr
+
+
+def test_spacing_stops_a_backward_carry_onto_a_tracked_point():
+    """A point queried after an earlier track of it was lost is not carried back onto that track."""
+    T = 24  # windows start at 0, 5, 10, 15, 20
+    frames = translating_video(T=T, H=64, W=80, velocity=V, stamp=True)
+    early = np.array([[0, 20, 30]], np.float32)
+    late = np.array([[23, 20 + 23 * V[0] + 1.0, 30 + 23 * V[1]]], np.float32)  # 1 px beside the lost point
+    q = np.concatenate([early, late])
+    plain = windowed(_LostAt23(V), frames, q, window=8, overlap=3)
+    spaced = windowed(_LostAt23(V), frames, q, window=8, overlap=3, max_live=0, min_spacing=4.0)
+    assert plain.visible[:, 1].all()  # without spacing: carried back over the early track's whole life
+    np.testing.assert_array_equal(spaced.visible[:, 0], plain.visible[:, 0])  # frames 0-22
+    assert spaced.visible[:23, 0].all()
+    # with it: the late track keeps its home window (20-23) and stops where the early track is in view
+    np.testing.assert_array_equal(np.flatnonzero(spaced.visible[:, 1]), [20, 21, 22, 23])

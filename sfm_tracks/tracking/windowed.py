@@ -9,12 +9,21 @@ Stitching rule (one window is the authority for every frame of every track, no a
   window that carried the point in (the one nearer its query frame).
 - Backward: symmetric, using the first confident position in the overlap with the previous window.
 A point with no confident position in an overlap is not carried: it stays invisible beyond it.
+
+Crowding (`max_live`, off by default): a query lands where an earlier track already is, as a video revisits a
+place or the detector fires again on a corner it found 8 frames before; carried on, every such repeat adds a track
+for the rest of the video (a clip that keeps its points in view then costs length squared). With it, in a frame
+where more than `max_live` tracks are alive, a home query whose track there lies within `min_spacing` px of a track
+from an earlier query frame (or one carried in) is dropped, and a point is not carried back into a window that
+already tracks another point within `min_spacing` of it. Queries in free regions are always kept, as feature
+replenishment in keyframe SLAM does, so short videos (under `max_live` tracks alive) are tracked as without it.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from ..tracks import Tracks
 from .providers import TrackProvider, run_chunked
@@ -54,6 +63,21 @@ class _Stitcher:
         else:
             self.confidence[frames, ids] = result.confidence[local][:, cols]
 
+    def crowded(self, ids: np.ndarray, at: np.ndarray, others: np.ndarray, spacing: float, max_live: int) -> np.ndarray:
+        """(len(ids),) bool: track ids[i] has a track of `others` visible within `spacing` px at frame at[i],
+        where that frame would hold more than `max_live` tracks (those of `others` visible there and its ids)."""
+        out = np.zeros(len(ids), bool)
+        for f in np.unique(at):
+            near = others[self.visible[f, others]]
+            mine = at == f
+            if len(near) and len(near) + mine.sum() > max_live:
+                d, _ = cKDTree(self.xy[f, near]).query(self.xy[f, ids[mine]], distance_upper_bound=spacing)
+                out[mine] = d < spacing
+        return out
+
+    def drop(self, ids: np.ndarray) -> None:
+        self.visible[:, ids] = False
+
     def carry(self, ids: np.ndarray, frames: range) -> tuple[np.ndarray, np.ndarray]:
         """Tracks among `ids` with a confident position in `frames` (searched in the given order), and
         their (M, 3) global (t, x, y) queries at the first such frame."""
@@ -76,12 +100,15 @@ def windowed(
     overlap: int = 8,
     max_queries: Optional[int] = None,
     min_conf: float = 0.5,
+    max_live: Optional[int] = None,
+    min_spacing: float = 8.0,
 ) -> Tracks:
     """Tracks for all `queries` over all frames, calling `provider` on at most `window` frames and
     `max_queries` queries at a time.
 
     frames: (T, H, W, 3) uint8, any array supporting slicing (an np.memmap keeps it off RAM).
-    queries: (N, 3) float32 (t, x, y). See the module docstring for the stitching rule.
+    queries: (N, 3) float32 (t, x, y). See the module docstring for the stitching rule and crowding
+    (`max_live`, `min_spacing`; dropped queries come back as tracks visible nowhere, so column n is still query n).
     """
     T, H, W = frames.shape[:3]
     queries = np.asarray(queries, np.float32).reshape(-1, 3)
@@ -114,6 +141,9 @@ def windowed(
             out.write(home_ids, res, np.arange(nh), s, slice(s, e))
             if len(fwd_ids):
                 out.write(fwd_ids, res, np.arange(nh, len(ids)), s, slice(bounds[k - 1][1], e))
+            if max_live is not None:
+                home_ids = _uncrowded(out, home_ids, qf, fwd_ids, min_spacing, max_live)
+                ids = np.concatenate([home_ids, fwd_ids])
         backward_from.append(home_ids)
         if k + 1 < len(bounds):
             fwd_ids, fwd_q = out.carry(ids, range(e - 1, bounds[k + 1][0] - 1, -1))  # last confident in overlap
@@ -124,6 +154,10 @@ def windowed(
         s, _ = bounds[k]
         ids = np.concatenate([backward_from[k], bwd_ids])
         bwd_ids, bwd_q = out.carry(ids, range(s, bounds[k - 1][1]))  # first confident in overlap
+        if max_live is not None and len(bwd_ids):
+            others = np.setdiff1d(np.arange(len(queries)), ids)  # tracks that window k - 1 holds already
+            keep = ~out.crowded(bwd_ids, bwd_q[:, 0].astype(np.int64), others, min_spacing, max_live)
+            bwd_ids, bwd_q = bwd_ids[keep], bwd_q[keep]
         if len(bwd_ids):
             res = run(k - 1, bwd_q)
             out.write(bwd_ids, res, np.arange(len(bwd_ids)), bounds[k - 1][0], slice(bounds[k - 1][0], s))
@@ -135,3 +169,16 @@ def windowed(
         confidence=out.confidence if out.has_conf else None,
         query_frame=qf,
     )
+
+
+def _uncrowded(out: _Stitcher, home_ids: np.ndarray, qf: np.ndarray, carried: np.ndarray, spacing: float,
+               max_live: int) -> np.ndarray:
+    """The home tracks kept, query frame by query frame: where the frame holds more than `max_live` tracks, one
+    within `spacing` px of a carried track or of a kept one from an earlier query frame is dropped."""
+    kept = [carried]
+    for f in np.unique(qf[home_ids]):
+        mine = home_ids[qf[home_ids] == f]
+        crowded = out.crowded(mine, np.full(len(mine), f), np.concatenate(kept), spacing, max_live)
+        out.drop(mine[crowded])
+        kept.append(mine[~crowded])
+    return np.concatenate(kept[1:]) if len(kept) > 1 else home_ids[:0]
