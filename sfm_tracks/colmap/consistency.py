@@ -57,7 +57,7 @@ class Views:
 
 @dataclass
 class Sample:
-    """Sampled 3D points: xyz (P, 3), seen (P, I) sparse bool (which registered image observes each point) and
+    """Sampled 3D points: xyz (P, 3), seen (P, I) sparse 0/1 (which registered image observes each point) and
     shared (I, I) the number of sampled points each pair of images observes (its diagonal: each image's count)."""
     xyz: np.ndarray
     seen: csc_matrix
@@ -178,11 +178,12 @@ def groups(s: Sample, bad: np.ndarray, opts: ConsistencyOptions) -> np.ndarray:
     return connected_components(coo_matrix(linked), directed=False)[1]
 
 
-def losing_groups(labels: np.ndarray, bad: np.ndarray, observations: np.ndarray) -> np.ndarray:
+def losing_groups(labels: np.ndarray, bad: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Images (indices) of the groups in conflict with the group kept: the one with most images, then most
-    observations. Conflicts inside one group, which no cut separates, remove nothing."""
+    observations of sampled points (points: (I,) per image). Conflicts inside one group, which no cut separates,
+    remove nothing."""
     size = np.bincount(labels)
-    obs = np.bincount(labels, weights=observations)
+    obs = np.bincount(labels, weights=points)
     keep = max(range(len(size)), key=lambda g: (size[g], obs[g]))
     ga, gb = labels[bad[:, 0]], labels[bad[:, 1]]
     losers = (set(gb[ga == keep].tolist()) | set(ga[gb == keep].tolist())) - {keep}
