@@ -3,6 +3,7 @@
     python pipelines/reconstruct.py INPUT -o OUTDIR [--tracker auto|cotracker3|cotracker3-online|lk] [--checkpoint PATH]
         [--device cpu|cuda] [--max-frames N] [--stride K] [--max-side PX] [--camera-model NAME]
         [--intrinsics fx,fy,cx,cy] [--mask-dir DIR] [--mapper incremental|global] [--matches auto|off|all] [--no-keyframes]
+        [--no-view-check]
         [--features accurate|fast|colmap|accurate-dsp] [--cycle N] [--no-refine] [--frames N | --fps F] [--no-undistort]
         [--overwrite]
     python pipelines/reconstruct.py --demo [-o OUTDIR]     # synthetic static scene, compared with its true cameras
@@ -75,6 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "off (tracks only) or all (every scheduled pair plus loop closure)")
     ap.add_argument("--no-keyframes", action="store_true",
                     help="map every video frame (default: map keyframes chosen by parallax and track overlap, register the rest by absolute pose)")
+    ap.add_argument("--no-view-check", action="store_true",
+                    help="keep groups of frames the model places at other frames' viewpoints without seeing their points "
+                         "(default: deregister the smaller group, report.json says 'conflicting views')")
     ap.add_argument("--features", choices=FEATURE_MODES, default="accurate",
                     help="SIFT settings where SIFT matches run: accurate (default; upsampled first octave on every frame, "
                          "8192 features, peak threshold 0.003), fast (no upsampling on frames >= 800 px, 4096 features: "
@@ -111,7 +115,7 @@ def config(args) -> dict:
         "filters": {"cycle_anchors": args.cycle},
         "camera": {"model": model.upper(), "intrinsics": intrinsics},
         "mapping": {"mapper": args.mapper, "matches": args.matches, "keyframes": not args.no_keyframes,
-                    "features": args.features},
+                    "features": args.features, "check_views": not args.no_view_check},
         "select": {"frames": args.frames, "fps": args.fps},
         "output": {"video": not args.no_video, "undistort": not args.no_undistort},
     }

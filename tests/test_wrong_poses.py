@@ -26,18 +26,14 @@ def _angle_deg(R):
     return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0))))
 
 
-@pytest.fixture(scope="module")
-def twin_run(tmp_path_factory):
-    """The photo pipeline on the twin-box orbit plus a stranger, keeping COLMAP's database to inspect."""
-    tmp = tmp_path_factory.mktemp("twin")
-    poses = orbit_poses(PHOTOS, 360.0)
-    names = [f"img_{t:02d}.png" for t in range(PHOTOS)]
+def _photo_run(tmp, poses, extra=None) -> dict:
+    """The photo pipeline on twin-box photos at poses (+ extra {name: image}), keeping COLMAP's database."""
+    names = [f"img_{t:02d}.png" for t in range(len(poses))]
     photos = tmp / "photos"
     photos.mkdir()
-    for name, img in zip(names, render_room(room_planes(seed=0, twin_box=True), poses, K, H, W)):
+    images = dict(zip(names, render_room(room_planes(seed=0, twin_box=True), poses, K, H, W)), **(extra or {}))
+    for name, img in images.items():
         cv2.imwrite(str(photos / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    stranger = render_room(room_planes(seed=5), orbit_poses(1, 0.0, start_deg=30.0), K, H, W)[0]
-    cv2.imwrite(str(photos / STRANGER), cv2.cvtColor(stranger, cv2.COLOR_RGB2BGR))
     conf = {"tracker": {"name": "lk"}, "output": {"video": False},
             "camera": {"model": "SIMPLE_PINHOLE", "intrinsics": [F, W / 2, H / 2]}}
     with pytest.MonkeyPatch.context() as mp:  # keep the work folder, which the pipeline would delete
@@ -45,6 +41,20 @@ def twin_run(tmp_path_factory):
         report = pipeline.run(str(photos), tmp / "out", conf)
     return {"report": report, "poses": poses, "names": names, "db": tmp / "colmap" / "database.db",
             "json": json.loads((tmp / "out" / "report.json").read_text())}
+
+
+def _rotation_errors(run) -> dict:
+    """aligned_pose_errors of the run's registered photos (by name) against their true poses."""
+    est = np.array([{im.name: im.cam_from_world().matrix() for im in run["report"]["model"].images.values() if im.has_pose}
+                    .get(n, np.full((3, 4), np.nan)) for n in run["names"]])
+    return aligned_pose_errors(est, run["poses"])
+
+
+@pytest.fixture(scope="module")
+def twin_run(tmp_path_factory):
+    """One turn around the twin boxes plus a stranger photo."""
+    stranger = render_room(room_planes(seed=5), orbit_poses(1, 0.0, start_deg=30.0), K, H, W)[0]
+    return _photo_run(tmp_path_factory.mktemp("twin"), orbit_poses(PHOTOS, 360.0), {STRANGER: stranger})
 
 
 def _verified_pair_errors(db_path, names, poses) -> list:
@@ -70,12 +80,24 @@ def test_twin_boxes_tempt_wrong_pairs_yet_every_registered_photo_is_right(twin_r
     swapped = {(i, j) for i, j, _, e in pairs if e > 90.0}
     assert len(swapped) >= 10, sorted(swapped)
     assert len(swapped & {(i, i + PHOTOS // 2) for i in range(PHOTOS // 2)}) >= 6, sorted(swapped)
-    report, names = twin_run["report"], twin_run["names"]
-    est = np.array([{im.name: im.cam_from_world().matrix() for im in report["model"].images.values() if im.has_pose}
-                    .get(n, np.full((3, 4), np.nan)) for n in names])
-    errors = aligned_pose_errors(est, twin_run["poses"])
+    errors = _rotation_errors(twin_run)
     assert errors["num_registered"] >= PHOTOS - 2
     assert errors["rotation_deg"].max() < MAX_ROT_DEG, errors["rotation_deg"]  # measured: all 16 registered, 0.1 deg at most
+    check = twin_run["json"]["mapping"]["view_check"]
+    assert check["deregistered"] == 0 and unreg.CONFLICTING not in twin_run["json"]["mapping"]["unregistered"]["by_reason"]
+
+
+def test_arc_laid_onto_the_opposite_arc_is_deregistered(tmp_path):
+    # photos from two opposite 90-degree arcs only: without the view check the mapper lays the second arc onto
+    # the first (all 16 registered, 89-91 deg off after alignment, each photo onto the one 180 deg away)
+    run = _photo_run(tmp_path, np.concatenate([orbit_poses(8, 90.0), orbit_poses(8, 90.0, start_deg=180.0)]))
+    errors = _rotation_errors(run)
+    assert errors["num_registered"] >= 8
+    assert errors["rotation_deg"].max() < MAX_ROT_DEG, errors["rotation_deg"]  # measured: 8 registered, 0.8 deg at most
+    mapping = run["json"]["mapping"]
+    # measured: 34 close cross-arc pairs, each frame seeing 2-10 % of the other's points (within an arc >= 63 %)
+    assert mapping["view_check"]["conflicting_pairs"] >= 8 and mapping["view_check"]["lowest_score"] < 0.15
+    assert mapping["unregistered"]["by_reason"] == {unreg.CONFLICTING: 16 - errors["num_registered"]}
 
 
 def test_stranger_photo_stays_unregistered_with_a_reason(twin_run):
@@ -96,10 +118,11 @@ def test_reasons_follow_the_steps_a_frame_falls_out_at():
                             verified={0: {1, 4}, 1: {0, 2, 3}, 2: {1}, 3: {1}, 4: {0}, 5: {6}, 6: {5}})
     registered = np.array([True] * 3 + [False] * 8)
     usable_tracks = np.array([100] * 10 + [3])
-    codes = unreg.reasons(registered, {3: 4}, graph, usable_tracks, 15)
+    codes = unreg.reasons(registered, {3: unreg.DEREGISTERED}, graph, usable_tracks, 15)
     assert codes == {3: unreg.DEREGISTERED, 4: unreg.LEFT_OUT, 5: unreg.SEPARATE, 6: unreg.SEPARATE, 7: unreg.NO_VERIFIED,
                      8: unreg.NO_MATCHES, 9: unreg.ABSOLUTE_POSE, 10: unreg.NO_MATCHES}
     assert unreg.reasons(np.array([True, True, False]), {}, None, usable_tracks, 15) == {2: unreg.NO_POSE}
+    assert unreg.reasons(np.array([True, True, False]), {2: unreg.CONFLICTING}, graph, usable_tracks, 15) == {2: unreg.CONFLICTING}
     listed = unreg.summary({t: unreg.NO_MATCHES for t in range(120)})
     assert listed["count"] == 120 and len(listed["frames"]) == unreg.MAX_LISTED and listed["by_reason"] == {unreg.NO_MATCHES: 120}
 

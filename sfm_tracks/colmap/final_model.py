@@ -2,17 +2,21 @@
 
 Track completion triangulates tracks the mapper left without a point; the dynamic-point filter removes points
 only a minority of their track supports; the final bundle adjustment runs on the cleaned model; the result check
-deregisters frames no point supports and refuses degenerate models.
+deregisters frames no point supports and groups of frames laid wrongly onto others (consistency.py), and refuses
+degenerate models.
 """
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pycolmap
 
+from . import consistency as cons
 from . import database as dbm
+from . import unregistered as unreg
 from ..errors import ReconstructionError
 from ..tracks import Tracks
 from .cameras import CameraSpec
@@ -109,21 +113,42 @@ def drop_dynamic_points(rec: pycolmap.Reconstruction, tracks: Tracks, opts: Mapp
     logger.info("removed %d points unsupported by their track and %d duplicate split-track points", len(drop), len(extra))
 
 
-def check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions) -> dict:
-    """Deregister frames whose pose no point supports; fail loudly when the model is degenerate.
+def check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions, check_views: bool = True) -> dict:
+    """Deregister frames whose pose no point supports, then (check_views and opts.check_views) the groups of frames
+    that conflict with the model's main group (consistency.py); fail loudly when the model is degenerate.
 
-    Returns {frame index: observations} of the frames it deregistered, so the report can say why they are missing.
+    Returns {frame index: reason code (unregistered.py)} of the frames it deregistered, so the report can say why.
     """
     frame_of = {name: t for t, name in enumerate(tracks.names())}
-    weak = {im.frame_id: (frame_of.get(im.name), im.num_points3D) for im in rec.images.values()
+    weak = {im.frame_id: frame_of.get(im.name) for im in rec.images.values()
             if im.has_pose and im.num_points3D < opts.min_frame_observations}
     for fid in weak:
         rec.deregister_frame(fid)
     if weak:
         logger.warning("deregistered %d frame(s) with < %d observations", len(weak), opts.min_frame_observations)
+    dropped = {t: unreg.DEREGISTERED for t in weak.values() if t is not None}
+    if check_views and opts.check_views:
+        dropped.update({t: unreg.CONFLICTING for t in drop_conflicting_views(rec, frame_of, opts)})
     if rec.num_reg_images() < 2 or rec.num_points3D() < opts.min_points:
         raise ReconstructionError(
             f"too little parallax (pure rotation or a static camera?) or too few consistent tracks: only "
             f"{rec.num_points3D()} points with a triangulation angle >= {opts.min_tri_angle_deg} deg and "
             f"{rec.num_reg_images()} registered frames survive (need {opts.min_points} points, 2 frames)")
-    return {t: int(n) for t, n in weak.values() if t is not None}
+    return dropped
+
+
+def drop_conflicting_views(rec: pycolmap.Reconstruction, frame_of: dict, opts: MappingOptions) -> list:
+    """Deregister the frames consistency.py finds laid onto another group's viewpoints; their frame indices
+    (frame_of: image name -> frame index). opts.report["view_check"] gets the check's numbers."""
+    t0 = time.time()
+    ids, summary = cons.conflicting_images(rec, cons.ConsistencyOptions(**opts.view_check))
+    frames = [frame_of.get(rec.images[iid].name) for iid in ids]
+    for iid in ids:
+        rec.deregister_frame(rec.images[iid].frame_id)
+    if ids:
+        logger.warning("deregistered %d frame(s) placed at other frames' viewpoints without seeing their points "
+                       "(a repeated or symmetric scene merged wrongly?)", len(ids))
+    summary.update(deregistered=len(ids), seconds=round(time.time() - t0, 3))
+    if opts.report is not None:
+        opts.report["view_check"] = summary
+    return [t for t in frames if t is not None]

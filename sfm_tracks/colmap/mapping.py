@@ -54,6 +54,8 @@ class MappingOptions:
     refuse_pure_rotation: bool = True  # stop when a rotation-only model explains every verified pair
     min_points: int = 20  # fewer triangulated points after filtering means too little parallax
     min_frame_observations: int = 6  # registered frames seeing fewer points are deregistered
+    check_views: bool = True  # deregister groups of frames placed at other frames' viewpoints without seeing their points
+    view_check: dict = field(default_factory=dict)  # consistency.ConsistencyOptions fields
     refine_poses: bool = False  # known-pose route: refine the given poses in BA
     ba_iterations: int = 50
     ba_function_tolerance: float = 1e-6  # final BA stops when an LM step lowers the cost by less (apple: 32 -> 5 steps, same poses)
@@ -69,7 +71,7 @@ class MappingOptions:
     work_dir: Optional[str] = None  # keep database.db and raw models here (default: a temp dir)
     verbose: bool = False  # let COLMAP log to stderr
     report: Optional[dict] = None  # filled with what mapping did: {"matches": ..., "mapper": kept, "tried": [...],
-    # "unregistered": why each frame left out is missing (unregistered.py)}
+    # "view_check": what consistency.py measured, "unregistered": why each frame left out is missing (unregistered.py)}
 
 
 # Global BA after every 10 new frames instead of every 10 % growth, one refinement round, a looser
@@ -132,7 +134,7 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
         t0 = time.time()
         fin.bundle_adjust(rec, spec, opts, refine_poses=cam_from_world is None or opts.refine_poses)
         logger.info("final bundle adjustment (%.1fs)", time.time() - t0)
-        dropped = fin.check_result(rec, tracks, opts)
+        dropped = fin.check_result(rec, tracks, opts, check_views=cam_from_world is None)  # given poses stay
         if opts.report is not None:
             db = None if cam_from_world is not None else work / "database.db"
             opts.report["unregistered"] = unreg.explain(rec, tracks, ok, dropped, db, opts.min_matches)

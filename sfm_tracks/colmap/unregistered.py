@@ -22,6 +22,7 @@ SEPARATE = "separate group"  # verified pairs link it only to frames outside the
 LEFT_OUT = "mapper left it out"  # linked to the model, yet the mapper did not register it
 ABSOLUTE_POSE = "absolute pose"  # keyframe route: PnP on the keyframes' points failed for this frame
 DEREGISTERED = "deregistered"  # registered, then removed: too few points support its pose
+CONFLICTING = "conflicting views"  # registered, then removed: placed at other frames' viewpoints, it does not see their points
 NO_POSE = "no pose given"  # known-pose route: the caller gave no pose for this frame
 
 MAX_LISTED = 50  # the report lists at most this many frames; `count` has them all
@@ -71,7 +72,7 @@ def _link(graph: dict, pair_id: int) -> None:
 def reasons(registered: np.ndarray, dropped: dict, graph: Optional[PairGraph], usable: np.ndarray, min_matches: int) -> dict:
     """{frame: code} for every frame not in `registered` ((T,) bool).
 
-    dropped: frames the result check deregistered. graph: None on the known-pose route. usable: (T,) number of
+    dropped: {frame: reason code} of the frames the result check deregistered. graph: None on the known-pose route. usable: (T,) number of
     usable tracks per frame, which tells a frame PnP could not place from one with nothing to place it by.
     """
     placed = set(np.flatnonzero(registered).tolist()) | set(dropped)
@@ -79,7 +80,7 @@ def reasons(registered: np.ndarray, dropped: dict, graph: Optional[PairGraph], u
     out = {}
     for t in np.flatnonzero(~registered).tolist():
         if t in dropped:
-            out[t] = DEREGISTERED
+            out[t] = dropped[t]
         elif graph is None:
             out[t] = NO_POSE
         elif t not in graph.frames:  # not a keyframe: only absolute pose could place it
@@ -99,7 +100,8 @@ def _mapped_reason(t: int, graph: PairGraph, kept: set) -> str:
 
 def explain(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, dropped: dict, db_path: Optional[Path],
             min_matches: int) -> dict:
-    """report["unregistered"] of a finished model: ok, the (T, N) usable tracks; db_path: the mapping database,
+    """report["unregistered"] of a finished model: ok, the (T, N) usable tracks; dropped: {frame: code} of the
+    frames the result check deregistered; db_path: the mapping database,
     None on the known-pose route; min_matches: the fewest inliers of a verified pair (as in verification)."""
     graph = pair_graph(db_path, min_matches) if db_path is not None else None
     registered = np.array([iid is not None for iid in frame_images(rec, tracks)])
