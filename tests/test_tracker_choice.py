@@ -117,7 +117,9 @@ import sys
 import numpy as np
 import pipelines.reconstruct, sfm_tracks.pipeline
 import sfm_tracks
+from pathlib import Path
 from cotracker3 import CheckpointError
+from cotracker3.checkpoint import hub_cache_dir
 from sfm_tracks.tracking.choice import make_provider
 
 provider = make_provider("auto")
@@ -127,14 +129,18 @@ base = np.repeat(rng.integers(0, 256, (48, 64, 1), np.uint8), 3, axis=2)
 frames = np.stack([np.roll(base, t, axis=1) for t in range(4)])
 tracks = provider(frames, np.array([[0, 20.0, 20.0], [3, 40.0, 30.0]], np.float32))
 assert tracks.xy.shape == (4, 2, 2)
+no_torch_hub = hub_cache_dir()
 assert "torch" not in sys.modules, "torch imported"
 assert sfm_tracks.VGGSfMTrackerAdapter.__name__ == "VGGSfMTrackerAdapter" and "torch" in sys.modules
 from cotracker3 import CoTrackerPredictor, CoTrackerThreeOffline
+import torch
+assert hub_cache_dir() == Path(torch.hub.get_dir()) / "checkpoints" == no_torch_hub, no_torch_hub
 """
 
 
 def test_lucas_kanade_runs_without_torch(no_official):
     """Importing torch costs ~2 s of every short run: the CLI module, the pipeline, `auto` resolving to
-    Lucas-Kanade (no official weights here) and LK tracking never import it; the VGGSfM adapter still does."""
+    Lucas-Kanade (no official weights here) and LK tracking never import it; the hub cache it looked in is torch's;
+    the VGGSfM adapter and CoTracker3's models still import it."""
     res = subprocess.run([sys.executable, "-c", NO_TORCH], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
