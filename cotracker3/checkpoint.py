@@ -5,6 +5,8 @@ files (which carry the model config in their metadata), flat state dicts and `{"
 `{"state_dict": ...}` wrappers, with or without a DistributedDataParallel `module.` prefix.
 `.pth` files are read with `torch.load(weights_only=True)`: a file that holds anything beyond tensors and
 plain containers is refused, never unpickled, so a planted checkpoint cannot run code.
+torch and the models are imported only by the functions that need tensors: finding the weights, reading their
+stored scores and `CheckpointError` cost no torch import (~2 s), which a run that ends up with Lucas-Kanade never needs.
 """
 from __future__ import annotations
 
@@ -14,14 +16,14 @@ import logging
 import os
 import pickle
 import re
+import sys
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import TYPE_CHECKING, Optional, Tuple, Union
 
-import torch
-
-from .model import CoTrackerThreeBase, CoTrackerThreeOffline, CoTrackerThreeOnline, sincos_time_embedding
+if TYPE_CHECKING:
+    from .model import CoTrackerThreeBase
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,6 @@ OFFICIAL_FILES = {"offline": "scaled_offline.pth", "online": "scaled_online.pth"
 OFFICIAL_URL = "https://huggingface.co/facebook/cotracker3/resolve/main/{}"
 EMBEDDED_DIR = Path(__file__).parent / "weights"
 EMBEDDED_FILES = {"offline": "cotracker3_small_offline.safetensors", "online": "cotracker3_small_online.safetensors"}
-MODEL_CLASSES = {"offline": CoTrackerThreeOffline, "online": CoTrackerThreeOnline}
 
 
 class CheckpointError(ValueError):
@@ -50,6 +51,8 @@ def _refused_object(e: BaseException) -> str:
 
 def _load_pth(path: Path):
     """torch.load(weights_only=True) with messages that say what is wrong with the file."""
+    import torch
+
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
@@ -90,6 +93,8 @@ def _read_safetensors(path: Path) -> Tuple[dict, dict]:
 
 def read_state_dict(path: Union[str, Path]) -> Tuple[dict, dict]:
     """Read a checkpoint file -> (state_dict, config). `config` is {} unless the file stores one."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -111,6 +116,8 @@ def read_state_dict(path: Union[str, Path]) -> Tuple[dict, dict]:
 
 def load_weights(model: CoTrackerThreeBase, state_dict: dict) -> CoTrackerThreeBase:
     """Load strictly; regenerate `time_emb` for another window length; name missing/unexpected keys on mismatch."""
+    from .model import sincos_time_embedding
+
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
     own = model.state_dict()
     if "time_emb" in state and state["time_emb"].shape != own["time_emb"].shape:
@@ -131,16 +138,23 @@ def load_weights(model: CoTrackerThreeBase, state_dict: dict) -> CoTrackerThreeB
 
 
 def hub_cache_dir() -> Path:
-    """Where torch.hub stores downloaded checkpoints ($TORCH_HOME/hub/checkpoints)."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    """Where torch.hub stores downloaded checkpoints ($TORCH_HOME/hub/checkpoints), found without importing torch
+    the way torch.hub.get_dir does; a torch.hub.set_dir can only have happened once torch is loaded."""
+    if "torch" in sys.modules:
+        import torch
+
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(os.path.expanduser(home)) / "hub" / "checkpoints"
 
 
 def read_metadata(path: Union[str, Path]) -> dict:
-    """The string metadata of a `.safetensors` file, read from its header without loading any tensor."""
+    """The string metadata of a `.safetensors` file, read from its header without loading any tensor
+    (framework numpy: "pt" would import torch just to read the header)."""
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             return dict(f.metadata() or {})
     except Exception as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
@@ -245,6 +259,8 @@ def resolve_checkpoint(kind: str, checkpoint: Optional[str] = "default", allow_d
 
 def model_config_keys(cls) -> set:
     """Constructor keywords of a model class, following **kwargs up to the base classes."""
+    import torch
+
     keys = set()
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass is torch.nn.Module:
@@ -258,7 +274,9 @@ def model_config_keys(cls) -> set:
 
 def build_model(kind: str, checkpoint: Optional[str] = None, window_len: Optional[int] = None, **config) -> CoTrackerThreeBase:
     """Construct the offline/online model; load `checkpoint` (None: random init, 'default': resolve)."""
-    cls = MODEL_CLASSES[kind]
+    from .model import CoTrackerThreeOffline, CoTrackerThreeOnline
+
+    cls = {"offline": CoTrackerThreeOffline, "online": CoTrackerThreeOnline}[kind]
     if checkpoint is None:
         if window_len is not None:
             config["window_len"] = window_len

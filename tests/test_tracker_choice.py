@@ -1,6 +1,9 @@
 """`--tracker auto`: official CoTracker3 weights when present, else the best tracker shipped (by its stored score)."""
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +14,7 @@ from pipelines import relabel
 from sfm_tracks.tracking.choice import choose_tracker, make_provider
 from sfm_tracks.tracking.providers import LucasKanadeProvider
 
+ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(latent_dim=32, hidden_size=48, corr_hidden=32, num_virtual_tracks=4, space_depth=1, model_resolution=(64, 64), window_len=8)
 
 
@@ -106,3 +110,37 @@ def test_write_metadata_keeps_tensors_and_mode(tmp_path):
 def test_relabel_resolves_auto_once(no_official):
     teachers = relabel.build_teachers(["auto", "lk"])
     assert [n for n, _ in teachers] == ["lk"]
+
+
+NO_TORCH = """
+import sys
+import numpy as np
+import pipelines.reconstruct, sfm_tracks.pipeline
+import sfm_tracks
+from pathlib import Path
+from cotracker3 import CheckpointError
+from cotracker3.checkpoint import hub_cache_dir
+from sfm_tracks.tracking.choice import make_provider
+
+provider = make_provider("auto")
+assert provider.choice.name == "lk", provider.choice
+rng = np.random.default_rng(0)
+base = np.repeat(rng.integers(0, 256, (48, 64, 1), np.uint8), 3, axis=2)
+frames = np.stack([np.roll(base, t, axis=1) for t in range(4)])
+tracks = provider(frames, np.array([[0, 20.0, 20.0], [3, 40.0, 30.0]], np.float32))
+assert tracks.xy.shape == (4, 2, 2)
+no_torch_hub = hub_cache_dir()
+assert "torch" not in sys.modules, "torch imported"
+assert sfm_tracks.VGGSfMTrackerAdapter.__name__ == "VGGSfMTrackerAdapter" and "torch" in sys.modules
+from cotracker3 import CoTrackerPredictor, CoTrackerThreeOffline
+import torch
+assert hub_cache_dir() == Path(torch.hub.get_dir()) / "checkpoints" == no_torch_hub, no_torch_hub
+"""
+
+
+def test_lucas_kanade_runs_without_torch(no_official):
+    """Importing torch costs ~2 s of every short run: the CLI module, the pipeline, `auto` resolving to
+    Lucas-Kanade (no official weights here) and LK tracking never import it; the hub cache it looked in is torch's;
+    the VGGSfM adapter and CoTracker3's models still import it."""
+    res = subprocess.run([sys.executable, "-c", NO_TORCH], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr

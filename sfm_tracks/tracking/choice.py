@@ -1,14 +1,14 @@
 """Which tracker runs: `auto` resolved against the weights at hand, and the provider factory.
 
 This sits above the providers (`providers.py`: Lucas-Kanade and the base class; `cotracker.py`: CoTracker3),
-so neither imports the other's factory: the dependency runs one way.
+so neither imports the other's factory: the dependency runs one way. CoTracker3 (and with it torch, ~2 s) is
+imported only when it is chosen: deciding on Lucas-Kanade and running it never loads torch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
 
-from .cotracker import CoTrackerOnlineProvider, CoTrackerProvider
 from .providers import LucasKanadeProvider, TrackProvider
 
 TRACKERS = ("auto", "cotracker3", "cotracker3-online", "lk")
@@ -70,10 +70,11 @@ def make_provider(name: str = "auto", checkpoint: Optional[str] = "default", dev
     choice = choose_tracker(name, checkpoint)
     if choice.name == "lk":
         provider = LucasKanadeProvider()
-    elif choice.name == "cotracker3":
-        provider = CoTrackerProvider(checkpoint=choice.checkpoint, device=device, mode=mode)
     else:
-        provider = CoTrackerOnlineProvider(checkpoint=choice.checkpoint, device=device, mode=mode)
+        from .cotracker import CoTrackerOnlineProvider, CoTrackerProvider
+
+        cls = CoTrackerProvider if choice.name == "cotracker3" else CoTrackerOnlineProvider
+        provider = cls(checkpoint=choice.checkpoint, device=device, mode=mode)
     provider.choice = choice
     return provider
 
