@@ -25,6 +25,25 @@ def test_keyframes_follow_displacement_and_overlap():
     assert np.diff(keys).max() <= 7 and keys[0] == 0 and keys[-1] == T - 1
 
 
+def test_keyframes_are_reused_when_the_camera_comes_back():
+    """A camera going back and forth over one stretch (a looped clip) maps the stretch's keyframes once."""
+    T, N = 160, 100
+    phase = np.abs((np.arange(T) + 40) % 80 - 40) - 40 + 40  # 0, 1, ..., 40, 39, ..., 0, 1, ...: a triangle wave
+    xy = np.zeros((T, N, 2))
+    xy[:, :, 0] = phase[:, None] * 2.0  # 2 px per frame, as above
+    ok = np.ones((T, N), bool)
+    opts = KeyframeOptions(parallax=0.1, min_overlap=0.5, max_gap=100, min_shared=10)
+    keys = select_keyframes(xy, ok, (50, 100), opts)
+    first_pass = select_keyframes(xy[:41], ok[:41], (50, 100), opts)
+    assert len(first_pass) == 9  # every 5 frames, as in the test above
+    assert set(keys.tolist()) <= set(first_pass.tolist()) | {T - 1}  # no new keyframe on the way back or again
+    # other tracks on the way back (new points, as after a cut): those views get keyframes once more, then reused
+    old = np.ones((T, N), bool)
+    old[41:] = False
+    keys = select_keyframes(np.concatenate([xy, xy], 1), np.concatenate([old, ~old], 1), (50, 100), opts)
+    assert ((keys > 41) & (keys <= 80)).sum() >= 7 and not ((keys > 81) & (keys < T - 1)).any()
+
+
 def test_sparse_long_links_keep_neighbours():
     full, sparse = pair_schedule(200, 3), pair_schedule(200, 3, links=4)
     assert {p for p in full if p[1] - p[0] <= 3} <= set(sparse)  # every neighbour pair stays

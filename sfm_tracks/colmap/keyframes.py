@@ -43,16 +43,20 @@ def select_keyframes(xy: np.ndarray, ok: np.ndarray, image_size: tuple, options:
         return frames
     limit = options.parallax * max(image_size)
     keys = [int(frames[0])]
-    prev = keys[0]
+    ref, since, prev = keys[0], keys[0], keys[0]  # the keyframe t is compared with, and when it became that
     for t in frames[1:]:
-        k = keys[-1]
-        shared = ok[k] & ok[t]
+        shared = ok[ref] & ok[t]
         n_shared = int(shared.sum())
-        moved = float(np.median(np.linalg.norm(xy[t, shared] - xy[k, shared], axis=-1))) if n_shared else np.inf
-        lost = n_shared < options.min_overlap * max(int(ok[k].sum()), 1)
-        if moved >= limit or lost or t - k >= options.max_gap or n_shared < options.min_shared:
-            # past the threshold at t: take t, or the frame before it when t already shares too few tracks
-            keys.append(int(t) if n_shared >= options.min_shared or prev == k else prev)
+        moved = float(np.median(np.linalg.norm(xy[t, shared] - xy[ref, shared], axis=-1))) if n_shared else np.inf
+        lost = n_shared < options.min_overlap * max(int(ok[ref].sum()), 1)
+        away = moved >= limit or lost or n_shared < options.min_shared
+        if away or t - since >= options.max_gap:
+            back = _revisited(xy, ok, np.array(keys), ref, int(t), limit, options) if away else None
+            if back is not None:  # an earlier keyframe still sees this view: compare with it, add none
+                ref, since = back, int(t)
+            else:  # past the threshold at t: take t, or the frame before it when t already shares too few tracks
+                keys.append(int(t) if n_shared >= options.min_shared or prev == ref else prev)
+                ref = since = keys[-1]
         prev = int(t)
     if keys[-1] != frames[-1]:
         keys.append(int(frames[-1]))
@@ -60,6 +64,32 @@ def select_keyframes(xy: np.ndarray, ok: np.ndarray, image_size: tuple, options:
     logger.info("keyframes: %d of %d frames (parallax %.1f px, overlap %.0f%%, gap %d)", len(out), T, limit,
                 100 * options.min_overlap, options.max_gap)
     return out
+
+
+def _revisited(xy: np.ndarray, ok: np.ndarray, keys: np.ndarray, ref: int, t: int, limit: float,
+               options: KeyframeOptions):
+    """An earlier keyframe (not `ref`) that frame t sees as if no keyframe were due: it shares at least
+    `min_overlap` of that keyframe's tracks and they moved less than `limit` px; None if there is none.
+
+    A camera that comes back (a video looping over one place, a walk back and forth) then reuses its keyframes
+    instead of adding new ones at old viewpoints, so the mapped keyframes grow with the ground covered, not with
+    the video's length.
+    """
+    cand = keys[keys != ref]
+    if not len(cand):
+        return None
+    shared = (ok[cand] & ok[t]).sum(1)
+    cand = cand[(shared >= options.min_shared) & (shared >= options.min_overlap * ok[cand].sum(1))]
+    if not len(cand):
+        return None
+    mine = np.flatnonzero(ok[t])
+    sample = mine[np.linspace(0, len(mine) - 1, min(len(mine), 256)).astype(int)]  # enough for a median
+    seen = ok[cand][:, sample]
+    d = np.linalg.norm(xy[cand][:, sample] - xy[t, sample], axis=-1)
+    med = np.array([np.median(row[m]) if m.any() else np.inf for row, m in zip(d, seen)])
+    k = cand[int(np.argmin(med))]
+    both = ok[k] & ok[t]
+    return int(k) if np.median(np.linalg.norm(xy[t, both] - xy[k, both], axis=-1)) < limit else None
 
 
 def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, frames, max_error: float = 4.0,
