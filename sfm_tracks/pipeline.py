@@ -364,6 +364,8 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
     logger.info("%d queries on %d frames of %dx%d", len(queries), len(frames), size[1], size[0])
     with timer("track"):
         raw = track(provider, frames, queries, tc)
+        crowded = ~raw.visible.any(0)  # queries windowed() dropped onto points already tracked (tracker.max_live)
+        raw = raw.select(tracks=~crowded) if crowded.any() else raw  # later stages hold only the tracked columns
         raw.image_names = names
     image_set = not isinstance(source, tuple) and Path(source).is_dir()
     enabled = conf["refine"]["enabled"]
@@ -406,7 +408,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         "input": str(source) if not isinstance(source, tuple) else "in-memory frames",
         "input_size": in_sizes.tolist() if mixed else list(in_size), "model_size": sizes.tolist() if mixed else list(size),
         "tracker": provider.name, "checkpoint": checkpoint_source(provider),
-        "queries": int(len(queries)), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3) if tracks.num_tracks else 0.0},
+        "queries": int(len(queries)), "queries_crowded": int(crowded.sum()), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3) if tracks.num_tracks else 0.0},
         "tracker_choice": tracker_reason(provider), "refine": refine_stats,
         "matches": mapping_report.pop("matches", None), "mapping": mapping_report,
         "camera": camera_report(rec),
