@@ -38,7 +38,7 @@ VARIANTS = {
     "keyframes_only": {"long_links": None},  # keyframes, but every long stride between them
     "global": {"mapper": "global"},  # the defaults with the global mapper (GLOMAP) on the keyframes
     "full_global": {"keyframes": False, "long_links": None, "mapper": "global"},
-    "all_frame_ba": {"keyframe_ba": False},  # keyframes, but the final BA over every frame (before the keyframe BA)
+    "direct_ba": {"ba_direct_max_images": 10**6},  # final BA with a direct sparse Schur solver at any size (before)
     "ba_ratio": {"pipeline": {"ba_global_frames_ratio": 1.2, "ba_global_frames_freq": 10**6}},  # mapper's global BA at 20 % growth
 }
 
