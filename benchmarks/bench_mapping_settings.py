@@ -39,6 +39,7 @@ VARIANTS = {
     "global": {"mapper": "global"},  # the defaults with the global mapper (GLOMAP) on the keyframes
     "full_global": {"keyframes": False, "long_links": None, "mapper": "global"},
     "direct_ba": {"ba_direct_max_images": 10**6},  # final BA with a direct sparse Schur solver at any size (before)
+    "iterative_ba": {"ba_direct_max_images": 51},  # final BA with the iterative Schur solver above 51 frames
     "ba_ratio": {"pipeline": {"ba_global_frames_ratio": 1.2, "ba_global_frames_freq": 10**6}},  # mapper's global BA at 20 % growth
 }
 
