@@ -39,6 +39,10 @@ def complete_tracks(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray
     to.residual_type = pycolmap.TriangulationResidualType.REPROJECTION_ERROR
     to.ransac.max_error = opts.triangulation_max_error
     to.ransac.random_seed = opts.seed
+    # RANSAC's trials end at a count set by this inlier-ratio floor (default 0.02: 10000 trials on every track that
+    # cannot be triangulated, e.g. too little angle); a fit under 0.5 is refused below anyway, and 0.2 still finds
+    # the same points (forward:100: 574 of 2635 tracks, completion 3.7 -> 2.0 s; 0.5 found only 361).
+    to.ransac.min_inlier_ratio = 0.2
     poses = {t: rec.images[iid].cam_from_world() for t, iid in enumerate(images) if iid is not None}
     cams = {t: rec.cameras[rec.images[iid].camera_id] for t, iid in enumerate(images) if iid is not None}
     fo = FilterOptions()

@@ -127,8 +127,8 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
             rec = _posed_reconstruction(tracks, cameras, cam_from_world, layout)
             fin.complete_tracks(rec, tracks, ok, opts, layout)
         else:
-            rec = _map(tracks, spec, ok, work, opts, frames, cameras, layout)
-            if opts.complete_tracks:
+            rec, completed = _map(tracks, spec, ok, work, opts, frames, cameras, layout)
+            if opts.complete_tracks and not completed:
                 fin.complete_tracks(rec, tracks, ok, opts, layout)
         fin.drop_dynamic_points(rec, tracks, opts, layout)
         # Final BA on the cleaned model: outliers and moving points no longer pull on the poses.
@@ -146,8 +146,10 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
 
 
 def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: MappingOptions, frames, cameras: list,
-         layout: dbm.KeypointLayout) -> pycolmap.Reconstruction:
-    """Database (tracks, SIFT matches), verification, pure-rotation check, mapping; cameras[t]: frame t's camera."""
+         layout: dbm.KeypointLayout) -> tuple:
+    """Database (tracks, SIFT matches), verification, pure-rotation check, mapping; cameras[t]: frame t's camera.
+
+    -> (model, whether its tracks were already completed on its final set of frames: the keyframe route's)."""
     db_path = work / "database.db"
     if db_path.exists():
         db_path.unlink()
@@ -173,9 +175,9 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
             opts.report["rotation_only_fit"] = {"focal_px": round(fit.focal, 1), "residual_p90_px": round(fit.parallax_px, 3),
                                                 "residual_closest_pairs_px": round(fit.noise_px, 3)}
     rec = _mapped_model(db_path, work, tracks, spec, ok[keys], opts, cameras)
-    if len(keys) < tracks.num_frames:
-        _register_rest(rec, tracks, ok, keys, opts, layout)
-    return rec
+    if len(keys) == tracks.num_frames:
+        return rec, False
+    return rec, _register_rest(rec, tracks, ok, keys, opts, layout)
 
 
 def _keyframes(tracks: Tracks, ok: np.ndarray, opts: MappingOptions, cameras: list) -> np.ndarray:
@@ -219,20 +221,24 @@ def _feature_matches(frames, ok: np.ndarray, keys: np.ndarray, work: Path, opts:
 
 
 def _register_rest(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, keys: np.ndarray, opts: MappingOptions,
-                   layout: dbm.KeypointLayout) -> None:
+                   layout: dbm.KeypointLayout) -> bool:
     """Frames outside the mapped keyframes (and keyframes the mapper left out) by PnP; a second round after
-    the tracks without a point are triangulated from the frames registered so far."""
+    the tracks without a point are triangulated from the frames registered so far. -> True when that second
+    round placed no frame, so the completion already ran on the final frames (forward:100: a repeat took 3.5 s
+    to triangulate none of 2061 tracks)."""
     t0 = time.time()
     every = np.arange(tracks.num_frames)
     added = kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed, layout)
     fin.complete_tracks(rec, tracks, ok, opts, layout)
-    added += kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed, layout)
+    again = kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed, layout)
+    added += again
     logger.info("keyframe mapping: %d keyframes, %d frames added by absolute pose, %d/%d registered (%.1fs)", len(keys), len(added),
                 rec.num_reg_images(), tracks.num_frames, time.time() - t0)
     if opts.report is not None:
         missing = [t for t, iid in enumerate(frame_images(rec, tracks)) if iid is None]
         opts.report["keyframes"] = {"keyframes": len(keys), "frames": tracks.num_frames, "registered_by_pose": len(added),
                                     "unregistered": missing[:50]}
+    return not again
 
 
 def _mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, ok: np.ndarray, opts: MappingOptions, cameras: list):
