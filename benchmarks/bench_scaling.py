@@ -24,14 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-import re
-
 import cv2
 import numpy as np
-import pycolmap
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+from bench_mapping_settings import reference_poses  # noqa: E402
 from sfm_tracks import read_frames, write_video  # noqa: E402
 from sfm_tracks.colmap.metrics import relative_pose_errors  # noqa: E402
 
@@ -51,22 +50,12 @@ def pingpong(n: int) -> np.ndarray:
     return np.r_[np.arange(n), np.arange(n - 2, 0, -1)]
 
 
-def _frame_index(name: str) -> int:
-    return int(re.findall(r"\d+", name)[-1])
-
-
-def loop_accuracy(model: Path, reference: Path) -> dict:
+def loop_accuracy(model: Path, reference: Path, num_frames: int) -> dict:
     """Relative rotation error (deg) of a looped clip's model against a model of the source frames."""
-    ref = pycolmap.Reconstruction(str(reference))
-    truth = {_frame_index(im.name): im.cam_from_world().matrix() for im in ref.images.values() if im.has_pose}
-    period = pingpong(max(truth) + 1)
-    est, gt = [], []
-    for im in pycolmap.Reconstruction(str(model)).images.values():
-        source = period[_frame_index(im.name) % len(period)]
-        if im.has_pose and source in truth:
-            est.append(im.cam_from_world().matrix())
-            gt.append(truth[source])
-    rot = relative_pose_errors(np.array(est), np.array(gt))["rotation_deg"]
+    est = reference_poses(str(model), num_frames)
+    source = reference_poses(str(reference), num_frames)  # the source frames' poses, then NaN
+    gt = source[np.resize(pingpong(int(np.flatnonzero(np.isfinite(source).all((1, 2))).max()) + 1), num_frames)]
+    rot = relative_pose_errors(est, gt)["rotation_deg"]
     return {"rel_rot_mean_deg": round(float(rot.mean()), 4), "rel_rot_median_deg": round(float(np.median(rot)), 4),
             "rel_rot_max_deg": round(float(rot.max()), 4)}
 
@@ -108,7 +97,7 @@ def main() -> None:
         if a.reference is None:
             ap.error("--score-only needs --reference")
         for n in a.frames:
-            print(json.dumps({"frames": n, **loop_accuracy(a.work / f"out{n}" / "sparse" / "0", a.reference)}))
+            print(json.dumps({"frames": n, **loop_accuracy(a.work / f"out{n}" / "sparse" / "0", a.reference, n)}))
         return
     rows = []
     for n in a.frames:
@@ -118,7 +107,7 @@ def main() -> None:
         load = os.getloadavg()[0]
         row = {"frames": n, "load_before": round(load, 1), **run_once(a.root.resolve(), clip.resolve(), (a.work / f"out{n}").resolve(), extra)}
         if a.reference is not None and "error" not in row:
-            row.update(loop_accuracy(a.work / f"out{n}" / "sparse" / "0", a.reference))
+            row.update(loop_accuracy(a.work / f"out{n}" / "sparse" / "0", a.reference, n))
         rows.append(row)
         print(json.dumps(row), flush=True)
     if len(rows) > 1 and all("error" not in r for r in rows):
