@@ -11,7 +11,7 @@ from sfm_tracks import Tracks, pipeline, reconstruct
 from sfm_tracks.colmap import unregistered as unreg
 from sfm_tracks.colmap.database import usable
 from sfm_tracks.colmap.keyframes import KeyframeOptions, select_keyframes
-from sfm_tracks.colmap.metrics import aligned_pose_errors, poses_by_frame
+from sfm_tracks.colmap.metrics import aligned_pose_errors, poses_by_frame, rotation_angle_deg
 from sfm_tracks.testing import synthetic_scene
 from synthetic import orbit_poses, render_room, room_planes
 
@@ -20,10 +20,6 @@ K = np.array([[F, 0, (W - 1) / 2], [0, F, (H - 1) / 2], [0, 0, 1]])
 PHOTOS = 16  # one turn around two identical boxes, 22.5 degrees apart
 STRANGER = "img_08s.png"  # a photo of another room, sorted into the middle of the set
 MAX_ROT_DEG = 5.0
-
-
-def _angle_deg(R):
-    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0))))
 
 
 def _photo_run(tmp, poses, extra=None) -> dict:
@@ -68,7 +64,7 @@ def _verified_pair_errors(db_path, names, poses) -> list:
                 continue  # 0, 1: UNDEFINED, DEGENERATE
             i, j = names.index(a), names.index(b)
             truth = poses[j, :, :3] @ poses[i, :, :3].T
-            out.append((i, j, len(g.inlier_matches), _angle_deg(g.cam2_from_cam1.rotation.matrix() @ truth.T)))
+            out.append((i, j, len(g.inlier_matches), float(rotation_angle_deg(g.cam2_from_cam1.rotation.matrix() @ truth.T))))
     return out
 
 

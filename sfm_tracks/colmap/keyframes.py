@@ -45,9 +45,8 @@ def select_keyframes(xy: np.ndarray, ok: np.ndarray, image_size: tuple, options:
     keys = [int(frames[0])]
     ref, since, prev = keys[0], keys[0], keys[0]  # the keyframe t is compared with, and when it became that
     for t in frames[1:]:
-        shared = ok[ref] & ok[t]
-        n_shared = int(shared.sum())
-        moved = float(np.median(np.linalg.norm(xy[t, shared] - xy[ref, shared], axis=-1))) if n_shared else np.inf
+        n_shared = int((ok[ref] & ok[t]).sum())
+        moved = _moved(xy, ok, ref, t)
         lost = n_shared < options.min_overlap * max(int(ok[ref].sum()), 1)
         away = moved >= limit or lost or n_shared < options.min_shared
         if away or t - since >= options.max_gap:
@@ -87,9 +86,14 @@ def _revisited(xy: np.ndarray, ok: np.ndarray, keys: np.ndarray, ref: int, t: in
     seen = ok[cand][:, sample]
     d = np.linalg.norm(xy[cand][:, sample] - xy[t, sample], axis=-1)
     med = np.array([np.median(row[m]) if m.any() else np.inf for row, m in zip(d, seen)])
-    k = cand[int(np.argmin(med))]
-    both = ok[k] & ok[t]
-    return int(k) if np.median(np.linalg.norm(xy[t, both] - xy[k, both], axis=-1)) < limit else None
+    k = int(cand[int(np.argmin(med))])
+    return k if _moved(xy, ok, k, t) < limit else None
+
+
+def _moved(xy: np.ndarray, ok: np.ndarray, a: int, b: int) -> float:
+    """Median displacement (px) of the tracks frames a and b share; inf when they share none."""
+    both = ok[a] & ok[b]
+    return float(np.median(np.linalg.norm(xy[b, both] - xy[a, both], axis=-1))) if both.any() else np.inf
 
 
 def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, frames, max_error: float = 4.0,

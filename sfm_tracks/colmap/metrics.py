@@ -20,7 +20,8 @@ def poses_by_frame(rec: pycolmap.Reconstruction, tracks: Tracks) -> np.ndarray:
     return out
 
 
-def _angle_deg(R: np.ndarray) -> np.ndarray:
+def rotation_angle_deg(R: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) rotation matrices -> (...) their rotation angles in degrees."""
     cos = (np.trace(R, axis1=-2, axis2=-1) - 1) / 2
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
@@ -40,7 +41,7 @@ def relative_pose_errors(est: np.ndarray, gt: np.ndarray) -> dict:
 
     Re, te = rel(est)
     Rg, tg = rel(gt)
-    rot = _angle_deg(Re @ np.transpose(Rg, (0, 2, 1)))
+    rot = rotation_angle_deg(Re @ np.transpose(Rg, (0, 2, 1)))
     trans = np.degrees(np.arccos(np.clip((te * tg).sum(1), -1.0, 1.0)))
     return {"rotation_deg": rot, "translation_deg": trans, "num_registered": int(ok.sum())}
 
@@ -77,7 +78,7 @@ def aligned_pose_errors(est: np.ndarray, gt: np.ndarray) -> dict:
     M = np.einsum("nba,nbc->ac", Rg, Re)  # sum of Rg^T Re: world_gt <- world_est
     U, _, Vt = np.linalg.svd(M)
     A = U @ np.diag([1, 1, np.sign(np.linalg.det(U @ Vt))]) @ Vt
-    rot = _angle_deg(Re @ A.T @ np.transpose(Rg, (0, 2, 1)))
+    rot = rotation_angle_deg(Re @ A.T @ np.transpose(Rg, (0, 2, 1)))
     Ce, Cg = camera_centers(est[ok]), camera_centers(gt[ok])
     if len(Ce) >= 3:
         s, R, t = umeyama(Ce, Cg)
