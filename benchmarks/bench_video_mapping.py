@@ -94,10 +94,11 @@ def bench_case(case: str, data: Path, work: Path, roots: list, extra: list, colm
         names = sorted(p.name for p in (out / "images").iterdir())
         rec = pycolmap.Reconstruction(str(out / "sparse" / "0"))
         kf = (report.get("mapping") or {}).get("keyframes")
+        mapper = (report.get("mapping") or {}).get("mapper", "?")
         t = report["timings_s"]
         rows.append({**row, "registered": f"{report['frames_registered']}/{report['frames_total']}", **accuracy(rec, names, gt),
                      "how": f"{'%d keyframes' % kf['keyframes'] if kf else 'all frames mapped'}; track {t.get('track', 0):.0f} s, "
-                            f"reconstruct {t.get('reconstruct', 0):.0f} s"})
+                            f"reconstruct {t.get('reconstruct', 0):.0f} s; {mapper} mapper"})
         image_dir = image_dir or out / "images"
         print(rows[-1], flush=True)
     if colmap and image_dir is not None:

@@ -28,6 +28,7 @@ import pycolmap
 from tqdm import tqdm
 
 from .colmap.cameras import MODELS, CameraSpec
+from .colmap.degeneracy import FORWARD_MAX_DEG, forward_motion_deg
 from .colmap.export import export, replace_dir
 from .colmap.mapping import reconstruct
 from .colmap.undistort import pinhole_cleanup, undistort_if_distorted
@@ -267,14 +268,22 @@ def camera_spec(conf: dict, in_size: tuple, size: tuple) -> CameraSpec:
 
 # ---------------------------------------------------------------------------------------------- outputs
 
-def camera_report(rec: pycolmap.Reconstruction) -> dict:
-    """The shared camera (model, params), or with one camera per image: model and each image's size and params."""
+def camera_report(rec: pycolmap.Reconstruction, calibrated: bool = False) -> dict:
+    """The shared camera (model, params), or with one camera per image: model and each image's size and params.
+    An uncalibrated forward-moving camera also gets a warning: its translations carry the principal point's error."""
     def params(cam):
         return [round(float(p), 6) for p in cam.params]
     cams = rec.cameras
     first = cams[min(cams)]
     if len(cams) == 1:
-        return {"model": first.model_name, "params": params(first)}
+        out = {"model": first.model_name, "params": params(first)}
+        angle = forward_motion_deg(rec)
+        if not calibrated and angle < FORWARD_MAX_DEG:
+            out["warning"] = (f"forward motion (path {angle:.0f} deg off the viewing axis): translation directions are off by "
+                              "the principal point's error (assumed at the image centre, which forward motion cannot correct, "
+                              "about 1 deg per 1.7 % of the focal length); give --intrinsics for accurate poses")
+            logger.warning("%s", out["warning"])
+        return out
     per_image = {im.name: {"width": int(cams[im.camera_id].width), "height": int(cams[im.camera_id].height),
                            "params": params(cams[im.camera_id])} for im in sorted(rec.images.values(), key=lambda i: i.image_id)}
     return {"model": first.model_name, "num_cameras": len(cams), "per_image": per_image}
@@ -411,7 +420,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         "queries": int(len(queries)), "queries_crowded": int(crowded.sum()), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3) if tracks.num_tracks else 0.0},
         "tracker_choice": tracker_reason(provider), "refine": refine_stats,
         "matches": mapping_report.pop("matches", None), "mapping": mapping_report,
-        "camera": camera_report(rec),
+        "camera": camera_report(rec, calibrated=spec.params is not None),
         "frame_selection": selection, "undistorted": undistorted, "trainers": trainer_folders(out_dir, undistorted),
         "timings_s": timer.times, "total_s": round(sum(timer.times.values()), 3),
         "config": conf,

@@ -43,7 +43,8 @@ def _look_at(center, target, up=(0.0, -1.0, 0.0)):
 
 
 def camera_path(num_frames, arc_deg=40.0, radius=6.0, motion="orbit", rng=None):
-    """(T, 3, 4) cam_from_world poses. motion: 'orbit' (parallax), 'rotation' (pure turn), 'static'."""
+    """(T, 3, 4) cam_from_world poses. motion: 'orbit' (parallax), 'rotation' (pure turn), 'static',
+    'forward' (driving towards the scene, swaying a little)."""
     rng = rng or np.random.default_rng(0)
     poses = []
     for t in range(num_frames):
@@ -51,7 +52,10 @@ def camera_path(num_frames, arc_deg=40.0, radius=6.0, motion="orbit", rng=None):
         if motion == "static":
             s = 0.0
         a = np.radians(arc_deg) * (s - 0.5)
-        if motion == "rotation":
+        if motion == "forward":
+            center = np.array([0.3 * np.sin(a), 0.1 * np.sin(3 * a), -radius + 3.0 * s])
+            target = center + np.array([0.05 * np.sin(a), 0.0, 1.0])
+        elif motion == "rotation":
             center = np.array([0.0, 0.0, -radius])
             target = center + np.array([np.sin(a), 0.1 * np.sin(2 * a), np.cos(a)])
         else:

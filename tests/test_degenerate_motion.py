@@ -8,9 +8,9 @@ import pytest
 from pipelines.reconstruct import main
 from sfm_tracks import ReconstructionError, reconstruct
 from sfm_tracks.colmap import database as dbm
-from sfm_tracks.colmap.cameras import camera_spec, make_camera
-from sfm_tracks.colmap.degeneracy import check_not_pure_rotation, fit_rotation, verified_matches
-from sfm_tracks.pipeline import DEFAULT_CONF, query_points
+from sfm_tracks.colmap.cameras import CameraSpec, camera_spec, make_camera
+from sfm_tracks.colmap.degeneracy import check_not_pure_rotation, fit_rotation, forward_motion_deg, verified_matches
+from sfm_tracks.pipeline import DEFAULT_CONF, camera_report, query_points
 from sfm_tracks.tracking.providers import LucasKanadeProvider
 from sfm_tracks.testing import synthetic_scene
 from tests.synthetic import rotating_video
@@ -79,3 +79,14 @@ def test_wide_baselines_everywhere_are_not_mistaken_for_rotation(monkeypatch, tm
     monkeypatch.setattr(deg, "fit_rotation", lambda pairs, size: small)
     with pytest.raises(ReconstructionError, match="pure rotation"):
         check_not_pure_rotation(tmp_path / "db", (100, 100))
+
+
+@pytest.mark.parametrize("motion", ["forward", "orbit"])
+def test_uncalibrated_forward_motion_is_flagged_in_the_camera_report(motion):
+    """Forward motion cannot correct the assumed principal point: the report says so unless intrinsics were given."""
+    scene = synthetic_scene(num_frames=12, num_tracks=300, outlier_fraction=0.0, noise_px=0.5, motion=motion)
+    rec = reconstruct(scene.tracks, camera=CameraSpec(model="PINHOLE", params=scene.colmap_params), cam_from_world=scene.cam_from_world)
+    angle = forward_motion_deg(rec)
+    assert (angle < 10) if motion == "forward" else (angle > 80)
+    assert ("warning" in camera_report(rec)) == (motion == "forward")
+    assert "warning" not in camera_report(rec, calibrated=True)
