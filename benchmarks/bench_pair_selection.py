@@ -44,7 +44,7 @@ def main(argv=None):
             db_path.unlink(missing_ok=True)
             t0 = time.time()
             with pycolmap.Database.open(str(db_path)) as db:
-                _, kept, _ = fm.extract(frames[:T], np.arange(T), db, o)
+                _, kept, _ = fm.extract(frames[:T], np.arange(T), db, Path(work), o)
             t_ext = time.time() - t0
             every = [(i, j) for i in range(T) for j in range(i + 1, T)]
             t0 = time.time()

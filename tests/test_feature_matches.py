@@ -10,7 +10,7 @@ import pytest
 from pipelines.reconstruct import main
 from sfm_tracks import Tracks
 from sfm_tracks.colmap import database as dbm
-from sfm_tracks.colmap.feature_matches import SiftMatches, plan_matches, sift_settings
+from sfm_tracks.colmap.feature_matches import SiftMatches, colmap_sift, plan_matches, sift_settings
 from sfm_tracks.colmap.metrics import relative_pose_errors
 from sfm_tracks.pipeline import run
 from synthetic import orbit_poses, render_room, room_planes
@@ -81,6 +81,27 @@ def test_database_keeps_track_ids_and_offsets_sift(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- scenes
+
+def test_threaded_extraction_gives_the_single_image_extractors_features(rects, tmp_path):
+    """COLMAP's threaded extractor reads the frames back from PNG files: same keypoints and descriptors as
+    pycolmap's in-memory call, only the padded frame's own part is read, and nothing is left in `work`."""
+    frames = render_room(rects, orbit_poses(4, 30.0), K, H, W)
+    frames[2, :, W // 2:] = 0  # frame 2 on a padded canvas: its own size is H x W / 2
+    settings = sift_settings("accurate", (H, W))
+    eo = pycolmap.FeatureExtractionOptions()
+    for k, v in settings.items():
+        setattr(eo.sift, k, v)
+    single = pycolmap.FeatureExtractor.create(eo, device=pycolmap.Device.cpu)
+    sizes = np.array([[H, W], [H, W], [H, W // 2], [H, W]])
+    got = list(colmap_sift(frames, np.array([2, 0, 3]), settings, tmp_path, image_sizes=sizes, chunk=2))  # sizes mixed in a chunk
+    assert [t for t, _, _ in got] == [2, 0, 3]
+    for t, xy, desc in got:
+        kp, ref = single.extract_from_uint8_array(np.ascontiguousarray(cv2.cvtColor(frames[t, :, :sizes[t][1]], cv2.COLOR_RGB2GRAY)))
+        assert len(xy) > 50 and np.array_equal(xy, np.array([(k.x, k.y) for k in kp], np.float32))
+        assert np.array_equal(np.asarray(desc.data), np.asarray(ref.data))
+    assert got[0][1][:, 0].max() < W // 2
+    assert list(tmp_path.iterdir()) == []
+
 
 def test_wide_baseline_image_set_registers_every_photo(rects, tmp_path, capsys):
     # 5 photos 8 degrees apart (Lucas-Kanade follows), then 5 photos 30 degrees apart (it does not)
