@@ -1,0 +1,56 @@
+"""The final BA's tightening step (final_model.tighten): a heavy tail of observation errors under the mapper's
+4 px outlier bound is removed, and the poses get more accurate for it."""
+import numpy as np
+import pytest
+
+from sfm_tracks import reconstruct
+from sfm_tracks.colmap.final_model import observation_errors
+from sfm_tracks.colmap.metrics import poses_by_frame, relative_pose_errors
+from sfm_tracks.testing import synthetic_scene
+from sfm_tracks.tracks import Tracks
+
+
+@pytest.fixture(scope="module")
+def tailed():
+    """0.3 px Gaussian noise, plus 1.5-3.5 px errors on 15 % of observations: each under the 4 px bound."""
+    scene = synthetic_scene(num_frames=24, num_tracks=400, noise_px=0.3, outlier_fraction=0.0, seed=3)
+    rng = np.random.default_rng(7)
+    xy = scene.tracks.xy.copy()
+    hit = scene.tracks.visible & (rng.random(scene.tracks.visible.shape) < 0.15)
+    d = rng.normal(size=xy.shape)
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
+    xy[hit] += d[hit] * rng.uniform(1.5, 3.5, hit.sum())[:, None]
+    return scene, Tracks(xy=xy, visible=scene.tracks.visible, image_size=scene.tracks.image_size)
+
+
+def _rotation_error(rec, tracks, truth):
+    return relative_pose_errors(poses_by_frame(rec, tracks), truth)["rotation_deg"].mean()
+
+
+def test_tightening_removes_the_tail_and_improves_the_poses(tailed):
+    scene, tracks = tailed
+    loose_report, tight_report = {}, {}
+    loose = reconstruct(tracks, tighten_rounds=0, report=loose_report)
+    tight = reconstruct(tracks, report=tight_report)
+    assert loose_report["final_error_bounds_px"] == []
+    bounds = tight_report["final_error_bounds_px"]
+    assert len(bounds) == 2 and all(0 < b < 4.0 and s is None for b, s in bounds), bounds  # tracks only: no SIFT bound
+    bounds = [b for b, _ in bounds]
+    e_loose, e_tight = observation_errors(loose)[2], observation_errors(tight)[2]
+    # the tail is gone; after the last BA an observation may sit a little above the bound it passed
+    assert (e_loose > 1.5).sum() > 500 and e_tight.max() < 1.5 * bounds[-1] < 1.5, (e_tight.max(), bounds)
+    assert tight.num_reg_images() == loose.num_reg_images() == 24
+    r_loose, r_tight = _rotation_error(loose, tracks, scene.cam_from_world), _rotation_error(tight, tracks, scene.cam_from_world)
+    assert r_tight < 0.8 * r_loose, (r_tight, r_loose)
+
+
+def test_observation_errors_agree_with_colmap(tailed):
+    _, tracks = tailed
+    rec = reconstruct(tracks, tighten_rounds=0)
+    ids, idx, err = observation_errors(rec)
+    assert set(ids) == set(rec.reg_image_ids()) and all(rec.images[i].points2D[k].has_point3D() for i, k in zip(ids[:50], idx[:50]))
+    assert len(err) == rec.compute_num_observations()
+    rec.update_point_3d_errors()  # each point's mean error over its track, weighted here by the track's length
+    points = list(rec.points3D.values())
+    per_point = sum(p.error * p.track.length() for p in points) / sum(p.track.length() for p in points)
+    assert err.mean() == pytest.approx(per_point, rel=1e-9)
