@@ -20,7 +20,7 @@ from . import unregistered as unreg
 from ..errors import ReconstructionError
 from ..tracks import Tracks
 from .cameras import CameraSpec
-from .geometric_filter import FilterOptions, frame_images, reprojection_errors, supported_tracks, track_points
+from .geometric_filter import FilterOptions, frame_images, project, reprojection_errors, supported_tracks, track_points
 
 if TYPE_CHECKING:
     from .mapping import MappingOptions
@@ -98,7 +98,7 @@ def bundle_adjust(rec: pycolmap.Reconstruction, spec: CameraSpec, opts: MappingO
 
 def observation_errors(rec: pycolmap.Reconstruction) -> tuple:
     """Every observation of a 3D point in the registered images -> (image ids (M,), keypoint indices (M,),
-    reprojection errors (M,) px)."""
+    reprojection errors (M,) px; inf behind the camera, as in `reprojection_errors`)."""
     ids, idx, err = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
     for iid, im in rec.images.items():
         if not im.has_pose:
@@ -106,13 +106,12 @@ def observation_errors(rec: pycolmap.Reconstruction) -> tuple:
         obs = [(k, p.xy, p.point3D_id) for k, p in enumerate(im.points2D) if p.has_point3D()]
         if not obs:
             continue
-        xy = np.array([o[1] for o in obs])
-        X = np.array([rec.points3D[o[2]].xyz for o in obs])
-        P = im.cam_from_world().matrix()
-        Xc = X @ P[:, :3].T + P[:, 3]
+        uv = project(rec, im, np.array([rec.points3D[o[2]].xyz for o in obs]))
+        e = np.linalg.norm(uv - np.array([o[1] for o in obs]), axis=1)
+        e[np.isnan(uv[:, 0])] = np.inf
         ids.append(np.full(len(obs), iid))
         idx.append(np.array([o[0] for o in obs]))
-        err.append(np.linalg.norm(rec.cameras[im.camera_id].img_from_cam(Xc) - xy, axis=1))
+        err.append(e)
     return np.concatenate(ids), np.concatenate(idx), np.concatenate(err)
 
 
@@ -121,9 +120,9 @@ def tighten(rec: pycolmap.Reconstruction, tracks: Tracks, layout: dbm.KeypointLa
     """Drop observations above `tighten_factor` x the median reprojection error, bundle-adjust again; repeat.
 
     Why: tracker observations have a heavy tail (Lucas-Kanade drifts along a track: on a synthetic clip 16+ frames
-    from the query the median error is 0.44 px, the mean 1.82 px), and the mapper's 4 px outlier bound keeps it. The least-squares
-    BA lets that tail pull on the poses; a bound relative to the model's own median error (scale-free, so it
-    fits real and synthetic video alike) removes it. Track and SIFT observations get a median each: SIFT ones
+    from the query the median error is 0.44 px, the mean 1.82 px), and the mapper's 4 px outlier bound keeps it.
+    The least-squares BA lets that tail pull on the poses; a bound relative to the model's own median error
+    (scale-free, so it fits real and synthetic video alike) removes it. Track and SIFT observations get a median each: SIFT ones
     are noisier, and a bound set by the tracks would cut the SIFT bridges that join frames no track joins.
     Returns the bounds of each round, [track px, SIFT px or None].
     """

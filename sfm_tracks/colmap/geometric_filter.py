@@ -57,6 +57,17 @@ def track_points(rec: pycolmap.Reconstruction, tracks: Tracks, images=None, layo
     return pid
 
 
+def project(rec: pycolmap.Reconstruction, image: pycolmap.Image, X: np.ndarray) -> np.ndarray:
+    """(M, 2) COLMAP pixels of world points X (M, 3) in a registered image; NaN behind the camera."""
+    P = image.cam_from_world().matrix()
+    Xc = X @ P[:, :3].T + P[:, 3]
+    uv = np.full((len(X), 2), np.nan)
+    front = Xc[:, 2] > 1e-9
+    if front.any():
+        uv[front] = rec.cameras[image.camera_id].img_from_cam(Xc[front])
+    return uv
+
+
 def reprojection_errors(reconstruction: pycolmap.Reconstruction, tracks: Tracks, include_invisible: bool = False,
                         layout: KeypointLayout | None = None) -> np.ndarray:
     """(T, N) px distance between each observation and its track's reprojected 3D point.
@@ -77,15 +88,9 @@ def reprojection_errors(reconstruction: pycolmap.Reconstruction, tracks: Tracks,
     for t, iid in enumerate(images):
         if iid is None:
             continue
-        im = rec.images[iid]
-        cam = rec.cameras[im.camera_id]
-        P = im.cam_from_world().matrix()
-        Xc = X @ P[:, :3].T + P[:, 3]
-        front = Xc[:, 2] > 1e-9
-        e = np.full(len(has), np.inf)
-        if front.any():
-            uv = cam.img_from_cam(Xc[front]) - COLMAP_OFFSET
-            e[front] = np.linalg.norm(uv - tracks.xy[t, has[front]], axis=1)
+        uv = project(rec, rec.images[iid], X) - COLMAP_OFFSET
+        e = np.linalg.norm(uv - tracks.xy[t, has], axis=1)
+        e[np.isnan(uv[:, 0])] = np.inf
         err[t, has] = np.where(measured[t, has], e, np.nan)
     return err
 

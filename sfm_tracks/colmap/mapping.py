@@ -137,9 +137,11 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
         fin.drop_dynamic_points(rec, tracks, opts, layout)
         # Final BA on the cleaned model: outliers and moving points no longer pull on the poses.
         t0 = time.time()
-        fin.bundle_adjust(rec, spec, opts, refine_poses=cam_from_world is None or opts.refine_poses)
-        bounds = fin.tighten(rec, tracks, layout, spec, opts, refine_poses=cam_from_world is None or opts.refine_poses)
-        logger.info("final bundle adjustment, then %d round(s) with error bounds (tracks, SIFT) %s px (%.1fs)", len(bounds), bounds, time.time() - t0)
+        refine_poses = cam_from_world is None or opts.refine_poses
+        fin.bundle_adjust(rec, spec, opts, refine_poses)
+        bounds = fin.tighten(rec, tracks, layout, spec, opts, refine_poses)
+        logger.info("final bundle adjustment, then %d round(s) with error bounds (tracks, SIFT) %s px (%.1fs)",
+                    len(bounds), bounds, time.time() - t0)
         if opts.report is not None:
             opts.report["final_error_bounds_px"] = bounds
         dropped = fin.check_result(rec, tracks, opts, check_views=cam_from_world is None)  # given poses stay
