@@ -1,7 +1,8 @@
 """Tracks -> pycolmap.Reconstruction, with unknown cameras (COLMAP/GLOMAP mapping) or known poses.
 
 Unknown poses: tracks -> database -> two-view geometries -> pure-rotation check -> incremental (default)
-or global mapping (the global mapper also runs when incremental mapping registers too few frames),
+or global mapping (the global mapper also runs when incremental mapping registers too few frames, or when its
+model disagrees with the verified pairs' own rotations: pair_agreement.py),
 keep the largest model, then triangulate tracks COLMAP left without a point. Videos of >= 20 frames map
 only their keyframes and register the other frames by absolute pose (keyframes.py) before that. Known poses: one
 robustly triangulated point per track. Both then take final_model.py's steps (completion, filter, final BA).
@@ -23,6 +24,7 @@ from . import database as dbm
 from . import feature_matches as fm
 from . import final_model as fin
 from . import keyframes as kfm
+from . import pair_agreement as pa
 from . import unregistered as unreg
 from ..errors import ReconstructionError
 from ..tracks import Tracks
@@ -53,6 +55,8 @@ class MappingOptions:
     drop_dynamic_points: bool = True  # delete points that only a minority of their track supports
     fallback_global: bool = True  # incremental mapping registers too few frames: also try the global mapper
     fallback_fraction: float = 0.8  # ... "too few": under this fraction of the frames that have tracks
+    max_disagreement_deg: float = 5.0  # incremental model's median rotation disagreement with its verified pairs above
+    # this: also try the global mapper, keep the model that agrees better (pair_agreement.py: wrong 13.2, correct 0.1-4.0)
     refuse_pure_rotation: bool = True  # stop when a rotation-only model explains every verified pair
     min_points: int = 20  # fewer triangulated points after filtering means too little parallax
     min_frame_observations: int = 6  # registered frames seeing fewer points are deregistered
@@ -261,6 +265,8 @@ def _mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, o
     except ReconstructionError as e:
         rec, error = None, e
     wanted = opts.fallback_fraction * int((ok.sum(1) > 0).sum())
+    if rec is not None and opts.mapper == "incremental" and opts.fallback_global and rec.num_reg_images() >= wanted:
+        return _agreeing_model(rec, db_path, work, tracks, spec, opts, cameras, wanted, report)
     if opts.mapper != "incremental" or not opts.fallback_global or (rec is not None and rec.num_reg_images() >= wanted):
         if rec is None:
             raise error
@@ -279,6 +285,34 @@ def _mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, o
         raise error
     logger.info("kept the %s mapper's model (%d/%d frames registered)", report["mapper"], got, tracks.num_frames)
     return rec
+
+
+def _agreeing_model(rec: pycolmap.Reconstruction, db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, opts: MappingOptions,
+                    cameras: list, wanted: float, report: dict) -> pycolmap.Reconstruction:
+    """The incremental model, unless it disagrees with its own verified pairs (a wrong initial pair bent it):
+    then the global mapper's model of the same database when that agrees better and registers >= `wanted`."""
+    agree = pa.median_disagreement(rec, db_path, opts.verify_max_error, opts.seed)
+    report["pair_disagreement_deg"] = {"incremental": _rounded(agree)}
+    if not agree > opts.max_disagreement_deg:
+        return rec
+    logger.warning("the incremental model disagrees with its verified pairs (median %.1f deg): trying the global mapper", agree)
+    report["tried"].append("global")
+    try:
+        alt = _run_mapper("global", db_path, work, tracks, spec, opts, cameras)
+    except ReconstructionError:
+        return rec
+    alt_agree = pa.median_disagreement(alt, db_path, opts.verify_max_error, opts.seed)
+    report["pair_disagreement_deg"]["global"] = _rounded(alt_agree)
+    if alt.num_reg_images() >= wanted and alt_agree < agree:
+        report["mapper"] = "global"
+        logger.info("kept the global mapper's model (median disagreement %.2f deg, %d/%d frames registered)", alt_agree,
+                    alt.num_reg_images(), tracks.num_frames)
+        return alt
+    return rec
+
+
+def _rounded(deg: float):
+    return round(deg, 3) if np.isfinite(deg) else None  # NaN: no verified pair with both frames registered
 
 
 def _run_mapper(mapper: str, db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, opts: MappingOptions, cameras: list):
