@@ -10,7 +10,7 @@ pairs instead of trusting one, is then run on the same database (mapping.py keep
 
 Measured (median disagreement over the verified pairs, each pair's pose estimated again with the model's cameras):
 kitti_seq_a as a calibrated video, 11 keyframes grown from a wrong initial pair: 13.2 deg (AUC@5 0.013); the
-global mapper's model of the same database: 0.11 deg (AUC@5 1.000 after the remaining frames joined). Correct
+global mapper's model of the same database: 0.10 deg (AUC@5 1.000 after the remaining frames joined). Correct
 incremental models: synthetic sideways/forward/orbit videos 0.11-0.15 deg, apple 0.12, statue 0.71, british_museum
 0.72, ngp_fox 0.73, temple 1.50, kitchen 1.93, cat (a moving cat) 4.05. See BENCHMARKS.md, "Models bent by a wrong initial pair".
 """
