@@ -1,7 +1,8 @@
 """Videos with ground-truth cameras: `pipelines/reconstruct.py` (defaults) beside classical COLMAP, in one run.
 
 Cases: synthetic static clips from `generate_clip` (exact poses; `MODE:FRAMES`, 640x360, camera_mode orbit /
-sideways / forward) and `kitti` (51 real forward-driving frames with GPS/INS poses, gt_sets/kitti_seq_a). Each
+sideways / forward), `kitti` (51 real forward-driving frames with GPS/INS poses, gt_sets/kitti_seq_a) and
+`kitti-calibrated` (the same, with its true calibration given; no COLMAP row: the `kitti` case has it). Each
 case is written as an mp4 (so reconstruct.py treats it as a video), run once through reconstruct.py of each
 `--root` checkout (wall time of the whole process; e.g. `--root /work/main` gives the before row), then through
 COLMAP (CPU SIFT, sequential matching, incremental mapping) on exactly the frames the first command used.
@@ -42,6 +43,13 @@ def synthetic_case(mode: str, num_frames: int, seed: int = 0) -> tuple:
     return clip["video"], clip["cam_from_world"].astype(np.float64)
 
 
+def kitti_intrinsics(data: Path) -> list:
+    """reconstruct.py arguments that give kitti_seq_a's true calibration (fx, fy, cx, cy, COLMAP convention)."""
+    cam = next(iter(json.loads((data / "gt_sets" / "kitti_seq_a" / "gt_cameras.json").read_text())["cameras"].values()))
+    K = np.array(cam["K"])
+    return ["--camera-model", "PINHOLE", "--intrinsics", ",".join(str(v) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))]
+
+
 def kitti_case(data: Path) -> tuple:
     folder = data / "gt_sets" / "kitti_seq_a"
     cams = reference(folder / "gt_cameras.json")
@@ -76,8 +84,10 @@ def run_ours(root: Path, video: Path, out: Path, extra: list) -> tuple:
 
 
 def bench_case(case: str, data: Path, work: Path, roots: list, extra: list, colmap: bool) -> list:
-    if case == "kitti":
+    if case in ("kitti", "kitti-calibrated"):
         frames, gt = kitti_case(data)
+        if case == "kitti-calibrated":  # COLMAP's row is the uncalibrated kitti case's: run that case for it
+            extra, colmap = extra + kitti_intrinsics(data), False
     else:
         mode, T = case.split(":")
         frames, gt = synthetic_case(mode, int(T))
