@@ -257,7 +257,8 @@ def _register_rest(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray,
 def _mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, ok: np.ndarray, opts: MappingOptions, cameras: list):
     """The configured mapper's largest model; when incremental mapping registers fewer than
     `fallback_fraction` of the frames with tracks (or none), the global mapper on the same database too,
-    keeping the model that registers more frames. `opts.report` records what ran and what was kept."""
+    keeping the model that registers more frames; when it registers enough, _agreeing_model checks it against the
+    verified pairs. `opts.report` records what ran and what was kept."""
     report = opts.report if opts.report is not None else {}
     report.update(mapper=opts.mapper, tried=[opts.mapper])
     try:
@@ -265,12 +266,12 @@ def _mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, o
     except ReconstructionError as e:
         rec, error = None, e
     wanted = opts.fallback_fraction * int((ok.sum(1) > 0).sum())
-    if rec is not None and opts.mapper == "incremental" and opts.fallback_global and rec.num_reg_images() >= wanted:
-        return _agreeing_model(rec, db_path, work, tracks, spec, opts, cameras, wanted, report)
-    if opts.mapper != "incremental" or not opts.fallback_global or (rec is not None and rec.num_reg_images() >= wanted):
+    if opts.mapper != "incremental" or not opts.fallback_global:
         if rec is None:
             raise error
         return rec
+    if rec is not None and rec.num_reg_images() >= wanted:
+        return _agreeing_model(rec, db_path, work, tracks, spec, opts, cameras, wanted, report)
     got = rec.num_reg_images() if rec is not None else 0
     logger.warning("incremental mapping registered %d/%d frames: trying the global mapper", got, tracks.num_frames)
     report["tried"].append("global")

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
+from .metrics import rotation_angle_deg
+
 _NO_POSE = ("UNDEFINED", "DEGENERATE", "WATERMARK", "MULTIPLE")
 
 
@@ -61,8 +63,7 @@ def rotation_disagreement(rec: pycolmap.Reconstruction, db_path: Path, max_error
                 continue
             R_pair = res["cam2_from_cam1"].rotation.matrix()
             R_model = b.cam_from_world().rotation.matrix() @ a.cam_from_world().rotation.matrix().T
-            cos = (np.trace(R_model.T @ R_pair) - 1) / 2
-            out.append(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+            out.append(rotation_angle_deg(R_model.T @ R_pair))
     return np.asarray(out, dtype=np.float64)
 
 
