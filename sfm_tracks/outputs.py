@@ -5,8 +5,10 @@ Images and masks are written at the model's resolution under the image names, so
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterable, Optional
 
 import cv2
 import numpy as np
@@ -21,9 +23,20 @@ def write_images(folder: Path, frames, names: list, sizes=None) -> None:
     sizes: optional (T, 2) own size of each frame on a padded canvas; images are cropped to it.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    for t, name in enumerate(tqdm(names, desc="write images", unit="img", leave=False)):
+
+    def write(t: int) -> None:
         frame = np.asarray(frames[t]) if sizes is None else np.asarray(frames[t][:sizes[t][0], :sizes[t][1]])
-        write_image(folder / name, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        write_image(folder / names[t], cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+    in_threads(write, range(len(names)), "write images")
+
+
+def in_threads(fn: Callable, items: Iterable, desc: str) -> list:
+    """[fn(item) for item in items] on one thread per core, in order, with a progress bar. For image I/O:
+    OpenCV's codecs and warps release the GIL, so PNG encoding runs ~2x faster on two cores."""
+    items = list(items)
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        return list(tqdm(pool.map(fn, items), total=len(items), desc=desc, unit="img", leave=False))
 
 
 def write_image(path: Path, image: np.ndarray) -> None:

@@ -302,6 +302,9 @@ def draw_tracks(frames: np.ndarray, tracks, tail: int = 8, radius: int = 3, colo
     return out
 
 
+PREVIEW_ENCODER = {"preset": "veryfast"}  # x264: tracks.mp4 (apple, 51 frames) 1.95 -> 0.92 s and 6 % smaller than "medium"
+
+
 def write_tracks_video(path: Path, frames, tracks, fps: float, chunk: int = 32, tail: int = 8,
                        max_tracks: int = 150, min_long_side: int = 512) -> None:
     """tracks.mp4: a spread-out subset of at most `max_tracks` tracks, one colour each, with `tail`-frame
@@ -317,4 +320,4 @@ def write_tracks_video(path: Path, frames, tracks, fps: float, chunk: int = 32, 
             sub = shown.select(frames=np.arange(a, e))
             yield from draw_tracks(np.asarray(frames[a:e]), sub, tail=tail, colors=colors, min_long_side=min_long_side)[s - a:]
 
-    write_video(path, drawn(), fps=fps)
+    write_video(path, drawn(), fps=fps, options=PREVIEW_ENCODER)

@@ -100,3 +100,27 @@ def test_transforms_intrinsics(tmp_path, model, params):
     np.testing.assert_allclose(poses["a.png"], np.eye(4)[:3], atol=1e-12)
     write_model(rec, tmp_path / "deep" / "sparse" / "0")  # parents are created
     assert pycolmap.Reconstruction(str(tmp_path / "deep" / "sparse" / "0")).num_images() == 1
+
+
+def test_threaded_image_writer_keeps_names_pixels_and_errors(tmp_path):
+    """write_images runs on several threads: each frame must land under its own name, lossless, and a failing
+    item must raise instead of being dropped."""
+    import cv2
+
+    from sfm_tracks.outputs import in_threads
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (9, 24, 32, 3), dtype=np.uint8)
+    names = [f"f{t:02d}.png" for t in range(9)][::-1]  # names not in frame order
+    write_images(tmp_path, frames, names)
+    for t, name in enumerate(names):
+        np.testing.assert_array_equal(cv2.imread(str(tmp_path / name))[..., ::-1], frames[t])
+    assert in_threads(lambda x: x * x, range(50), "squares") == [x * x for x in range(50)]
+
+    def fail_on_7(x):
+        if x == 7:
+            raise OSError("cannot write 7")
+        return x
+
+    with pytest.raises(OSError, match="cannot write 7"):
+        in_threads(fail_on_7, range(20), "fails")

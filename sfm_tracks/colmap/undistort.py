@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 import pycolmap
 
-from ..outputs import write_image
+from ..outputs import in_threads, write_image
 from .export import write_model, write_ply, write_transforms
 from .mapping import colmap_logging
 
@@ -115,12 +115,18 @@ def undistort(rec: pycolmap.Reconstruction, out_dir: Path, mask_files: Optional[
         target = und.cameras[cid]  # a reference: the copy's camera becomes the pinhole one
         target.model, target.width, target.height, target.params = pinhole.model, pinhole.width, pinhole.height, pinhole.params
     mask_paths = {} if mask_files else None
-    for iid in sorted(rec.reg_image_ids()):
-        im, cam, pinhole = rec.images[iid], rec.cameras[rec.images[iid].camera_id], und.cameras[rec.images[iid].camera_id]
-        image = cv2.imread(str(out_dir / "images" / im.name), cv2.IMREAD_UNCHANGED)
+    ids = sorted(rec.reg_image_ids())
+
+    def warp_file(job: tuple) -> None:
+        name, camera_id = job
+        image = cv2.imread(str(out_dir / "images" / name), cv2.IMREAD_UNCHANGED)
         if image is None:
-            raise OSError(f"cannot read {out_dir / 'images' / im.name}")
-        write_image(dest / "images" / im.name, warp(image, maps[im.camera_id]))
+            raise OSError(f"cannot read {out_dir / 'images' / name}")
+        write_image(dest / "images" / name, warp(image, maps[camera_id]))
+
+    in_threads(warp_file, [(rec.images[i].name, rec.images[i].camera_id) for i in ids], "undistort")
+    for iid in ids:
+        im, cam, pinhole = rec.images[iid], rec.cameras[rec.images[iid].camera_id], und.cameras[rec.images[iid].camera_id]
         if len(im.points2D):  # observations move with the same map, inverted: distorted pixel -> pinhole pixel
             rays = cam.cam_from_img(np.array([p.xy for p in im.points2D]))
             xy = pinhole.img_from_cam(np.concatenate([rays, np.ones((len(rays), 1))], 1), check_cheirality=False)
