@@ -36,12 +36,12 @@ from .errors import ReconstructionError
 from .inputs import PADDING_MARGIN_PX, exclude_padding, load_frames, load_masks, mixed_sizes, take_frames
 from .outdir import InputError, check_overlap, check_replaceable, staging
 from .outputs import trainer_folders, write_images, write_masks
-from .selection import SELECT_CONF, choose_frames
+from .selection import SELECT_CONF, choose_frames, spread
 from .tracking.filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
 from .tracking.choice import make_provider, tracker_key, tracker_reason
 from .tracking.providers import LucasKanadeProvider, TrackProvider
 from .tracking.refine import DEFAULT_CONF as REFINE_CONF, refine_tracks
-from .tracking.queries import explain_no_tracks, flat_frames, select_queries, spread_frames
+from .tracking.queries import explain_no_tracks, flat_frames, select_queries
 from .tracking.windowed import window_bounds, windowed
 from .tracks import Tracks
 from .video import IMAGE_EXTENSIONS, video_rate, write_tracks_video
@@ -177,7 +177,7 @@ class _Counted(TrackProvider):
 
 def query_frames(num_frames: int, conf: dict) -> np.ndarray:
     """Indices of the frames that get queries: one every `query_every` (at least `min_query_frames`)."""
-    return spread_frames(num_frames, max(conf["min_query_frames"], int(np.ceil(num_frames / conf["query_every"]))))
+    return spread(num_frames, max(conf["min_query_frames"], int(np.ceil(num_frames / conf["query_every"]))))
 
 
 def motion_tracks(frames, names: list, masks, conf: dict) -> Tracks:

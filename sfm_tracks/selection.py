@@ -31,6 +31,14 @@ SHARP_ENOUGH = 0.5  # a near-duplicate winner yields to the next frame of its sl
 SELECT_CONF = {"frames": None, "fps": None, "min_motion": 0.01, "score_side": 256}
 
 
+def spread(n: int, count: int) -> np.ndarray:
+    """At most `count` indices evenly spread over range(n), first and last included (sorted, unique; empty if n == 0).
+    Used wherever a bounded, even sample is taken: query frames, loop-closure keyframes, pairs and matches to check."""
+    if n <= 0:
+        return np.zeros(0, np.int64)
+    return np.unique(np.round(np.linspace(0, n - 1, max(1, min(count, n)))).astype(np.int64))
+
+
 def sharpness(frame: np.ndarray, max_side: int = 256) -> float:
     """Variance of the Laplacian of the grey frame (H, W, 3) uint8, downscaled to `max_side` (INTER_AREA).
 

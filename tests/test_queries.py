@@ -3,7 +3,8 @@ import numpy as np
 from scipy.spatial.distance import pdist
 
 from sfm_tracks import Tracks
-from sfm_tracks.tracking.queries import empty_cells, frame_points, grid_points, reseed_queries, select_queries, sift_points, spread_frames
+from sfm_tracks.tracking.queries import empty_cells, frame_points, grid_points, reseed_queries, select_queries, sift_points
+from sfm_tracks.selection import spread
 
 
 def _textured(T=6, H=96, W=128, seed=0):
@@ -20,9 +21,10 @@ def test_sift_points_use_pixel_centre_convention():
     np.testing.assert_allclose(xy[0], [40, 50], atol=0.05)
 
 
-def test_spread_frames():
-    np.testing.assert_array_equal(spread_frames(10, 4), [0, 3, 6, 9])
-    np.testing.assert_array_equal(spread_frames(3, 8), [0, 1, 2])
+def test_spread():
+    np.testing.assert_array_equal(spread(10, 4), [0, 3, 6, 9])
+    np.testing.assert_array_equal(spread(3, 8), [0, 1, 2])
+    assert len(spread(0, 5)) == 0
 
 
 def test_select_queries_spread_spacing_budget():

@@ -22,6 +22,7 @@ import numpy as np
 import pycolmap
 
 from . import retrieval
+from ..selection import spread
 from ..video import grey
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def bridge_pairs(links: list, num_frames: int, span: int) -> set:
 def loop_pairs(ok: np.ndarray, options: MatchOptions, min_matches: int) -> set:
     """Keyframe pairs far apart in time that the tracks do not connect: candidates for loop closure."""
     T = len(ok)
-    keys = np.unique(np.round(np.linspace(0, T - 1, min(T, options.max_keyframes))).astype(int))
+    keys = spread(T, options.max_keyframes)
     out = set()
     for k, i in enumerate(keys):
         for j in keys[k + 1:]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
+from ..selection import spread
 from .metrics import rotation_angle_deg
 
 _NO_POSE = ("UNDEFINED", "DEGENERATE", "WATERMARK", "MULTIPLE")
@@ -44,7 +45,7 @@ def rotation_disagreement(rec: pycolmap.Reconstruction, db_path: Path, max_error
     out, keypoints = [], {}
     with pycolmap.Database.open(str(db_path)) as db:
         ids, geoms = db.read_two_view_geometries()
-        keep = np.unique(np.linspace(0, len(ids) - 1, min(len(ids), MAX_PAIRS)).round().astype(int)) if len(ids) else []
+        keep = spread(len(ids), MAX_PAIRS)
         for pid, g in ((ids[k], geoms[k]) for k in keep):
             i, j = (int(k) for k in pycolmap.pair_id_to_image_pair(pid))
             if pycolmap.TwoViewGeometryConfiguration(g.config).name in _NO_POSE or len(g.inlier_matches) < 15:
@@ -55,7 +56,7 @@ def rotation_disagreement(rec: pycolmap.Reconstruction, db_path: Path, max_error
                 if k not in keypoints:
                     keypoints[k] = db.read_keypoints(k)[:, :2].astype(np.float64)
             m = np.asarray(g.inlier_matches)
-            m = m[np.unique(np.linspace(0, len(m) - 1, min(len(m), MAX_MATCHES)).round().astype(int))]
+            m = m[spread(len(m), MAX_MATCHES)]
             a, b = rec.images[i], rec.images[j]
             res = pycolmap.estimate_relative_pose(rec.cameras[a.camera_id], keypoints[i][m[:, 0]],
                                                   rec.cameras[b.camera_id], keypoints[j][m[:, 1]], ro)

@@ -16,15 +16,10 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from ..selection import spread
 from ..video import grey
 
 METHODS = ("sift", "grid", "sift+grid")
-
-
-def spread_frames(num_frames: int, count: int) -> np.ndarray:
-    """`count` frame indices evenly spread over [0, num_frames - 1], first and last included."""
-    count = max(1, min(count, num_frames))
-    return np.unique(np.round(np.linspace(0, num_frames - 1, count)).astype(np.int64))
 
 
 def _allowed(xy: np.ndarray, shape: tuple, mask: Optional[np.ndarray], border: float) -> np.ndarray:
@@ -140,7 +135,7 @@ def select_queries(
     moving objects or a watermark). `query_frames` overrides the spread-out default.
     """
     T = len(frames)
-    qf = spread_frames(T, num_query_frames) if query_frames is None else np.asarray(query_frames, np.int64)
+    qf = spread(T, num_query_frames) if query_frames is None else np.asarray(query_frames, np.int64)
     out = []
     for t in qf:
         xy = frame_points(frames[t], method, max_points_per_frame, min_distance, None if masks is None else masks[t], border)
@@ -206,10 +201,10 @@ def reseed_queries(
 
 def flat_frames(frames, qf: np.ndarray) -> Optional[str]:
     """Why nothing can be tracked when the query frames `qf` are each one flat colour, else None."""
-    spread = [float(np.asarray(frames[t]).std()) for t in qf]
-    if max(spread) < 1.0:
+    deviation = [float(np.asarray(frames[t]).std()) for t in qf]
+    if max(deviation) < 1.0:
         return (f"no trackable texture: query frames {list(map(int, qf))} are each a single flat colour "
-                f"(pixel standard deviation <= {max(spread):.2f})")
+                f"(pixel standard deviation <= {max(deviation):.2f})")
     return None
 
 
