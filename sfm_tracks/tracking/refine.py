@@ -31,6 +31,8 @@ pseudo-labelling (`pseudo_labels.label_with_teacher`) on whatever the provider r
 """
 from __future__ import annotations
 
+import copy
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
@@ -257,24 +259,31 @@ def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None, tracker: 
     win = conf["win"]
     if win < 5 or win % 2 == 0:
         raise ValueError(f"refine win must be an odd number of pixels >= 5, got {win}")
-    grey = _GreyFrames(frames)
-    refs = _References(grey, tracks, conf)
+    refs = _References(_GreyFrames(frames), tracks, conf)
     todo = status == REFINED
     status[todo & ~refs.textured] = LOW_TEXTURE
     todo &= refs.textured
-    for forward in (True, False):  # outward from the query frame, one time direction after the other
-        refs.reset()
+
+    def walk(forward: bool) -> None:
+        """Outward from the query frame in one time direction. The two directions touch disjoint observations
+        (query before / after t) and each has its own templates and frame cache, so they run side by side
+        (numpy's and OpenCV's kernels release the GIL) and give the same result as one after the other."""
+        grey, own = _GreyFrames(frames), copy.copy(refs)
+        own.reset()
         for t in (range(T) if forward else range(T - 1, -1, -1)):
             cols = np.flatnonzero(todo[t] & ((qf < t) if forward else (qf > t)))
             if not len(cols):
                 continue
             g_t = grey.get(t)
-            code, p, d = _refine_frame(grey, refs, g_t, xy[t], cols, tracks.image_size, conf)
+            code, p, d = _refine_frame(grey, own, g_t, xy[t], cols, tracks.image_size, conf)
             good = code == REFINED
             xy[t, cols[good]] = p[good]
             shift[t, cols[good]] = d[good]
             status[t, cols] = code
-            refs.update(cols[good], t, g_t, p[good])
+            own.update(cols[good], t, g_t, p[good])
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(walk, (True, False)))  # list(): an exception in either direction is raised here
     visible &= (status == REFINED) | (status == REFERENCE) | ((status == LOW_TEXTURE) & (not conf["hide_low_texture"]))
     out = Tracks(xy, visible, tracks.image_size, tracks.confidence, tracks.query_frame, tracks.image_names)
     return Refinement(out, status, shift)
