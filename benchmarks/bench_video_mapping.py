@@ -1,7 +1,7 @@
 """Videos with ground-truth cameras: `pipelines/reconstruct.py` (defaults) beside classical COLMAP, in one run.
 
-Cases: synthetic static clips from `generate_clip` (exact poses; `MODE:FRAMES`, 640x360, camera_mode orbit /
-sideways / forward), `kitti` (51 real forward-driving frames with GPS/INS poses, gt_sets/kitti_seq_a) and
+Cases: synthetic static clips from `generate_clip` (exact poses; `MODE:FRAMES[:SEED]`, 640x360, camera_mode orbit /
+sideways / forward, scene seed 0 unless given), `kitti` (51 real forward-driving frames with GPS/INS poses, gt_sets/kitti_seq_a) and
 `kitti-calibrated` (the same, with its true calibration given; no COLMAP row: the `kitti` case has it). Each
 case is written as an mp4 (so reconstruct.py treats it as a video), run once through reconstruct.py of each
 `--root` checkout (wall time of the whole process; e.g. `--root /work/main` gives the before row), then through
@@ -89,8 +89,8 @@ def bench_case(case: str, data: Path, work: Path, roots: list, extra: list, colm
         if case == "kitti-calibrated":  # COLMAP's row is the uncalibrated kitti case's: run that case for it
             extra, colmap = extra + kitti_intrinsics(data), False
     else:
-        mode, T = case.split(":")
-        frames, gt = synthetic_case(mode, int(T))
+        mode, T, *seed = case.split(":")
+        frames, gt = synthetic_case(mode, int(T), int(seed[0]) if seed else 0)
     video = work / f"{case.replace(':', '_')}.mp4"
     write_video(video, frames, 10, options={"crf": "12"})  # high quality: compression is not what is measured
     rows, image_dir = [], None
