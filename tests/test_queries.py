@@ -3,8 +3,8 @@ import numpy as np
 from scipy.spatial.distance import pdist
 
 from sfm_tracks import Tracks
-from sfm_tracks.tracking.queries import empty_cells, frame_points, grid_points, reseed_queries, select_queries, sift_points
 from sfm_tracks.selection import spread
+from sfm_tracks.tracking.queries import empty_cells, frame_points, grid_points, reseed_queries, select_queries, sift_points
 
 
 def _textured(T=6, H=96, W=128, seed=0):

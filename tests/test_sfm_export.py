@@ -1,6 +1,7 @@
 """Every written model reads back with the same cameras, poses and points."""
 import json
 
+import cv2
 import numpy as np
 import open3d as o3d
 import pycolmap
@@ -9,7 +10,7 @@ import pytest
 from sfm_tracks import Tracks, reconstruct
 from sfm_tracks.colmap.export import export, read_transforms, write_model, write_transforms
 from sfm_tracks.colmap.metrics import poses_by_frame
-from sfm_tracks.outputs import write_images
+from sfm_tracks.outputs import in_threads, write_images
 from sfm_tracks.testing import synthetic_scene
 
 
@@ -105,10 +106,6 @@ def test_transforms_intrinsics(tmp_path, model, params):
 def test_threaded_image_writer_keeps_names_pixels_and_errors(tmp_path):
     """write_images runs on several threads: each frame must land under its own name, lossless, and a failing
     item must raise instead of being dropped."""
-    import cv2
-
-    from sfm_tracks.outputs import in_threads
-
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (9, 24, 32, 3), dtype=np.uint8)
     names = [f"f{t:02d}.png" for t in range(9)][::-1]  # names not in frame order
