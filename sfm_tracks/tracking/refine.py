@@ -129,7 +129,8 @@ class _GreyFrames:
 
 class _References:
     """Each track's current template (frame, position, patch, alignment data), starting at the query and
-    moved by `update` (see the module docstring); `reset` before each time direction."""
+    moved by `update` (see the module docstring). The query templates are shared; each time direction walks
+    its own `fresh` copy."""
 
     def __init__(self, frames: _GreyFrames, tracks: Tracks, conf: dict):
         self.conf, self.half = conf, conf["win"] // 2
@@ -142,16 +143,18 @@ class _References:
             sel = np.flatnonzero(qf == q)
             self.patch0[sel], self.textured[sel] = self._patches(frames.get(int(q)), self.xy0[sel])
         self.prep0 = prepare(self.patch0, conf["affine_prior"])
-        self.reset()
 
     def _patches(self, grey: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         big = sample(grey.astype(np.float32), xy, patch_grid(self.half + 1))
         return big[:, 1:-1, 1:-1], min_eigenvalue(big) >= self.conf["min_eig"]
 
-    def reset(self) -> None:
-        """Back to the query templates (before each time direction)."""
-        self.frame, self.xy, self.patch = self.frame0.copy(), self.xy0.copy(), self.patch0.copy()
-        self.prep = tuple(x.copy() for x in self.prep0)
+    def fresh(self) -> "_References":
+        """A copy at the query templates with its own current templates (one per time direction; the
+        query templates and `textured` stay shared and are only read)."""
+        own = copy.copy(self)
+        own.frame, own.xy, own.patch = self.frame0.copy(), self.xy0.copy(), self.patch0.copy()
+        own.prep = tuple(x.copy() for x in self.prep0)
+        return own
 
     def update(self, n: np.ndarray, t: int, grey: np.ndarray, xy: np.ndarray) -> None:
         """Tracks n (M,) whose observation at frame t was refined to xy (M, 2): move the template there when
@@ -268,8 +271,7 @@ def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None, tracker: 
         """Outward from the query frame in one time direction. The two directions touch disjoint observations
         (query before / after t) and each has its own templates and frame cache, so they run side by side
         (numpy's and OpenCV's kernels release the GIL) and give the same result as one after the other."""
-        grey, own = _GreyFrames(frames), copy.copy(refs)
-        own.reset()
+        grey, own = _GreyFrames(frames), refs.fresh()
         for t in (range(T) if forward else range(T - 1, -1, -1)):
             cols = np.flatnonzero(todo[t] & ((qf < t) if forward else (qf > t)))
             if not len(cols):
