@@ -100,17 +100,19 @@ def observation_errors(rec: pycolmap.Reconstruction) -> tuple:
     """Every observation of a 3D point in the registered images -> (image ids (M,), keypoint indices (M,),
     reprojection errors (M,) px; inf behind the camera, as in `reprojection_errors`)."""
     ids, idx, err = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+    points = {pid: p.xyz for pid, p in rec.points3D.items()}
     for iid, im in rec.images.items():
         if not im.has_pose:
             continue
-        obs = [(k, p.xy, p.point3D_id) for k, p in enumerate(im.points2D) if p.has_point3D()]
-        if not obs:
+        observing = im.get_observation_points2D()
+        if not len(observing):
             continue
-        uv = project(rec, im, np.array([rec.points3D[o[2]].xyz for o in obs]))
-        e = np.linalg.norm(uv - np.array([o[1] for o in obs]), axis=1)
+        xy = np.array([q.xy for q in observing])
+        uv = project(rec, im, np.array([points[q.point3D_id] for q in observing]))
+        e = np.linalg.norm(uv - xy, axis=1)
         e[np.isnan(uv[:, 0])] = np.inf
-        ids.append(np.full(len(obs), iid))
-        idx.append(np.array([o[0] for o in obs]))
+        ids.append(np.full(len(e), iid))
+        idx.append(np.asarray(im.get_observation_point2D_idxs(), dtype=np.int64))
         err.append(e)
     return np.concatenate(ids), np.concatenate(idx), np.concatenate(err)
 
@@ -132,7 +134,8 @@ def tighten(rec: pycolmap.Reconstruction, tracks: Tracks, layout: dbm.KeypointLa
         ids, idx, err = observation_errors(rec)
         if not len(err):
             break
-        sift = idx >= np.array([layout.count(frame_of[i]) if i in frame_of else 0 for i in ids])
+        images, inverse = np.unique(ids, return_inverse=True)
+        sift = idx >= np.array([layout.count(frame_of[i]) if i in frame_of else 0 for i in images])[inverse]
         bounds, drop = [], np.zeros(len(err), bool)
         for part in (~sift, sift):
             bound = opts.tighten_factor * float(np.median(err[part])) if part.any() else None

@@ -41,20 +41,31 @@ def track_points(rec: pycolmap.Reconstruction, tracks: Tracks, images=None, layo
     for t, iid in enumerate(images):
         if iid is None:
             continue
-        im = rec.images[iid]
-        idx = np.asarray(im.get_observation_point2D_idxs(), dtype=np.int64)
-        idx = idx[idx < layout.count(t)]
-        obs_n.append(layout.track_ids(t, idx))
-        obs_p.append(np.array([im.points2D[int(k)].point3D_id for k in idx], dtype=np.int64))
+        idx, points = observed_points(rec.images[iid])
+        track_keypoint = idx < layout.count(t)
+        obs_n.append(layout.track_ids(t, idx[track_keypoint]))
+        obs_p.append(points[track_keypoint])
     pid = np.full(N, -1, dtype=np.int64)
     if not obs_n or not sum(map(len, obs_n)):
         return pid
-    pairs, counts = np.unique(np.stack([np.concatenate(obs_n), np.concatenate(obs_p)], 1), axis=0, return_counts=True)
-    order = np.lexsort((-counts, pairs[:, 0]))  # per track, the most frequent point first
-    pairs = pairs[order]
-    first = np.r_[True, pairs[1:, 0] != pairs[:-1, 0]]
-    pid[pairs[first, 0]] = pairs[first, 1]
+    n, p = np.concatenate(obs_n), np.concatenate(obs_p)
+    span = int(p.max()) + 1
+    keys, counts = np.unique(n * span + p, return_counts=True)  # one key per (track, point) pair
+    n, p = keys // span, keys % span
+    order = np.lexsort((-counts, n))  # per track, the most frequent point first
+    first = np.r_[True, n[order][1:] != n[order][:-1]]
+    pid[n[order][first]] = p[order][first]
     return pid
+
+
+def observed_points(image: pycolmap.Image) -> tuple:
+    """(keypoint indices (M,), point3D ids (M,)) of an image's keypoints that observe a 3D point, in keypoint order.
+
+    One pass over COLMAP's list of observing keypoints: indexing `image.points2D[k]` per keypoint costs ~10x more.
+    """
+    idx = np.asarray(image.get_observation_point2D_idxs(), dtype=np.int64)
+    observing = image.get_observation_points2D()
+    return idx, np.fromiter((q.point3D_id for q in observing), np.int64, len(observing))
 
 
 def project(rec: pycolmap.Reconstruction, image: pycolmap.Image, X: np.ndarray) -> np.ndarray:
