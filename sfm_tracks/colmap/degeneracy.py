@@ -67,17 +67,24 @@ def verified_matches(db_path, max_matches: int = 300, seed: int = 0) -> list:
 
 
 def _rays(xy: np.ndarray, focal: float, centre: np.ndarray) -> np.ndarray:
-    """(M, 2) pixels -> (M, 3) unit rays of a pinhole camera with this focal and principal point."""
-    r = np.concatenate([(xy - centre) / focal, np.ones((len(xy), 1))], 1)
-    return r / np.linalg.norm(r, axis=1, keepdims=True)
+    """(..., 2) pixels -> (..., 3) unit rays of a pinhole camera with this focal and principal point."""
+    r = np.concatenate([(xy - centre) / focal, np.ones(xy.shape[:-1] + (1,))], -1)
+    return r / np.linalg.norm(r, axis=-1, keepdims=True)
 
 
-def rotation_residual(xy1: np.ndarray, xy2: np.ndarray, focal: float, centre: np.ndarray) -> float:
-    """Median transfer error (px) of the least-squares rotation (Kabsch) taking rays 1 onto rays 2."""
+def rotation_residuals(xy1: np.ndarray, xy2: np.ndarray, valid: np.ndarray, focal: float, centre: np.ndarray) -> np.ndarray:
+    """(P,) median transfer error (px) of each pair's least-squares rotation (Kabsch) taking rays 1 onto rays 2.
+
+    xy1, xy2: (P, M, 2) matches of P pairs, padded to M; valid: (P, M) bool, False on padding.
+    """
     a, b = _rays(xy1, focal, centre), _rays(xy2, focal, centre)
-    U, _, Vt = np.linalg.svd(b.T @ a)
-    R = U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
-    return float(np.median(np.arccos(np.clip(((a @ R.T) * b).sum(1), -1.0, 1.0)))) * focal
+    U, _, Vt = np.linalg.svd(np.einsum("pmi,pmj->pij", b * valid[..., None], a))
+    d = np.sign(np.linalg.det(U @ Vt))
+    R = U @ (np.stack([np.ones_like(d), np.ones_like(d), d], -1)[..., None] * Vt)
+    cos = (np.matmul(a, np.swapaxes(R, 1, 2)) * b).sum(-1)
+    angle = np.sort(np.where(valid, np.arccos(np.clip(cos, -1.0, 1.0)), np.inf), axis=1)  # padding sorts last
+    n, rows = valid.sum(1), np.arange(len(valid))
+    return (angle[rows, (n - 1) // 2] + angle[rows, n // 2]) / 2 * focal
 
 
 def fit_rotation(pairs: list, image_size: tuple, max_pairs: int = 120, seed: int = 0) -> RotationFit:
@@ -87,9 +94,13 @@ def fit_rotation(pairs: list, image_size: tuple, max_pairs: int = 120, seed: int
     if len(pairs) > max_pairs:
         pairs = [pairs[k] for k in np.sort(np.random.default_rng(seed).choice(len(pairs), max_pairs, replace=False))]
     stride = np.array([s for _, _, s in pairs])
+    M = max(len(a) for a, _, _ in pairs)
+    xy1, xy2, valid = np.zeros((len(pairs), M, 2)), np.zeros((len(pairs), M, 2)), np.zeros((len(pairs), M), bool)
+    for k, (a, b, _) in enumerate(pairs):
+        xy1[k, :len(a)], xy2[k, :len(b)], valid[k, :len(a)] = a, b, True
 
     def misfit(f):
-        r = np.array([rotation_residual(a, b, f, centre) for a, b, _ in pairs])
+        r = rotation_residuals(xy1, xy2, valid, f, centre)
         return np.percentile(r, 90), r
 
     grid = np.geomspace(0.3, 4.0, 20) * max(H, W)
