@@ -260,3 +260,17 @@ def test_ctrl_c_leaves_nothing(clip, tmp_path, capsys, monkeypatch):
     assert main([str(images), "-o", str(out)] + FAST) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "error: interrupted; nothing was written"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
+
+
+def test_an_output_written_beside_mapping_fails_the_run_and_leaves_nothing(clip, tmp_path, capsys, monkeypatch):
+    """tracks.mp4 is written on a second thread while the mapper runs: its error must still end the run."""
+    images = _image_dir(tmp_path / "images", clip)
+
+    def disk_full(*a, **k):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("sfm_tracks.pipeline.write_tracks_video", disk_full)
+    out = tmp_path / "new" / "out"
+    assert main([str(images), "-o", str(out), "--tracker", "lk", "-q"]) == 2
+    assert "No space left on device" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
