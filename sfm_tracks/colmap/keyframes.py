@@ -17,6 +17,7 @@ import numpy as np
 import pycolmap
 
 from ..tracks import Tracks
+from ..selection import spread
 from .database import COLMAP_OFFSET, KeypointLayout
 from .geometric_filter import frame_images, track_points
 
@@ -130,7 +131,7 @@ def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray
         n = np.nonzero(ok[t] & has)[0]
         if len(n) < min_inliers:
             continue
-        res = pycolmap.estimate_and_refine_absolute_pose(tracks.xy[t, n].astype(np.float64) + COLMAP_OFFSET, xyz[n], camera, est, ref)
+        res = absolute_pose(tracks.xy[t, n].astype(np.float64) + COLMAP_OFFSET, xyz[n], camera, est, ref)
         if res is None or res["num_inliers"] < min_inliers:
             continue
         iid = t + 1
@@ -146,6 +147,31 @@ def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray
         added.append(t)
     logger.info("registered %d of %d frames by absolute pose on the keyframes' points", len(added), len(frames))
     return added
+
+
+def absolute_pose(xy: np.ndarray, xyz: np.ndarray, camera: pycolmap.Camera, est: pycolmap.AbsolutePoseEstimationOptions,
+                  ref: pycolmap.AbsolutePoseRefinementOptions, max_sample: int = 400):
+    """pycolmap's LO-RANSAC absolute pose of (M, 2) COLMAP pixels on (M, 3) points, refined on all its inliers ->
+    {"cam_from_world", "num_inliers", "inlier_mask"} or None.
+
+    A frame between keyframes sees thousands of tracked points, and every RANSAC trial scores them all (cat: 43 ms
+    a frame). RANSAC runs on at most `max_sample` evenly spread correspondences; the inliers among all of them
+    (reprojection error within the RANSAC bound) are then refined together, as estimate_and_refine does.
+    """
+    if len(xy) <= max_sample:
+        return pycolmap.estimate_and_refine_absolute_pose(xy, xyz, camera, est, ref)
+    sample = spread(len(xy), max_sample)
+    res = pycolmap.estimate_absolute_pose(xy[sample], xyz[sample], camera, est)
+    if res is None:
+        return None
+    P = res["cam_from_world"].matrix()
+    in_camera = xyz @ P[:, :3].T + P[:, 3]
+    inliers = in_camera[:, 2] > 1e-9
+    inliers[inliers] = np.linalg.norm(camera.img_from_cam(in_camera[inliers]) - xy[inliers], axis=1) <= est.ransac.max_error
+    refined = pycolmap.refine_absolute_pose(res["cam_from_world"], xy, xyz, inliers, camera, ref)
+    if refined is None:
+        return None
+    return {"cam_from_world": refined["cam_from_world"], "num_inliers": int(inliers.sum()), "inlier_mask": inliers}
 
 
 class FrameSubset:
