@@ -1,10 +1,11 @@
 """Keyframe mapping of videos: keyframe choice, and every frame registered as accurately as full mapping."""
 import numpy as np
+import pycolmap
 import pytest
 
 from sfm_tracks import reconstruct
 from sfm_tracks.colmap.database import pair_schedule
-from sfm_tracks.colmap.keyframes import KeyframeOptions, select_keyframes
+from sfm_tracks.colmap.keyframes import KeyframeOptions, absolute_pose, select_keyframes
 from sfm_tracks.colmap.metrics import poses_by_frame, relative_pose_errors
 from sfm_tracks.testing import synthetic_scene
 
@@ -95,3 +96,26 @@ def test_video_with_a_cut_maps_every_frame(tmp_path):
     by = {im.name: im.cam_from_world().matrix() for im in report["model"].images.values() if im.has_pose}
     rel = relative_pose_errors(np.array([by[n] for n in names]), poses)
     assert rel["rotation_deg"].max() < 3.0 and np.median(rel["rotation_deg"]) < 1.5  # measured 2.46 and 1.42 deg
+
+
+def test_absolute_pose_on_a_sample_finds_the_pose_and_every_outlier():
+    """3000 correspondences, a quarter of them 10-40 px off: RANSAC sees 400 of them, the inlier mask covers all."""
+    rng = np.random.default_rng(0)
+    camera = pycolmap.Camera(model="SIMPLE_PINHOLE", width=640, height=480, params=[500.0, 320.0, 240.0])
+    truth = pycolmap.Rigid3d(pycolmap.Rotation3d(np.array([0.02, -0.03, 0.01, 1.0]) / np.linalg.norm([0.02, -0.03, 0.01, 1.0])),
+                             np.array([0.3, -0.1, 0.2]))
+    cam = np.column_stack([rng.uniform(-2, 2, 3000), rng.uniform(-1.5, 1.5, 3000), rng.uniform(4, 8, 3000)])
+    P = truth.matrix()
+    world = (cam - P[:, 3]) @ P[:, :3]  # the same points in world coordinates
+    xy = camera.img_from_cam(cam) + rng.normal(0, 0.3, (3000, 2))
+    off = rng.random(3000) < 0.25
+    angle = rng.uniform(0, 2 * np.pi, off.sum())
+    xy[off] += rng.uniform(10, 40, off.sum())[:, None] * np.column_stack([np.cos(angle), np.sin(angle)])
+    est = pycolmap.AbsolutePoseEstimationOptions()
+    est.ransac.max_error, est.ransac.random_seed = 4.0, 0
+    ref = pycolmap.AbsolutePoseRefinementOptions()
+    ref.refine_focal_length = ref.refine_extra_params = False
+    res = absolute_pose(xy, world, camera, est, ref)
+    np.testing.assert_array_equal(res["inlier_mask"], ~off)
+    assert res["num_inliers"] == (~off).sum()
+    assert np.abs(res["cam_from_world"].matrix() - P).max() < 2e-3
