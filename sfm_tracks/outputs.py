@@ -1,4 +1,4 @@
-"""The files a run writes beside the model for trainers: images, masks, and which folder each trainer takes.
+"""The files a run writes beside the model: images, masks, the tracks preview, and which folder each trainer takes.
 
 Images and masks are written at the model's resolution under the image names, so `sparse/0`,
 `transforms.json` (`file_path`, `mask_path`) and the 3DGS loader (`images/<basename>`) all find them.
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .video import IMAGE_EXTENSIONS
+from .video import IMAGE_EXTENSIONS, write_tracks_video
 
 
 def write_images(folder: Path, frames, names: list, sizes=None) -> None:
@@ -29,6 +29,16 @@ def write_images(folder: Path, frames, names: list, sizes=None) -> None:
         write_image(folder / names[t], cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
 
     in_threads(write, range(len(names)), "write images")
+
+
+def write_frame_outputs(folder: Path, frames, names: list, sizes, tracks, output: dict, timer: Callable) -> None:
+    """OUT/images and, if output["video"], OUT/tracks.mp4: what needs only the frames and tracks, so a run can write it
+    while the mapper works. timer(name): a context manager that times a stage (pipeline.Timer)."""
+    with timer("images"):
+        write_images(folder / "images", frames, names, sizes)
+    if output["video"]:
+        with timer("video"):
+            write_tracks_video(folder / "tracks.mp4", frames, tracks, output["fps"])
 
 
 def in_threads(fn: Callable, items: Iterable, desc: str) -> list:

@@ -36,7 +36,7 @@ from .colmap.undistort import pinhole_cleanup, undistort_if_distorted
 from .errors import ReconstructionError
 from .inputs import PADDING_MARGIN_PX, exclude_padding, load_frames, load_masks, mixed_sizes, take_frames
 from .outdir import InputError, check_overlap, check_replaceable, staging
-from .outputs import trainer_folders, write_images, write_masks
+from .outputs import trainer_folders, write_frame_outputs, write_masks
 from .selection import SELECT_CONF, choose_frames, spread
 from .tracking.filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
 from .tracking.choice import make_provider, tracker_key, tracker_reason
@@ -45,7 +45,7 @@ from .tracking.refine import DEFAULT_CONF as REFINE_CONF, refine_tracks
 from .tracking.queries import explain_no_tracks, flat_frames, select_queries
 from .tracking.windowed import window_bounds, windowed
 from .tracks import Tracks
-from .video import IMAGE_EXTENSIONS, video_rate, write_tracks_video
+from .video import IMAGE_EXTENSIONS, video_rate
 
 logger = logging.getLogger(__name__)
 
@@ -293,15 +293,6 @@ def camera_report(rec: pycolmap.Reconstruction, calibrated: bool = False) -> dic
     per_image = {im.name: {"width": int(cams[im.camera_id].width), "height": int(cams[im.camera_id].height),
                            "params": params(cams[im.camera_id])} for im in sorted(rec.images.values(), key=lambda i: i.image_id)}
     return {"model": first.model_name, "num_cameras": len(cams), "per_image": per_image}
-
-
-def write_frame_outputs(folder: Path, frames, names: list, sizes, tracks: Tracks, output: dict, timer: Timer) -> None:
-    """OUT/images (the frames the model refers to) and, if asked, OUT/tracks.mp4."""
-    with timer("images"):
-        write_images(folder / "images", frames, names, sizes)
-    if output["video"]:
-        with timer("video"):
-            write_tracks_video(folder / "tracks.mp4", frames, tracks, output["fps"])
 
 
 def model_stats(rec: pycolmap.Reconstruction, num_frames: int) -> dict:

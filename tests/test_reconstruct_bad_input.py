@@ -269,7 +269,7 @@ def test_an_output_written_beside_mapping_fails_the_run_and_leaves_nothing(clip,
     def disk_full(*a, **k):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr("sfm_tracks.pipeline.write_tracks_video", disk_full)
+    monkeypatch.setattr("sfm_tracks.outputs.write_tracks_video", disk_full)
     out = tmp_path / "new" / "out"
     assert main([str(images), "-o", str(out), "--tracker", "lk", "-q"]) == 2
     assert "No space left on device" in capsys.readouterr().err.strip().splitlines()[-1]
