@@ -74,6 +74,19 @@ def test_keyframe_mapping_registers_every_frame_as_accurately_as_full_mapping(sc
     assert rec.num_points3D() >= 0.97 * full.num_points3D()
 
 
+def test_keyframes_mapped_on_a_subset_of_the_tracks_keep_every_track_and_the_accuracy(scene):
+    """keyframe_max_tracks: the mapper sees 150 of the 500 tracks; completion triangulates the rest afterwards."""
+    every, few = {}, {}
+    rec_all = reconstruct(scene.tracks, keyframe={"parallax": 0.4}, report=every)
+    rec = reconstruct(scene.tracks, keyframe={"parallax": 0.4}, keyframe_max_tracks=150, report=few)
+    assert few["keyframes"]["tracks_mapped"] == 150 and every["keyframes"]["tracks_mapped"] == scene.tracks.num_tracks
+    assert rec.num_reg_images() == scene.tracks.num_frames
+    assert rec.num_points3D() >= 0.97 * rec_all.num_points3D() > 300
+    e_all = relative_pose_errors(poses_by_frame(rec_all, scene.tracks), scene.cam_from_world)["rotation_deg"]
+    e_few = relative_pose_errors(poses_by_frame(rec, scene.tracks), scene.cam_from_world)["rotation_deg"]
+    assert e_few.mean() <= e_all.mean() + 0.02, (e_few.mean(), e_all.mean())
+
+
 def test_video_with_a_cut_maps_every_frame(tmp_path):
     """A 24-frame video that jumps 44 degrees after frame 11 (no track crosses the cut): keyframe mapping put the
     second half 16 deg off (median pair error), so such videos map every frame, with SIFT across the cut."""

@@ -27,6 +27,7 @@ from . import keyframes as kfm
 from . import pair_agreement as pa
 from . import unregistered as unreg
 from ..errors import ReconstructionError
+from ..selection import spread
 from ..tracks import Tracks
 from .cameras import CameraSpec, camera_spec, frame_cameras
 from .degeneracy import check_not_pure_rotation
@@ -43,6 +44,8 @@ class MappingOptions:
     long_links: Optional[int] = 4  # ... long strides s from every s // long_links-th frame only (None: every frame)
     keyframes: bool = True  # videos: map keyframes only, register the other frames by PnP (keyframes.py)
     keyframe: dict = field(default_factory=dict)  # keyframes.KeyframeOptions fields
+    keyframe_max_tracks: int = 1500  # the keyframes are mapped on at most this many tracks, evenly spread; the rest
+    # are triangulated from the final poses (apple: mapping 9.2 -> 7.1 s, same poses; 400 is too few for cat: BENCHMARKS)
     min_matches: int = 15  # pairs with fewer common visible tracks are not written
     verify_max_error: float = 4.0  # px, RANSAC threshold of two-view verification
     verify_trials: tuple = (20, 10000)  # (min, max) RANSAC trials per pair and model; tracks have high inlier ratios
@@ -170,7 +173,9 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
     pairs = [(int(keys[i]), int(keys[j])) for i, j in _schedule(len(keys), opts)]
     sift = _feature_matches(frames, ok, keys, work, opts, tracks, cameras)
     t0 = time.time()
-    n = dbm.write_database(db_path, tracks, cameras, pairs, ok, opts.min_matches, extra=sift, frames=keys, layout=layout)
+    mapped = _mapped_tracks(tracks.num_tracks, opts.keyframe_max_tracks) if len(keys) < tracks.num_frames else None
+    n = dbm.write_database(db_path, tracks, cameras, pairs, ok if mapped is None else ok & mapped, opts.min_matches, extra=sift,
+                           frames=keys, layout=layout)
     if n == 0:
         raise ReconstructionError(f"no frame pair shares >= {opts.min_matches} visible tracks" + (" or SIFT matches" if sift else ""))
     logger.info("database: %d frames, %d tracks, %d matched pairs (%.1fs)", len(keys), tracks.num_tracks, n, time.time() - t0)
@@ -190,7 +195,16 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
     rec = _mapped_model(db_path, work, tracks, spec, ok[keys], opts, cameras)
     if len(keys) == tracks.num_frames:
         return rec, False
-    return rec, _register_rest(rec, tracks, ok, keys, opts, layout)
+    return rec, _register_rest(rec, tracks, ok, keys, opts, layout, int(mapped.sum()))
+
+
+def _mapped_tracks(num_tracks: int, max_tracks: int) -> np.ndarray:
+    """(N,) bool: the tracks the keyframe mapper sees, at most max_tracks spread over all (their ids run by query
+    frame, so every part of the video keeps its share). The mapper's cost grows with its observations, while a
+    few thousand points pin down a keyframe's pose no better than 1500; complete_tracks adds the others."""
+    mapped = np.zeros(num_tracks, bool)
+    mapped[spread(num_tracks, max_tracks)] = True
+    return mapped
 
 
 def _keyframes(tracks: Tracks, ok: np.ndarray, opts: MappingOptions, cameras: list) -> np.ndarray:
@@ -234,7 +248,7 @@ def _feature_matches(frames, ok: np.ndarray, keys: np.ndarray, work: Path, opts:
 
 
 def _register_rest(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, keys: np.ndarray, opts: MappingOptions,
-                   layout: dbm.KeypointLayout) -> bool:
+                   layout: dbm.KeypointLayout, mapped_tracks: int) -> bool:
     """Frames outside the mapped keyframes (and keyframes the mapper left out) by PnP; a second round after
     the tracks without a point are triangulated from the frames registered so far. -> True when that second
     round placed no frame, so the completion already ran on the final frames (forward:100: a repeat took 3.5 s
@@ -249,8 +263,8 @@ def _register_rest(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray,
                 rec.num_reg_images(), tracks.num_frames, time.time() - t0)
     if opts.report is not None:
         missing = [t for t, iid in enumerate(frame_images(rec, tracks)) if iid is None]
-        opts.report["keyframes"] = {"keyframes": len(keys), "frames": tracks.num_frames, "registered_by_pose": len(added),
-                                    "unregistered": missing[:50]}
+        opts.report["keyframes"] = {"keyframes": len(keys), "frames": tracks.num_frames, "tracks_mapped": mapped_tracks,
+                                    "registered_by_pose": len(added), "unregistered": missing[:50]}
     return not again
 
 
