@@ -41,10 +41,10 @@ VARIANTS = {
     "direct_ba": {"ba_direct_max_images": 10**6},  # final BA with a direct sparse Schur solver at any size (before)
     "iterative_ba": {"ba_direct_max_images": 51},  # final BA with the iterative Schur solver above 51 frames
     "ba_ratio": {"pipeline": {"ba_global_frames_ratio": 1.2, "ba_global_frames_freq": 10**6}},  # mapper's global BA at 20 % growth
-    "all_tracks": {"keyframe_max_tracks": 10**9},  # keyframes mapped on every track (before keyframe_max_tracks)
-    "tracks_2500": {"keyframe_max_tracks": 2500},
-    "tracks_800": {"keyframe_max_tracks": 800},
-    "tracks_400": {"keyframe_max_tracks": 400},
+    "all_tracks": {"keyframe_tracks": 10**9},  # keyframes mapped on every track (before keyframe_tracks)
+    "tracks_1000": {"keyframe_tracks": 1000},  # about this many tracks a keyframe (default 700)
+    "tracks_400": {"keyframe_tracks": 400},
+    "tracks_200": {"keyframe_tracks": 200},
 }
 
 

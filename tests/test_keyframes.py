@@ -75,11 +75,12 @@ def test_keyframe_mapping_registers_every_frame_as_accurately_as_full_mapping(sc
 
 
 def test_keyframes_mapped_on_a_subset_of_the_tracks_keep_every_track_and_the_accuracy(scene):
-    """keyframe_max_tracks: the mapper sees 150 of the 500 tracks; completion triangulates the rest afterwards."""
+    """keyframe_tracks: the mapper sees about 150 tracks a keyframe, a third of the 500 (a keyframe sees ~470 of
+    them); completion triangulates the rest afterwards."""
     every, few = {}, {}
     rec_all = reconstruct(scene.tracks, keyframe={"parallax": 0.4}, report=every)
-    rec = reconstruct(scene.tracks, keyframe={"parallax": 0.4}, keyframe_max_tracks=150, report=few)
-    assert few["keyframes"]["tracks_mapped"] == 150 and every["keyframes"]["tracks_mapped"] == scene.tracks.num_tracks
+    rec = reconstruct(scene.tracks, keyframe={"parallax": 0.4}, keyframe_tracks=150, report=few)
+    assert 140 <= few["keyframes"]["tracks_mapped"] <= 180 and every["keyframes"]["tracks_mapped"] == scene.tracks.num_tracks
     assert rec.num_reg_images() == scene.tracks.num_frames
     assert rec.num_points3D() >= 0.97 * rec_all.num_points3D() > 300
     e_all = relative_pose_errors(poses_by_frame(rec_all, scene.tracks), scene.cam_from_world)["rotation_deg"]

@@ -44,8 +44,9 @@ class MappingOptions:
     long_links: Optional[int] = 4  # ... long strides s from every s // long_links-th frame only (None: every frame)
     keyframes: bool = True  # videos: map keyframes only, register the other frames by PnP (keyframes.py)
     keyframe: dict = field(default_factory=dict)  # keyframes.KeyframeOptions fields
-    keyframe_max_tracks: int = 1500  # the keyframes are mapped on at most this many tracks, evenly spread; the rest
-    # are triangulated from the final poses (apple: mapping 9.2 -> 7.1 s, same poses; 400 is too few for cat: BENCHMARKS)
+    keyframe_tracks: int = 700  # the keyframes are mapped on an evenly spread subset of the tracks, about this many a
+    # keyframe; the rest are triangulated from the final poses (apple: mapping 9.2 -> 7.6 s, same poses; ~190 a
+    # keyframe is too few for cat: BENCHMARKS)
     min_matches: int = 15  # pairs with fewer common visible tracks are not written
     verify_max_error: float = 4.0  # px, RANSAC threshold of two-view verification
     verify_trials: tuple = (20, 10000)  # (min, max) RANSAC trials per pair and model; tracks have high inlier ratios
@@ -173,7 +174,7 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
     pairs = [(int(keys[i]), int(keys[j])) for i, j in _schedule(len(keys), opts)]
     sift = _feature_matches(frames, ok, keys, work, opts, tracks, cameras)
     t0 = time.time()
-    mapped = _mapped_tracks(tracks.num_tracks, opts.keyframe_max_tracks) if len(keys) < tracks.num_frames else None
+    mapped = _mapped_tracks(ok[keys], opts.keyframe_tracks) if len(keys) < tracks.num_frames else None
     n = dbm.write_database(db_path, tracks, cameras, pairs, ok if mapped is None else ok & mapped, opts.min_matches, extra=sift,
                            frames=keys, layout=layout)
     if n == 0:
@@ -198,12 +199,16 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
     return rec, _register_rest(rec, tracks, ok, keys, opts, layout, int(mapped.sum()))
 
 
-def _mapped_tracks(num_tracks: int, max_tracks: int) -> np.ndarray:
-    """(N,) bool: the tracks the keyframe mapper sees, at most max_tracks spread over all (their ids run by query
-    frame, so every part of the video keeps its share). The mapper's cost grows with its observations, while a
-    few thousand points pin down a keyframe's pose no better than 1500; complete_tracks adds the others."""
+def _mapped_tracks(ok: np.ndarray, per_frame: int) -> np.ndarray:
+    """(N,) bool: the tracks the keyframe mapper sees, given the keyframes' usable tracks ok (K, N): an evenly spread
+    subset (track ids run by query frame, so every part of the video keeps its share) of which the median keyframe
+    sees about `per_frame`. The mapper's cost grows with its observations, while a keyframe's pose is pinned down
+    by far fewer points than the thousands a video gives it; complete_tracks adds the others afterwards."""
+    num_tracks = ok.shape[1]
+    seen = float(np.median(ok.sum(1)))
+    keep = num_tracks if seen <= per_frame else int(np.ceil(num_tracks * per_frame / seen))
     mapped = np.zeros(num_tracks, bool)
-    mapped[spread(num_tracks, max_tracks)] = True
+    mapped[spread(num_tracks, keep)] = True
     return mapped
 
 
