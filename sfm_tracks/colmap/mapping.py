@@ -45,8 +45,8 @@ class MappingOptions:
     keyframes: bool = True  # videos: map keyframes only, register the other frames by PnP (keyframes.py)
     keyframe: dict = field(default_factory=dict)  # keyframes.KeyframeOptions fields
     keyframe_tracks: int = 700  # the keyframes are mapped on an evenly spread subset of the tracks, about this many a
-    # keyframe; the rest are triangulated from the final poses (apple: mapping 9.2 -> 7.6 s, same poses; ~190 a
-    # keyframe is too few for cat: BENCHMARKS)
+    # keyframe; the rest are triangulated from the final poses (apple: mapping 10.7 -> 6.5 s, same poses; at 200 a
+    # keyframe cat's final BA slows: BENCHMARKS)
     min_matches: int = 15  # pairs with fewer common visible tracks are not written
     verify_max_error: float = 4.0  # px, RANSAC threshold of two-view verification
     verify_trials: tuple = (20, 10000)  # (min, max) RANSAC trials per pair and model; tracks have high inlier ratios
