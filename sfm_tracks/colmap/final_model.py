@@ -20,7 +20,8 @@ from . import unregistered as unreg
 from ..errors import ReconstructionError
 from ..tracks import Tracks
 from .cameras import CameraSpec
-from .geometric_filter import FilterOptions, frame_images, project, reprojection_errors, supported_tracks, track_points
+from .geometric_filter import (FilterOptions, frame_images, observed_points, project, reprojection_errors, supported_tracks,
+                               track_points)
 
 if TYPE_CHECKING:
     from .mapping import MappingOptions
@@ -104,15 +105,15 @@ def observation_errors(rec: pycolmap.Reconstruction) -> tuple:
     for iid, im in rec.images.items():
         if not im.has_pose:
             continue
-        observing = im.get_observation_points2D()
-        if not len(observing):
+        k, observed = observed_points(im)
+        if not len(k):
             continue
-        xy = np.array([q.xy for q in observing])
-        uv = project(rec, im, np.array([points[q.point3D_id] for q in observing]))
+        xy = np.array([q.xy for q in im.get_observation_points2D()])
+        uv = project(rec, im, np.array([points[p] for p in observed.tolist()]))
         e = np.linalg.norm(uv - xy, axis=1)
         e[np.isnan(uv[:, 0])] = np.inf
         ids.append(np.full(len(e), iid))
-        idx.append(np.asarray(im.get_observation_point2D_idxs(), dtype=np.int64))
+        idx.append(k)
         err.append(e)
     return np.concatenate(ids), np.concatenate(idx), np.concatenate(err)
 

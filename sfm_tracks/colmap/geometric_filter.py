@@ -51,10 +51,10 @@ def track_points(rec: pycolmap.Reconstruction, tracks: Tracks, images=None, layo
     n, p = np.concatenate(obs_n), np.concatenate(obs_p)
     span = int(p.max()) + 1
     keys, counts = np.unique(n * span + p, return_counts=True)  # one key per (track, point) pair
-    n, p = keys // span, keys % span
-    order = np.lexsort((-counts, n))  # per track, the most frequent point first
-    first = np.r_[True, n[order][1:] != n[order][:-1]]
-    pid[n[order][first]] = p[order][first]
+    order = np.lexsort((-counts, keys // span))  # per track, the most frequent point first
+    n, p = keys[order] // span, keys[order] % span
+    first = np.r_[True, n[1:] != n[:-1]]
+    pid[n[first]] = p[first]
     return pid
 
 
@@ -70,12 +70,17 @@ def observed_points(image: pycolmap.Image) -> tuple:
 
 def project(rec: pycolmap.Reconstruction, image: pycolmap.Image, X: np.ndarray) -> np.ndarray:
     """(M, 2) COLMAP pixels of world points X (M, 3) in a registered image; NaN behind the camera."""
-    P = image.cam_from_world().matrix()
+    return project_with(rec.cameras[image.camera_id], image.cam_from_world(), X)
+
+
+def project_with(camera: pycolmap.Camera, cam_from_world: pycolmap.Rigid3d, X: np.ndarray) -> np.ndarray:
+    """(M, 2) COLMAP pixels of world points X (M, 3) seen by `camera` at pose `cam_from_world`; NaN behind it."""
+    P = cam_from_world.matrix()
     Xc = X @ P[:, :3].T + P[:, 3]
     uv = np.full((len(X), 2), np.nan)
     front = Xc[:, 2] > 1e-9
     if front.any():
-        uv[front] = rec.cameras[image.camera_id].img_from_cam(Xc[front])
+        uv[front] = camera.img_from_cam(Xc[front])
     return uv
 
 

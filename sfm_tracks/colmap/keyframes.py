@@ -19,7 +19,7 @@ import pycolmap
 from ..selection import spread
 from ..tracks import Tracks
 from .database import COLMAP_OFFSET, KeypointLayout
-from .geometric_filter import frame_images, track_points
+from .geometric_filter import frame_images, project_with, track_points
 
 logger = logging.getLogger(__name__)
 
@@ -165,10 +165,8 @@ def absolute_pose(xy: np.ndarray, xyz: np.ndarray, camera: pycolmap.Camera, est:
     res = pycolmap.estimate_absolute_pose(xy[sample], xyz[sample], camera, est)
     if res is None:
         return None
-    P = res["cam_from_world"].matrix()
-    in_camera = xyz @ P[:, :3].T + P[:, 3]
-    inliers = in_camera[:, 2] > 1e-9
-    inliers[inliers] = np.linalg.norm(camera.img_from_cam(in_camera[inliers]) - xy[inliers], axis=1) <= est.ransac.max_error
+    with np.errstate(invalid="ignore"):  # NaN behind the camera: an outlier
+        inliers = np.linalg.norm(project_with(camera, res["cam_from_world"], xyz) - xy, axis=1) <= est.ransac.max_error
     refined = pycolmap.refine_absolute_pose(res["cam_from_world"], xy, xyz, inliers, camera, ref)
     if refined is None:
         return None
