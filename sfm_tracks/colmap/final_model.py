@@ -47,7 +47,7 @@ def complete_tracks(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray
     poses = {t: rec.images[iid].cam_from_world() for t, iid in enumerate(images) if iid is not None}
     cams = {t: rec.cameras[rec.images[iid].camera_id] for t, iid in enumerate(images) if iid is not None}
     fo = FilterOptions()
-    added = 0
+    found = []  # (track, xyz, inlier frames)
     for n in np.nonzero(pid < 0)[0]:
         ts = np.nonzero(ok[:, n] & frames)[0]
         if len(ts) < fo.min_inliers:
@@ -59,11 +59,21 @@ def complete_tracks(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray
         inl = np.asarray(res["inliers"], bool)
         if inl.sum() < max(fo.min_inliers, fo.min_inlier_fraction * len(ts)):
             continue  # a minority fit: likely a moving point, keep it out of the static model
-        rec.add_point3D(np.asarray(res["xyz"]), pycolmap.Track([pycolmap.TrackElement(images[t], int(layout.slots(t, [n])[0]))
-                                                               for t in ts[inl]]))
-        added += 1
-    logger.info("track completion: %d of %d tracks without a point triangulated", added, int((pid < 0).sum()))
-    return added
+        found.append((n, np.asarray(res["xyz"]), ts[inl]))
+    # Keypoint slots looked up once per frame, not per observation (cat: 68k lookups, 0.7 s).
+    t_all = np.concatenate([ts for _, _, ts in found]) if found else np.zeros(0, np.int64)
+    n_all = np.concatenate([np.full(len(ts), n) for n, _, ts in found]) if found else np.zeros(0, np.int64)
+    slot = np.empty(len(t_all), np.int64)
+    order = np.argsort(t_all, kind="stable")
+    for at in np.split(order, np.flatnonzero(np.diff(t_all[order])) + 1) if len(order) else []:
+        slot[at] = layout.slots(int(t_all[at[0]]), n_all[at])
+    start = 0
+    for _, xyz, ts in found:
+        rec.add_point3D(xyz, pycolmap.Track([pycolmap.TrackElement(images[t], int(k))
+                                            for t, k in zip(ts.tolist(), slot[start:start + len(ts)].tolist())]))
+        start += len(ts)
+    logger.info("track completion: %d of %d tracks without a point triangulated", len(found), int((pid < 0).sum()))
+    return len(found)
 
 
 def bundle_adjust(rec: pycolmap.Reconstruction, spec: CameraSpec, opts: MappingOptions, refine_poses: bool) -> None:
