@@ -45,6 +45,8 @@ VARIANTS = {
     "tracks_1000": {"keyframe_tracks": 1000},  # about this many tracks a keyframe (default 700)
     "tracks_400": {"keyframe_tracks": 400},
     "tracks_200": {"keyframe_tracks": 200},
+    "all_points": {"ba_points": 10**9},  # final BA on every point (before ba_points)
+    "points_1000": {"ba_points": 1000},  # final BA on about this many points a frame (default 2000)
 }
 
 
