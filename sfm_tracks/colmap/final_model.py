@@ -1,7 +1,8 @@
 """The steps every model takes after mapping or posing, before it is returned.
 
 Track completion triangulates tracks the mapper left without a point; the dynamic-point filter removes points
-only a minority of their track supports; the final bundle adjustment runs on the cleaned model; the result check
+only a minority of their track supports; the final bundle adjustment runs on the cleaned model (on long videos on a
+subset of its points, the rest fitted afterwards on the final cameras); the result check
 deregisters frames no point supports and groups of frames laid wrongly onto others (consistency.py), and refuses
 degenerate models.
 """
@@ -136,8 +137,8 @@ def hold_out_points(rec: pycolmap.Reconstruction, per_frame: int) -> list:
 def restore_points(rec: pycolmap.Reconstruction, held: list, tracks: Tracks, layout: dbm.KeypointLayout, spec: CameraSpec,
                    opts: MappingOptions, bounds: Optional[list]) -> None:
     """Put `hold_out_points`' points back and fit them alone on the final poses and intrinsics: triangulated on the
-    poses before the final BA, they are refined, their observations above the last round's bounds (`tighten`;
-    track and SIFT observations each their own) dropped, and they are refined again."""
+    poses before the final BA, they are refined, every observation above the last round's bounds (`tighten`; track
+    and SIFT observations each their own) is dropped, and they are refined again."""
     if not held:
         return
     for xyz, iids, kps in held:
