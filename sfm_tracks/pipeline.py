@@ -56,8 +56,10 @@ DEFAULT_CONF = {
     "tracker": {"name": "auto", "checkpoint": "default", "device": "cpu", "mode": "exact", "window": 48, "overlap": 8, "max_queries": 2048,
                 "max_live": 4096, "min_spacing": 8.0},  # windowed.py: crowded queries dropped above 4096 live tracks
     # sub-pixel refinement of every provider's tracks (tracking/refine.py); enabled: "auto" refines videos and not
-    # image folders (on the photo sets with true cameras it lowered AUC@5: temple 0.590 -> 0.570; BENCHMARKS.md)
-    "refine": dict(REFINE_CONF, enabled="auto"),
+    # image folders (on the photo sets with true cameras it lowered AUC@5: temple 0.590 -> 0.570; BENCHMARKS.md);
+    # tracks on flat or edge-like patches are hidden where 200 textured observations a frame remain (forward:100:
+    # rotation error 0.073 -> 0.018 deg)
+    "refine": dict(REFINE_CONF, enabled="auto", hide_low_texture="auto"),
     "filters": {
         "cycle_anchors": 0,  # >0: forward-backward cycle check with that many anchors per side (costs ~1 extra tracking pass)
         "cycle_threshold_px": 3.0,

@@ -73,6 +73,22 @@ def test_textureless_observation_is_left_unrefined_and_flagged():
     assert np.abs(ref.tracks.xy[1:, 1] - exact[1:, 1]).max() < 0.2
 
 
+def test_low_texture_tracks_are_hidden_only_where_enough_textured_ones_remain():
+    """hide_low_texture "auto" (reconstruction's setting): hidden when the median frame keeps min_textured
+    textured observations, else left visible so a plain video still has tracks; report.json says which."""
+    frames = translating_video(T=6, H=80, W=120, velocity=(1.0, 0.5), seed=1)
+    frames[:, 10:50, 60:110] = 128  # a flat grey block
+    queries = np.array([[0, 85.0, 30.0], [0, 30.0, 40.0]], np.float32)  # on the block / on texture
+    tracks = Tracks(gt_positions(queries, 6, (1.0, 0.5)), np.ones((6, 2), bool), (80, 120), query_frame=np.zeros(2, np.int64))
+    hidden = refine_tracks(frames, tracks, {"hide_low_texture": "auto", "min_textured": 1})
+    kept = refine_tracks(frames, tracks, {"hide_low_texture": "auto", "min_textured": 2})
+    assert hidden.stats()["low_texture_hidden"] and not hidden.tracks.visible[1:, 0].any() and hidden.tracks.visible[:, 1].all()
+    assert not kept.stats()["low_texture_hidden"] and kept.tracks.visible.all()
+    assert (hidden.status[1:, 0] == LOW_TEXTURE).all() and (kept.status[1:, 0] == LOW_TEXTURE).all()
+    with pytest.raises(ValueError, match="hide_low_texture"):
+        refine_tracks(frames, tracks, {"hide_low_texture": "sometimes"})
+
+
 def test_affine_alignment_recovers_a_known_warp():
     rng = np.random.default_rng(0)
     img = cv2.GaussianBlur(rng.uniform(0, 255, (300, 300)).astype(np.float32), (0, 0), 2.5)

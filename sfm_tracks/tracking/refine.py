@@ -18,8 +18,10 @@ position first). An observation is refined only when every guard passes; otherwi
 position, becomes invisible (except for low texture), and its reason is counted (never silently moved):
 
 - `low_texture`: the query patch's structure tensor has a small eigenvalue (flat, or a straight edge),
-  so no alignment can check or fix a position: the whole track is left unrefined and flagged, but stays
-  visible (nothing says it is wrong; `hide_low_texture` hides it too).
+  so no alignment can check or fix a position: the whole track is left unrefined and flagged, and stays
+  visible unless `hide_low_texture` hides it too. Reconstruction hides them ("auto"): a tracker slides along an
+  edge or over a flat patch, and on the generator's plainer scenes those tracks are half of all observations
+  and cost SfM most of its accuracy (forward:100: 0.073 -> 0.018 deg once hidden; BENCHMARKS).
 - `no_convergence`: the alignment did not settle, failed or left the image.
 - `drift`: the refined position lies more than `max_shift_px` from the tracker's.
 - `warp`: the affine part's scale or rotation left its range (the patch changed too much for the template).
@@ -55,7 +57,9 @@ DEFAULT_CONF = {
     "update_every": 8,  # frames between template updates along a track (each one checked by every guard)
     "max_shift_px": 4.0,  # guard: farther from the tracker's position is a different point
     "min_eig": 4.0,  # guard: smallest structure-tensor eigenvalue of the reference, (grey levels / px)^2 per pixel
-    "hide_low_texture": False,  # low-texture tracks: flagged and left as the tracker gave them (True: hidden too)
+    "hide_low_texture": False,  # low-texture tracks: flagged and left as the tracker gave them (True: hidden too;
+    # "auto": hidden when the textured tracks alone leave the median frame at least min_textured observations)
+    "min_textured": 200,
     "min_ncc": 0.85,  # guard: normalized cross-correlation after alignment
     "affine": True,  # estimate the patch's affine change (scale / rotation / shear guards, affine-aware position)
     "affine_iterations": 10,
@@ -73,9 +77,11 @@ REASONS = {LOW_TEXTURE: "low_texture", NO_CONVERGENCE: "no_convergence", DRIFT: 
 class Refinement:
     """Refined tracks plus what happened to each observation."""
 
-    tracks: Tracks  # refined positions; visible where the observation is the query, passed every guard, or is low-texture
+    tracks: Tracks  # refined positions; visible where the observation is the query, passed every guard, or is
+    # low-texture and not hidden
     status: np.ndarray  # (T, N) int8: HIDDEN (was not visible), REFERENCE (query), REFINED, or a REASONS code
     shift: np.ndarray  # (T, N) float32 px the refinement moved the observation (0 where not refined)
+    low_texture_hidden: bool = False
 
     def stats(self) -> dict:
         """Counts for report.json: refined, unreliable per reason, median / p90 shift of refined observations."""
@@ -84,6 +90,7 @@ class Refinement:
         out["unreliable"] = {name: int((self.status == code).sum()) for code, name in REASONS.items()}
         out["shift_px_median"] = round(float(np.median(moved)), 4) if len(moved) else 0.0
         out["shift_px_p90"] = round(float(np.percentile(moved, 90)), 4) if len(moved) else 0.0
+        out["low_texture_hidden"] = self.low_texture_hidden
         return out
 
 
@@ -286,6 +293,12 @@ def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None, tracker: 
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(walk, (True, False)))  # list(): an exception in either direction is raised here
-    visible &= (status == REFINED) | (status == REFERENCE) | ((status == LOW_TEXTURE) & (not conf["hide_low_texture"]))
+    kept = (status == REFINED) | (status == REFERENCE)
+    hide = conf["hide_low_texture"]
+    if hide == "auto":  # only where enough textured observations remain to pose every frame
+        hide = bool(np.median((visible & kept).sum(1)) >= conf["min_textured"])
+    elif hide not in (True, False):
+        raise ValueError(f"refine hide_low_texture must be true, false or auto, got {hide!r}")
+    visible &= kept | ((status == LOW_TEXTURE) & (not hide))
     out = Tracks(xy, visible, tracks.image_size, tracks.confidence, tracks.query_frame, tracks.image_names)
-    return Refinement(out, status, shift)
+    return Refinement(out, status, shift, hide)
