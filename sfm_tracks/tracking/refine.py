@@ -254,6 +254,8 @@ def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None, tracker: 
         conf["lk_start"] = "retry" if tracker == "lk" else "always"
     if conf["lk_start"] not in ("always", "retry"):
         raise ValueError(f"refine lk_start must be auto, always or retry, got {conf['lk_start']!r}")
+    if conf["hide_low_texture"] not in (True, False, "auto"):
+        raise ValueError(f"refine hide_low_texture must be true, false or auto, got {conf['hide_low_texture']!r}")
     T, N = tracks.visible.shape
     if tracks.query_frame is None:
         raise ValueError("refine_tracks needs tracks.query_frame (the reference frame of each track)")
@@ -297,8 +299,6 @@ def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None, tracker: 
     hide = conf["hide_low_texture"]
     if hide == "auto":  # only where enough textured observations remain to pose every frame
         hide = bool(np.median((visible & kept).sum(1)) >= conf["min_textured"])
-    elif hide not in (True, False):
-        raise ValueError(f"refine hide_low_texture must be true, false or auto, got {hide!r}")
     visible &= kept | ((status == LOW_TEXTURE) & (not hide))
     out = Tracks(xy, visible, tracks.image_size, tracks.confidence, tracks.query_frame, tracks.image_names)
     return Refinement(out, status, shift, hide)
