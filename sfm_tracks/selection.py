@@ -39,6 +39,16 @@ def spread(n: int, count: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, max(1, min(count, n)))).astype(np.int64))
 
 
+def thinned(n: int, seen: float, per_row: float) -> np.ndarray:
+    """(n,) bool: every item when a typical row (a frame) sees `seen` <= per_row of them, else an evenly spread
+    subset (`spread`) of which such a row sees about per_row. Sizes the tracks a keyframe mapper and the points a
+    final BA work on, per frame rather than in total, so a long video keeps a short one's coverage."""
+    keep = n if seen <= per_row else int(np.ceil(n * per_row / seen))
+    mask = np.zeros(n, bool)
+    mask[spread(n, keep)] = True
+    return mask
+
+
 def sharpness(frame: np.ndarray, max_side: int = 256) -> float:
     """Variance of the Laplacian of the grey frame (H, W, 3) uint8, downscaled to `max_side` (INTER_AREA).
 

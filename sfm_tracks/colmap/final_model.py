@@ -20,7 +20,7 @@ from . import consistency as cons
 from . import database as dbm
 from . import unregistered as unreg
 from ..errors import ReconstructionError
-from ..selection import spread
+from ..selection import thinned
 from ..tracks import Tracks
 from .cameras import CameraSpec
 from .geometric_filter import (FilterOptions, frame_images, observed_points, project, reprojection_errors, supported_tracks,
@@ -119,12 +119,8 @@ def hold_out_points(rec: pycolmap.Reconstruction, per_frame: int) -> list:
     long video gives it. `restore_points` puts them back on the final poses.
     """
     seen = [im.num_points3D for im in rec.images.values() if im.has_pose]
-    median = float(np.median(seen)) if seen else 0.0
-    if median <= per_frame:
-        return []
     ids = np.array(sorted(rec.point3D_ids()), np.int64)
-    kept = np.zeros(len(ids), bool)
-    kept[spread(len(ids), int(np.ceil(len(ids) * per_frame / median)))] = True
+    kept = thinned(len(ids), float(np.median(seen)) if seen else 0.0, per_frame)
     held = []
     for pid in ids[~kept].tolist():
         p = rec.points3D[pid]

@@ -27,7 +27,7 @@ from . import keyframes as kfm
 from . import pair_agreement as pa
 from . import unregistered as unreg
 from ..errors import ReconstructionError
-from ..selection import spread
+from ..selection import thinned
 from ..tracks import Tracks
 from .cameras import CameraSpec, camera_spec, frame_cameras
 from .degeneracy import check_not_pure_rotation
@@ -210,12 +210,7 @@ def _mapped_tracks(ok: np.ndarray, per_frame: int) -> np.ndarray:
     subset (track ids run by query frame, so every part of the video keeps its share) of which the median keyframe
     sees about `per_frame`. The mapper's cost grows with its observations, while a keyframe's pose is pinned down
     by far fewer points than the thousands a video gives it; complete_tracks adds the others afterwards."""
-    num_tracks = ok.shape[1]
-    seen = float(np.median(ok.sum(1)))
-    keep = num_tracks if seen <= per_frame else int(np.ceil(num_tracks * per_frame / seen))
-    mapped = np.zeros(num_tracks, bool)
-    mapped[spread(num_tracks, keep)] = True
-    return mapped
+    return thinned(ok.shape[1], float(np.median(ok.sum(1))), per_frame)
 
 
 def _keyframes(tracks: Tracks, ok: np.ndarray, opts: MappingOptions, cameras: list) -> np.ndarray:
