@@ -47,6 +47,7 @@ VARIANTS = {
     "tracks_200": {"keyframe_tracks": 200},
     "all_points": {"ba_points": 10**9},  # final BA on every point (before ba_points)
     "points_1000": {"ba_points": 1000},  # final BA on about this many points a frame (default 2000)
+    "all_observations": {"ba_max_observations": 10**12},  # no total bound on the final BA (before ba_max_observations)
 }
 
 

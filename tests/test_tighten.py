@@ -1,10 +1,12 @@
 """The final BA's tightening step (final_model.tighten): a heavy tail of observation errors under the mapper's
 4 px outlier bound is removed, and the poses get more accurate for it."""
 import numpy as np
+import pycolmap
 import pytest
 
 from sfm_tracks import reconstruct
-from sfm_tracks.colmap.final_model import observation_errors
+from sfm_tracks.colmap.final_model import adjust_points, observation_errors
+from sfm_tracks.colmap.mapping import MappingOptions
 from sfm_tracks.colmap.metrics import poses_by_frame, relative_pose_errors
 from sfm_tracks.testing import synthetic_scene
 from sfm_tracks.tracks import Tracks
@@ -71,3 +73,25 @@ def test_points_held_out_of_the_final_ba_come_back_tightened(tailed):
     assert observation_errors(rec)[2].max() <= bound + 1e-9  # held-out points end filtered by the bound itself
     r_full, r_subset = _rotation_error(full, tracks, scene.cam_from_world), _rotation_error(rec, tracks, scene.cam_from_world)
     assert r_subset < 1.5 * r_full, (r_subset, r_full)
+
+
+def test_observation_budget_holds_out_like_a_per_frame_bound_and_chunks_change_no_point(tailed):
+    """ba_max_observations: a total budget of 24 frames x 200 holds out as ba_points=200 does (a long video's final
+    BA stays bounded in memory); the points' own refinement runs in chunks of that budget and gives the same points
+    as one solve."""
+    _, tracks = tailed
+    per_frame, total = {}, {}
+    reconstruct(tracks, ba_points=200, report=per_frame)
+    rec = reconstruct(tracks, ba_max_observations=24 * 200, report=total)
+    assert total["final_ba_points_held_out"] == per_frame["final_ba_points_held_out"] > 0
+    rng = np.random.default_rng(0)
+    for p in rec.points3D.values():
+        p.xyz = p.xyz + rng.normal(scale=0.05, size=3)
+    one, chunked = pycolmap.Reconstruction(rec), pycolmap.Reconstruction(rec)
+    adjust_points(one, MappingOptions(ba_max_observations=10**9))
+    adjust_points(chunked, MappingOptions(ba_max_observations=500))  # ~20 chunks
+    for r in (rec, one):
+        r.update_point_3d_errors()
+    assert one.compute_mean_reprojection_error() < 0.5 * rec.compute_mean_reprojection_error()
+    moved = max(np.abs(one.points3D[i].xyz - chunked.points3D[i].xyz).max() for i in rec.point3D_ids())
+    assert moved < 1e-6, moved

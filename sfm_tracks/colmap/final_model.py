@@ -8,7 +8,6 @@ degenerate models.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING, Optional
@@ -110,16 +109,19 @@ def bundle_adjust(rec: pycolmap.Reconstruction, spec: CameraSpec, opts: MappingO
     pycolmap.ObservationManager(rec).filter_all_points3D(opts.triangulation_max_error, opts.min_tri_angle_deg)
 
 
-def hold_out_points(rec: pycolmap.Reconstruction, per_frame: int) -> list:
-    """Take points out of the model so that the median registered frame observes about `per_frame` of those left
-    -> [(xyz (3,), image ids (L,), keypoint indices (L,))] of the points taken (an evenly spread subset, by id).
+def hold_out_points(rec: pycolmap.Reconstruction, per_frame: int, max_observations: int) -> list:
+    """Take points out of the model so that the median registered frame observes about `per_frame` of those left,
+    and all frames together about `max_observations` at most -> [(xyz (3,), image ids (L,), keypoint indices (L,))]
+    of the points taken (an evenly spread subset, by id).
 
     Why: the final BA's time grows faster than its observations (a 250-frame looped clip, 3400 points a frame:
     13.5 s for 1.7 M residuals, 4.6 s for 1.0 M), while a frame's pose is pinned down by far fewer points than a
-    long video gives it. `restore_points` puts them back on the final poses.
+    long video gives it; the total bound keeps a long video's BA in bounded memory. `restore_points` puts the
+    points back on the final poses.
     """
     seen = [im.num_points3D for im in rec.images.values() if im.has_pose]
     ids = np.array(sorted(rec.point3D_ids()), np.int64)
+    per_frame = min(per_frame, max_observations / max(len(seen), 1))
     kept = thinned(len(ids), float(np.median(seen)) if seen else 0.0, per_frame)
     held = []
     for pid in ids[~kept].tolist():
@@ -130,8 +132,8 @@ def hold_out_points(rec: pycolmap.Reconstruction, per_frame: int) -> list:
     return held
 
 
-def restore_points(rec: pycolmap.Reconstruction, held: list, tracks: Tracks, layout: dbm.KeypointLayout, spec: CameraSpec,
-                   opts: MappingOptions, bounds: Optional[list]) -> None:
+def restore_points(rec: pycolmap.Reconstruction, held: list, tracks: Tracks, layout: dbm.KeypointLayout, opts: MappingOptions,
+                   bounds: Optional[list]) -> None:
     """Put `hold_out_points`' points back and fit them alone on the final poses and intrinsics: triangulated on the
     poses before the final BA, they are refined, every observation above the last round's bounds (`tighten`; track
     and SIFT observations each their own) is dropped, and they are refined again."""
@@ -139,14 +141,33 @@ def restore_points(rec: pycolmap.Reconstruction, held: list, tracks: Tracks, lay
         return
     for xyz, iids, kps in held:
         rec.add_point3D(xyz, pycolmap.Track([pycolmap.TrackElement(i, k) for i, k in zip(iids.tolist(), kps.tolist())]))
-    fixed = dataclasses.replace(spec, refine_focal_length=False, refine_principal_point=False, refine_extra_params=False)
     limits = [opts.triangulation_max_error if b is None else b for b in (bounds or [None, None])]
     for _ in range(2):
-        bundle_adjust(rec, fixed, opts, refine_poses=False)  # points alone; each converges on its own
+        adjust_points(rec, opts)
         ids, idx, err = observation_errors(rec)
         sift = sift_observations(rec, tracks, layout, ids, idx)
         delete_observations(rec, ids, idx, np.where(sift, err > limits[1], err > limits[0]))
     pycolmap.ObservationManager(rec).filter_all_points3D(opts.triangulation_max_error, opts.min_tri_angle_deg)
+
+
+def adjust_points(rec: pycolmap.Reconstruction, opts: MappingOptions) -> None:
+    """Least-squares refinement of every 3D point alone, poses and intrinsics constant, in chunks of about
+    `ba_max_observations` observations: each point's fit is separate, so chunks give the same points as one solve,
+    and memory stays bounded however long the video."""
+    ba = pycolmap.BundleAdjustmentOptions()
+    ba.ceres.loss_function_type = pycolmap.LossFunctionType.TRIVIAL
+    ba.ceres.solver_options.max_num_iterations = opts.ba_iterations
+    ba.ceres.solver_options.function_tolerance = opts.ba_function_tolerance
+    ba.ceres.solver_options.num_threads = 1 if opts.deterministic else opts.num_threads
+    ba.print_summary = False
+    ids = sorted(rec.point3D_ids())
+    lengths = np.array([rec.points3D[p].track.length() for p in ids], np.int64)
+    chunk = np.cumsum(lengths) // max(opts.ba_max_observations, 1)
+    for c in np.unique(chunk):
+        cfg = pycolmap.BundleAdjustmentConfig()  # no images: each observing frame's pose and camera stay constant
+        for pid in np.asarray(ids)[chunk == c].tolist():
+            cfg.add_variable_point(pid)
+        pycolmap.create_default_bundle_adjuster(ba, cfg, rec).solve()
 
 
 def sift_observations(rec: pycolmap.Reconstruction, tracks: Tracks, layout: dbm.KeypointLayout, ids: np.ndarray,
