@@ -78,25 +78,31 @@ def complete_tracks(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray
     return len(found)
 
 
+def _solver_options(opts: MappingOptions) -> pycolmap.BundleAdjustmentOptions:
+    """The least-squares solver settings every final-model BA shares (bundle_adjust, adjust_points)."""
+    ba = pycolmap.BundleAdjustmentOptions()
+    ba.ceres.loss_function_type = pycolmap.LossFunctionType.TRIVIAL
+    ba.ceres.solver_options.max_num_iterations = opts.ba_iterations
+    ba.ceres.solver_options.function_tolerance = opts.ba_function_tolerance
+    # Threads change the summation order, and over 50 LM steps that moves poses by ~1e-5 between runs.
+    ba.ceres.solver_options.num_threads = 1 if opts.deterministic else opts.num_threads
+    ba.print_summary = False
+    return ba
+
+
 def bundle_adjust(rec: pycolmap.Reconstruction, spec: CameraSpec, opts: MappingOptions, refine_poses: bool) -> None:
     """Least-squares BA on inlier observations (a robust loss costs accuracy under 1 px Gaussian noise).
 
     Poses and intrinsics stay constant unless asked; two frames fix the gauge when poses move.
     """
-    ba = pycolmap.BundleAdjustmentOptions()
+    ba = _solver_options(opts)
     ba.refine_focal_length = spec.refine_focal_length
     ba.refine_principal_point = spec.refine_principal_point
     ba.refine_extra_params = spec.refine_extra_params
     ba.refine_rig_from_world = refine_poses
-    ba.ceres.loss_function_type = pycolmap.LossFunctionType.TRIVIAL
-    ba.ceres.solver_options.max_num_iterations = opts.ba_iterations
-    ba.ceres.solver_options.function_tolerance = opts.ba_function_tolerance
     # A direct Schur solve factors the camera system, dense in co-visible frames: a video's tracks span a hundred
     # frames, so its cost grows with frames x track length (250 looped frames: 17 s a step, 6 s iterative).
     ba.ceres.max_num_images_direct_sparse_cpu_solver = opts.ba_direct_max_images
-    # Threads change the summation order, and over 50 LM steps that moves poses by ~1e-5 between runs.
-    ba.ceres.solver_options.num_threads = 1 if opts.deterministic else opts.num_threads
-    ba.print_summary = False
     cfg = pycolmap.BundleAdjustmentConfig()
     reg = sorted(rec.reg_image_ids())
     for iid in reg:
@@ -154,12 +160,7 @@ def adjust_points(rec: pycolmap.Reconstruction, opts: MappingOptions) -> None:
     """Least-squares refinement of every 3D point alone, poses and intrinsics constant, in chunks of about
     `ba_max_observations` observations: each point's fit is separate, so chunks give the same points as one solve,
     and memory stays bounded however long the video."""
-    ba = pycolmap.BundleAdjustmentOptions()
-    ba.ceres.loss_function_type = pycolmap.LossFunctionType.TRIVIAL
-    ba.ceres.solver_options.max_num_iterations = opts.ba_iterations
-    ba.ceres.solver_options.function_tolerance = opts.ba_function_tolerance
-    ba.ceres.solver_options.num_threads = 1 if opts.deterministic else opts.num_threads
-    ba.print_summary = False
+    ba = _solver_options(opts)
     ids = sorted(rec.point3D_ids())
     lengths = np.array([rec.points3D[p].track.length() for p in ids], np.int64)
     chunk = np.cumsum(lengths) // max(opts.ba_max_observations, 1)
