@@ -89,6 +89,40 @@ def test_low_texture_tracks_are_hidden_only_where_enough_textured_ones_remain():
         refine_tracks(frames, tracks, {"hide_low_texture": "sometimes"})
 
 
+def test_walks_cover_every_observation_once_and_split_the_heavier_direction():
+    """Refinement's walks (a time direction and a group of tracks each): every observation to refine lies in
+    exactly one, and the direction with most of the work is split so that no walk holds most of it."""
+    rng = np.random.default_rng(0)
+    T, N = 30, 300
+    qf = rng.integers(0, 6, N)  # early queries: most observations lie after them
+    todo = rng.random((T, N)) < 0.7
+    todo[qf, np.arange(N)] = False
+    t = np.arange(T)[:, None]
+    seen, sizes = np.zeros((T, N), int), []
+    walks = refine_module._walks(todo, qf, 2)
+    for forward, ids in walks:
+        mine = todo[:, ids] & ((qf[ids] < t) if forward else (qf[ids] > t))
+        seen[:, ids] += mine
+        sizes.append(int(mine.sum()))
+    assert (seen == todo).all()
+    assert len(walks) == 3 and sizes == sorted(sizes, reverse=True)
+    assert max(sizes) < 0.5 * todo.sum()  # one forward walk would hold 91 %
+
+
+def test_split_walks_give_the_result_of_one_walk_per_direction(clip, monkeypatch):
+    """Tracks are aligned independently, so refining them in groups (side by side) changes nothing."""
+    noisy = _noisy_tracks(clip)
+    walks, split_walks = [], refine_module._walks
+    monkeypatch.setattr(refine_module, "_walks", lambda todo, qf, parts: walks.extend(split_walks(todo, qf, 8)) or walks)
+    split = refine_tracks(clip["video"], noisy)
+    assert len(walks) >= 6
+    everything = np.arange(noisy.num_tracks)
+    monkeypatch.setattr(refine_module, "_walks", lambda todo, qf, parts: [(True, everything), (False, everything)])
+    whole = refine_tracks(clip["video"], noisy)
+    assert np.array_equal(split.status, whole.status) and np.array_equal(split.shift, whole.shift)
+    assert np.array_equal(split.tracks.xy, whole.tracks.xy) and np.array_equal(split.tracks.visible, whole.tracks.visible)
+
+
 def test_affine_alignment_recovers_a_known_warp():
     rng = np.random.default_rng(0)
     img = cv2.GaussianBlur(rng.uniform(0, 255, (300, 300)).astype(np.float32), (0, 0), 2.5)

@@ -34,6 +34,7 @@ pseudo-labelling (`pseudo_labels.label_with_teacher`) on whatever the provider r
 from __future__ import annotations
 
 import copy
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
@@ -136,8 +137,8 @@ class _GreyFrames:
 
 class _References:
     """Each track's current template (frame, position, patch, alignment data), starting at the query and
-    moved by `update` (see the module docstring). The query templates are shared; each time direction walks
-    its own `fresh` copy."""
+    moved by `update` (see the module docstring). The query templates are shared; each walk (one time
+    direction, one group of tracks) gets its own `fresh` copy of its tracks' templates."""
 
     def __init__(self, frames: _GreyFrames, tracks: Tracks, conf: dict):
         self.conf, self.half = conf, conf["win"] // 2
@@ -155,12 +156,12 @@ class _References:
         big = sample(grey.astype(np.float32), xy, patch_grid(self.half + 1))
         return big[:, 1:-1, 1:-1], min_eigenvalue(big) >= self.conf["min_eig"]
 
-    def fresh(self) -> "_References":
-        """A copy at the query templates with its own current templates (one per time direction; the
+    def fresh(self, ids: np.ndarray) -> "_References":
+        """The current templates of tracks `ids` (K,), set to their query templates and indexed 0..K-1 (the
         query templates and `textured` stay shared and are only read)."""
         own = copy.copy(self)
-        own.frame, own.xy, own.patch = self.frame0.copy(), self.xy0.copy(), self.patch0.copy()
-        own.prep = tuple(x.copy() for x in self.prep0)
+        own.frame, own.xy, own.patch = self.frame0[ids], self.xy0[ids], self.patch0[ids]
+        own.prep = tuple(x[ids] for x in self.prep0)
         return own
 
     def update(self, n: np.ndarray, t: int, grey: np.ndarray, xy: np.ndarray) -> None:
@@ -242,6 +243,27 @@ def _refine_frame(grey: _GreyFrames, refs: _References, g_t: np.ndarray, xy_t: n
     return code, p, d
 
 
+def _walks(todo: np.ndarray, qf: np.ndarray, parts: int) -> list:
+    """(forward, track ids) walks of about equal work, largest first, about `parts` in all.
+
+    Why: the two time directions rarely carry the same work (on a 250-frame loop of apple.mp4, 82 % of the
+    observations lie after their query frame: 39 s forward, 7 s backward on one thread); split by observation
+    counts, the walks keep every core busy to the end."""
+    after = np.zeros(todo.shape[1], np.int64)  # per track: observations to refine after / before its query frame
+    for t, row in enumerate(todo):
+        after += row & (qf < t)
+    out = []
+    for forward, work in ((True, after), (False, todo.sum(0) - after)):  # todo is False at the query frame
+        ids = np.flatnonzero(work)
+        if not len(ids):
+            continue
+        k = max(1, int(round(parts * work.sum() / todo.sum())))
+        cum = np.cumsum(work[ids])
+        group = (cum - 1) * k // cum[-1]  # k contiguous groups of about cum[-1] / k observations each
+        out += [(forward, ids[group == g], int(work[ids[group == g]].sum())) for g in range(k) if (group == g).any()]
+    return [(f, ids) for f, ids, _ in sorted(out, key=lambda w: -w[2])]
+
+
 def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None, tracker: Optional[str] = None) -> Refinement:
     """Refine every visible, non-query observation of `tracks` on `frames` (T, H, W, 3) uint8 (any array
     that indexes by frame, e.g. a memmap) against its track's template; see the module docstring.
@@ -276,25 +298,29 @@ def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None, tracker: 
     status[todo & ~refs.textured] = LOW_TEXTURE
     todo &= refs.textured
 
-    def walk(forward: bool) -> None:
-        """Outward from the query frame in one time direction. The two directions touch disjoint observations
-        (query before / after t) and each has its own templates and frame cache, so they run side by side
-        (numpy's and OpenCV's kernels release the GIL) and give the same result as one after the other."""
-        grey, own = _GreyFrames(frames), refs.fresh()
+    def walk(task: tuple) -> None:
+        """Outward from the query frame in one time direction, for one group of tracks `ids`. Walks touch disjoint
+        observations (the directions split each track at its query frame, the groups split the tracks) and each
+        has its own templates and frame cache, so they run side by side (numpy's and OpenCV's kernels release
+        the GIL) and give the same result as one after the other."""
+        forward, ids = task
+        grey, own = _GreyFrames(frames), refs.fresh(ids)
+        todo_g, qf_g = todo[:, ids], qf[ids]
         for t in (range(T) if forward else range(T - 1, -1, -1)):
-            cols = np.flatnonzero(todo[t] & ((qf < t) if forward else (qf > t)))
-            if not len(cols):
+            loc = np.flatnonzero(todo_g[t] & ((qf_g < t) if forward else (qf_g > t)))
+            if not len(loc):
                 continue
             g_t = grey.get(t)
-            code, p, d = _refine_frame(grey, own, g_t, xy[t], cols, tracks.image_size, conf)
-            good = code == REFINED
-            xy[t, cols[good]] = p[good]
-            shift[t, cols[good]] = d[good]
-            status[t, cols] = code
-            own.update(cols[good], t, g_t, p[good])
+            code, p, d = _refine_frame(grey, own, g_t, xy[t, ids], loc, tracks.image_size, conf)
+            good, n = code == REFINED, ids[loc]
+            xy[t, n[good]] = p[good]
+            shift[t, n[good]] = d[good]
+            status[t, n] = code
+            own.update(loc[good], t, g_t, p[good])
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(walk, (True, False)))  # list(): an exception in either direction is raised here
+    workers = max(1, min(os.cpu_count() or 1, 8))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(walk, _walks(todo, qf, workers)))  # list(): an exception in any walk is raised here
     kept = (status == REFINED) | (status == REFERENCE)
     hide = conf["hide_low_texture"]
     if hide == "auto":  # only where enough textured observations remain to pose every frame
