@@ -161,12 +161,12 @@ def adjust_points(rec: pycolmap.Reconstruction, opts: MappingOptions) -> None:
     `ba_max_observations` observations: each point's fit is separate, so chunks give the same points as one solve,
     and memory stays bounded however long the video."""
     ba = _solver_options(opts)
-    ids = sorted(rec.point3D_ids())
-    lengths = np.array([rec.points3D[p].track.length() for p in ids], np.int64)
+    ids = np.array(sorted(rec.point3D_ids()), np.int64)
+    lengths = np.array([rec.points3D[p].track.length() for p in ids.tolist()], np.int64)
     chunk = np.cumsum(lengths) // max(opts.ba_max_observations, 1)
     for c in np.unique(chunk):
         cfg = pycolmap.BundleAdjustmentConfig()  # no images: each observing frame's pose and camera stay constant
-        for pid in np.asarray(ids)[chunk == c].tolist():
+        for pid in ids[chunk == c].tolist():
             cfg.add_variable_point(pid)
         pycolmap.create_default_bundle_adjuster(ba, cfg, rec).solve()
 

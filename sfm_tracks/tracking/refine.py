@@ -260,7 +260,8 @@ def _walks(todo: np.ndarray, qf: np.ndarray, parts: int) -> list:
         k = max(1, int(round(parts * work.sum() / todo.sum())))
         cum = np.cumsum(work[ids])
         group = (cum - 1) * k // cum[-1]  # k contiguous groups of about cum[-1] / k observations each
-        out += [(forward, ids[group == g], int(work[ids[group == g]].sum())) for g in range(k) if (group == g).any()]
+        for members in np.split(ids, np.flatnonzero(np.diff(group)) + 1):
+            out.append((forward, members, int(work[members].sum())))
     return [(f, ids) for f, ids, _ in sorted(out, key=lambda w: -w[2])]
 
 
