@@ -220,6 +220,8 @@ def write_video(path: str | Path, frames: np.ndarray | Sequence[np.ndarray] | It
 
 def track_colors(n: int) -> np.ndarray:
     """(n, 3) uint8 RGB colours spread around the hue circle, stable per track index."""
+    if n == 0:  # OpenCV refuses an empty image
+        return np.zeros((0, 3), np.uint8)
     hue = (np.arange(n) * 0.618033988749895 % 1.0 * 180).astype(np.uint8)
     hsv = np.stack([hue, np.full(n, 220, np.uint8), np.full(n, 255, np.uint8)], -1)[None]
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]

@@ -196,3 +196,17 @@ def test_tracks_video_is_enlarged_and_drawn_in_chunks(tmp_path):
     b, _ = read_frames(tmp_path / "b.mp4")
     assert a.shape == (T, 256, 512, 3)
     np.testing.assert_array_equal(a, b)
+
+
+def test_tracks_video_without_tracks_shows_the_frames(tmp_path):
+    """A photo set can map on SIFT matches alone when no track survives the filters: tracks.mp4 is then the
+    plain (enlarged) frames, not a crash (OpenCV refuses the empty colour table)."""
+    from sfm_tracks.video import track_colors, write_tracks_video
+
+    assert track_colors(0).shape == (0, 3)
+    T, H, W = 4, 64, 128
+    frames = np.random.default_rng(2).integers(0, 255, (T, H, W, 3), dtype=np.uint8)
+    tracks = Tracks(xy=np.zeros((T, 0, 2)), visible=np.zeros((T, 0), bool), image_size=(H, W))
+    write_tracks_video(tmp_path / "none.mp4", frames, tracks, fps=5)
+    out, _ = read_frames(tmp_path / "none.mp4")
+    assert out.shape == (T, 256, 512, 3)
