@@ -13,6 +13,7 @@ import logging
 import time
 
 import numpy as np
+from scipy import sparse
 
 logger = logging.getLogger(__name__)
 
@@ -23,12 +24,18 @@ def as_unit(desc: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
 
 
-def nearest_word(x: np.ndarray, centres: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """(M,) index of the nearest of (K, D) centres for each of (M, D) rows (squared L2, in chunks)."""
-    c2 = (centres ** 2).sum(1)
+def nearest_word(x: np.ndarray, centres: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """(M,) index of the nearest of (K, D) centres for each of (M, D) rows.
+
+    argmin |x - c|^2 = argmax x.c - |c|^2 / 2, one BLAS product per chunk of rows and no other (M, K)
+    temporary (the (M, K) difference with |c|^2 cost 2-4x the product itself at 50000 x 1024).
+    """
+    half = 0.5 * (centres ** 2).sum(1)
     out = np.empty(len(x), np.int64)
     for s in range(0, len(x), chunk):
-        out[s:s + chunk] = np.argmin(c2[None] - 2.0 * x[s:s + chunk] @ centres.T, axis=1)
+        score = x[s:s + chunk] @ centres.T
+        score -= half
+        out[s:s + chunk] = np.argmax(score, axis=1)
     return out
 
 
@@ -42,9 +49,9 @@ def kmeans(x: np.ndarray, k: int, iterations: int = 10, seed: int = 0) -> np.nda
     centres = x[rng.choice(len(x), k, replace=False)].copy()
     for _ in range(iterations):
         word = nearest_word(x, centres)
-        sums = np.zeros_like(centres)
-        np.add.at(sums, word, x)
         counts = np.bincount(word, minlength=k)
+        members = sparse.csr_matrix((np.ones(len(x), x.dtype), (word, np.arange(len(x)))), shape=(k, len(x)))
+        sums = np.asarray(members @ x)  # per-word sums of the rows (np.add.at took 10x as long)
         filled = counts > 0
         centres[filled] = sums[filled] / counts[filled, None]
     return centres
