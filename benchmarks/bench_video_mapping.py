@@ -2,7 +2,9 @@
 
 Cases: synthetic static clips from `generate_clip` (exact poses; `MODE:FRAMES[:SEED]`, 640x360, camera_mode orbit /
 sideways / forward, scene seed 0 unless given), `kitti` (51 real forward-driving frames with GPS/INS poses, gt_sets/kitti_seq_a) and
-`kitti-calibrated` (the same, with its true calibration given; no COLMAP row: the `kitti` case has it). Each
+`kitti-calibrated` (the same, with its true calibration given; no COLMAP row: the `kitti` case has it) and
+`photos:FRAMES[:SEED]` (a photo set: FRAMES views of one full orbit around a generator scene, written as PNGs in
+shuffled order, so reconstruct.py treats it as an image folder and COLMAP matches it exhaustively). Each other
 case is written as an mp4 (so reconstruct.py treats it as a video), run once through reconstruct.py of each
 `--root` checkout (wall time of the whole process; e.g. `--root /work/main` gives the before row), then through
 COLMAP (CPU SIFT, sequential matching, incremental mapping) on exactly the frames the first command used.
@@ -41,6 +43,19 @@ def synthetic_case(mode: str, num_frames: int, seed: int = 0) -> tuple:
 
     clip = generate_clip(seed, num_frames=num_frames, height=360, width=640, num_tracks=8, dynamic=False, camera_mode=mode)
     return clip["video"], clip["cam_from_world"].astype(np.float64)
+
+
+def photo_case(num_frames: int, seed: int = 0) -> tuple:
+    """num_frames views spread over one full turn of the orbit camera (640x360), in a seeded random order."""
+    from cotracker3.data.scene import sample_scene
+    from cotracker3.data.synthetic import generate_clip
+
+    rate = abs(np.degrees(sample_scene(seed, 360, 640, dynamic=False, camera_mode="orbit").camera.angle_rate))
+    step = 360 / (num_frames * rate)  # scene time per frame for one turn (angle_rate: degrees per unit of scene time)
+    clip = generate_clip(seed, num_frames=num_frames, height=360, width=640, num_tracks=8, dynamic=False,
+                         camera_mode="orbit", frame_step=step)
+    order = np.random.default_rng(seed).permutation(num_frames)
+    return clip["video"][order], clip["cam_from_world"][order].astype(np.float64)
 
 
 def kitti_intrinsics(data: Path) -> list:
@@ -88,11 +103,21 @@ def bench_case(case: str, data: Path, work: Path, roots: list, extra: list, colm
         frames, gt = kitti_case(data)
         if case == "kitti-calibrated":  # COLMAP's row is the uncalibrated kitti case's: run that case for it
             extra, colmap = extra + kitti_intrinsics(data), False
+    elif case.startswith("photos:"):
+        _, T, *seed = case.split(":")
+        frames, gt = photo_case(int(T), int(seed[0]) if seed else 0)
     else:
         mode, T, *seed = case.split(":")
         frames, gt = synthetic_case(mode, int(T), int(seed[0]) if seed else 0)
-    video = work / f"{case.replace(':', '_')}.mp4"
-    write_video(video, frames, 10, options={"crf": "12"})  # high quality: compression is not what is measured
+    photos = case.startswith("photos:")
+    video = work / case.replace(":", "_")
+    if photos:  # lossless PNGs named in the shuffled order, so that sorted names index gt
+        video.mkdir()
+        for t, f in enumerate(frames):
+            cv2.imwrite(str(video / f"img_{t:04d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    else:
+        video = video.with_suffix(".mp4")
+        write_video(video, frames, 10, options={"crf": "12"})  # high quality: compression is not what is measured
     rows, image_dir = [], None
     for k, root in enumerate(roots):
         out = work / f"{case.replace(':', '_')}_{k}"
@@ -113,8 +138,9 @@ def bench_case(case: str, data: Path, work: Path, roots: list, extra: list, colm
         print(rows[-1], flush=True)
     if colmap and image_dir is not None:
         names = sorted(p.name for p in image_dir.iterdir())
-        res, crec = bench_colmap_sift(image_dir, "sequential", max_features=None, return_model=True)
-        rows.append({"case": f"{case}: COLMAP SIFT sequential", "frames": len(names), "registered": res["registered"],
+        matcher = "exhaustive" if photos else "sequential"
+        res, crec = bench_colmap_sift(image_dir, matcher, max_features=None, return_model=True)
+        rows.append({"case": f"{case}: COLMAP SIFT {matcher}", "frames": len(names), "registered": res["registered"],
                      "time_s": res["time_s"], **accuracy(crec, names, gt), "how": res["time_split"]})
         for r in rows[:-1]:
             r["time_ratio"] = r["time_s"] / max(res["time_s"], 1e-9)

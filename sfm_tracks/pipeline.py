@@ -391,9 +391,11 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         with timer("refine"):
             refinement = refine_tracks(frames, raw, conf["refine"], tracker_key(provider))
         raw, refine_stats = refinement.tracks, {"enabled": True, **refinement.stats()}
+        del refinement  # its (T, N) status and shift arrays are in the stats now
         logger.info("refine: %s", refine_stats)
     with timer("filter"):
         tracks, filter_stats = filter_tracks(raw, fc, tracker_key(provider), provider, frames, masks, tc, sizes if padded else None)
+    del raw  # later stages need only the filtered copy (a 1000-frame video: about 0.3 GB of (T, N) arrays)
     logger.info("filters: %s", filter_stats)
     if tracks.num_tracks == 0 and conf["mapping"]["matches"] == "off":
         raise ReconstructionError(explain_no_tracks(frames, qf, filter_stats, fc["min_length"]))

@@ -72,11 +72,12 @@ class Tracks:
         qf = None
         if self.query_frame is not None and frames is None:
             qf = self.query_frame[ni]
+        rows = slice(None) if frames is None else ti[:, None]  # one gather, not a copy of all frames then of the columns
         return Tracks(
-            xy=self.xy[ti][:, ni],
-            visible=self.visible[ti][:, ni],
+            xy=self.xy[rows, ni],
+            visible=self.visible[rows, ni],
             image_size=self.image_size,
-            confidence=None if self.confidence is None else self.confidence[ti][:, ni],
+            confidence=None if self.confidence is None else self.confidence[rows, ni],
             query_frame=qf,
             image_names=None if self.image_names is None else [self.image_names[t] for t in ti],
         )
