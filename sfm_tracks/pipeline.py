@@ -40,7 +40,7 @@ from .outputs import trainer_folders, write_frame_outputs, write_masks
 from .selection import SELECT_CONF, choose_frames, spread
 from .tracking.filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
 from .tracking.choice import make_provider, tracker_key, tracker_reason
-from .tracking.providers import LucasKanadeProvider, TrackProvider
+from .tracking.providers import LucasKanadeProvider, TrackProvider, check_inputs
 from .tracking.refine import DEFAULT_CONF as REFINE_CONF, refine_tracks
 from .tracking.queries import explain_no_tracks, flat_frames, select_queries
 from .tracking.windowed import window_bounds, windowed
@@ -174,6 +174,15 @@ class WindowedProvider(TrackProvider):
         counted = _Counted(self)
         return windowed(counted, frames, queries, self.window, self.overlap, self.max_queries, **self.crowding)
 
+    def kept(self, frames, queries) -> Tracks:
+        """As calling it, but the queries crowding drops are left out (tracks in query order, `query_frame` each
+        one's frame), so no (T, N) array is made for them: a long video drops most of its queries."""
+        frames, queries = check_inputs(frames, queries)
+        if len(queries) == 0:
+            return self(frames, queries)
+        return windowed(_Counted(self), frames, queries, self.window, self.overlap, self.max_queries, **self.crowding,
+                        keep_dropped=False)
+
 
 class _Counted(TrackProvider):
     def __init__(self, owner: WindowedProvider):
@@ -206,13 +215,14 @@ def query_points(frames, conf: dict, masks=None) -> np.ndarray:
 
 
 def track(provider: TrackProvider, frames, queries: np.ndarray, conf: dict) -> Tracks:
-    """Tracks of all queries over all frames, through windows of conf['window'] frames."""
+    """Tracks of the queries over all frames, through windows of conf['window'] frames; queries dropped as crowded
+    (conf['max_live']) are left out."""
     lengths = [e - s for s, e in window_bounds(len(frames), conf["window"], conf["overlap"])]
     total = sum(lengths) + sum(lengths[:-1])  # forward pass, then the backward carries (one call per window)
     with tqdm(desc=f"track ({provider.name})", unit="frame", total=total, leave=False) as bar:
         wp = WindowedProvider(provider, conf["window"], conf["overlap"], conf["max_queries"], bar,
                               {k: conf[k] for k in ("max_live", "min_spacing") if k in conf})
-        return wp(frames, queries)
+        return wp.kept(frames, queries)
 
 
 def mask_filter(tracks: Tracks, masks) -> np.ndarray:
@@ -380,9 +390,10 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
                          else f"no query points fit in {size[1]}x{size[0]} px frames")
     logger.info("%d queries on %d frames of %dx%d", len(queries), len(frames), size[1], size[0])
     with timer("track"):
-        raw = track(provider, frames, queries, tc)
-        crowded = ~raw.visible.any(0)  # queries windowed() dropped onto points already tracked (tracker.max_live)
-        raw = raw.select(tracks=~crowded) if crowded.any() else raw  # later stages hold only the tracked columns
+        raw = track(provider, frames, queries, tc)  # without the queries dropped onto points already tracked
+        empty = ~raw.visible.any(0)  # and without tracks the tracker saw nowhere: later stages hold only tracked columns
+        raw = raw.select(tracks=~empty) if empty.any() else raw
+        crowded = len(queries) - raw.num_tracks
         raw.image_names = names
     image_set = not isinstance(source, tuple) and Path(source).is_dir()
     enabled = conf["refine"]["enabled"]
@@ -428,7 +439,7 @@ def _run_in(work: Path, source, out_dir: Path, conf: dict, mask_dir, provider: T
         "input": str(source) if not isinstance(source, tuple) else "in-memory frames",
         "input_size": in_sizes.tolist() if mixed else list(in_size), "model_size": sizes.tolist() if mixed else list(size),
         "tracker": provider.name, "checkpoint": checkpoint_source(provider),
-        "queries": int(len(queries)), "queries_crowded": int(crowded.sum()), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3) if tracks.num_tracks else 0.0},
+        "queries": int(len(queries)), "queries_crowded": int(crowded), "tracks": {**filter_stats, "mean_visible_frames": round(float(tracks.visible.sum(0).mean()), 3) if tracks.num_tracks else 0.0},
         "tracker_choice": tracker_reason(provider), "refine": refine_stats,
         "matches": mapping_report.pop("matches", None), "mapping": mapping_report,
         "camera": camera_report(rec, calibrated=spec.params is not None),

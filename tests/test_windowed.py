@@ -109,6 +109,30 @@ def test_spacing_drops_queries_on_points_already_tracked():
     np.testing.assert_array_equal(roomy.visible, plain.visible)
     tight = windowed(TranslationProvider(V), frames, q, window=8, overlap=3, max_live=8, min_spacing=4.0)
     np.testing.assert_array_equal(tight.visible, spaced.visible)
+    # keep_dropped=False: the same tracks without the dropped columns, in query order
+    kept = windowed(TranslationProvider(V), frames, q, window=8, overlap=3, max_live=0, min_spacing=4.0, keep_dropped=False)
+    same = spaced.select(tracks=[0, 1, 2, 3, 8])
+    for a, b in ((kept.xy, same.xy), (kept.visible, same.visible), (kept.query_frame, q[[0, 1, 2, 3, 8], 0])):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_stitcher_reuses_the_columns_of_dropped_queries():
+    """The stitcher's arrays hold the kept tracks plus the newest queries, not a column for every query."""
+    from sfm_tracks.tracking.windowed import _Stitcher
+    from sfm_tracks.tracks import Tracks
+
+    T, N = 6, 200
+    q = np.stack([np.zeros(N), np.arange(N) + 0.5, np.full(N, 3.0)], 1).astype(np.float32)
+    out = _Stitcher(T, q, min_conf=0.5)
+    res = Tracks(xy=np.ones((T, 10, 2), np.float32), visible=np.ones((T, 10), bool), image_size=(8, 64))
+    for k in range(20):  # ten new queries a round, of which five are dropped as crowded
+        ids = np.arange(10 * k, 10 * k + 10)
+        out.write(ids, res, np.arange(10), 0, slice(0, T))
+        out.drop(ids[5:])
+    assert out.xy.shape[1] <= 1.5 * (100 + 10)  # the kept ones and one round, grown by halves; not 200
+    kept = out.tracks((8, 64), keep_dropped=False)
+    assert kept.num_tracks == 100 and kept.visible.all()
+    np.testing.assert_array_equal(kept.xy[0, :, 0], 1.0)
 
 
 class _LostAt23(TranslationProvider):

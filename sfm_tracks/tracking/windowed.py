@@ -43,53 +43,117 @@ def window_bounds(num_frames: int, window: int, overlap: int) -> list[tuple[int,
 
 
 class _Stitcher:
-    """Accumulates per-window results into full-length (T, N) arrays."""
+    """Accumulates per-window results into (T, columns) arrays, a column per query once a window writes it.
+
+    Columns are given out as windows reach their queries, and a dropped (crowded) query's column is reused, so
+    the arrays hold the tracks kept plus one window's new queries, not every query: on a 1000-frame video, 64000
+    queries of which 43000 are dropped, (T, N) arrays for all of them were the run's largest allocation.
+    """
 
     def __init__(self, T: int, queries: np.ndarray, min_conf: float):
-        N = len(queries)
-        self.xy = np.broadcast_to(queries[None, :, 1:], (T, N, 2)).copy()  # finite placeholder where invisible
-        self.visible = np.zeros((T, N), bool)
-        self.confidence = np.zeros((T, N), np.float32)
+        self.T, self.queries, self.min_conf = T, queries, min_conf
+        self.col = np.full(len(queries), -1, np.int64)  # query id -> column; -1 none yet, -2 dropped
+        self.owner = np.zeros(0, np.int64)  # column -> query id
+        self.free: list = []  # columns of dropped queries
+        self.xy = np.zeros((T, 0, 2), np.float32)
+        self.visible = np.zeros((T, 0), bool)
+        self.confidence = np.zeros((T, 0), np.float32)
         self.has_conf = True
-        self.min_conf = min_conf
+
+    def _columns(self, ids: np.ndarray) -> np.ndarray:
+        """Columns of query ids (M,), given out (reused first, else appended) to those without one."""
+        new = ids[self.col[ids] == -1]
+        if (self.col[ids] == -2).any():
+            raise RuntimeError("a dropped query was written again")
+        if len(new):
+            reuse = min(len(new), len(self.free))
+            cols = np.array(self.free[len(self.free) - reuse:], np.int64)
+            del self.free[len(self.free) - reuse:]
+            extra = len(new) - reuse
+            if extra:
+                n0 = self.xy.shape[1]
+                grow = max(extra, n0 // 2)  # amortised: about log(N) copies in all
+                self.xy = np.concatenate([self.xy, np.zeros((self.T, grow, 2), np.float32)], 1)
+                self.visible = np.concatenate([self.visible, np.zeros((self.T, grow), bool)], 1)
+                self.confidence = np.concatenate([self.confidence, np.zeros((self.T, grow), np.float32)], 1)
+                self.owner = np.concatenate([self.owner, np.full(grow, -1, np.int64)])
+                self.free.extend(range(n0 + grow - 1, n0 + extra - 1, -1))  # the spare ones, lowest given out first
+                cols = np.concatenate([cols, np.arange(n0, n0 + extra)])
+            self.col[new], self.owner[cols] = cols, new
+            self.xy[:, cols] = self.queries[None, new, 1:]  # finite placeholder where invisible
+            self.visible[:, cols], self.confidence[:, cols] = False, 0.0
+        return self.col[ids]
+
+    def _seen(self, ids: np.ndarray, f: int) -> np.ndarray:
+        """The ids among `ids` that hold a column and are visible at frame f."""
+        ids = ids[self.col[ids] >= 0]
+        return ids[self.visible[f, self.col[ids]]]
 
     def write(self, ids: np.ndarray, result: Tracks, cols: np.ndarray, start: int, frames: slice) -> None:
         """Copy result columns `cols` for global `frames` (window offset `start`) into tracks `ids`."""
         local = slice(frames.start - start, frames.stop - start)
-        self.xy[frames, ids] = result.xy[local][:, cols]
-        self.visible[frames, ids] = result.visible[local][:, cols]
+        c = self._columns(ids)
+        self.xy[frames, c] = result.xy[local][:, cols]
+        self.visible[frames, c] = result.visible[local][:, cols]
         if result.confidence is None:
             self.has_conf = False
         else:
-            self.confidence[frames, ids] = result.confidence[local][:, cols]
+            self.confidence[frames, c] = result.confidence[local][:, cols]
 
     def crowded(self, ids: np.ndarray, at: np.ndarray, others: np.ndarray, spacing: float, max_live: int) -> np.ndarray:
         """(len(ids),) bool: track ids[i] has a track of `others` visible within `spacing` px at frame at[i],
         where that frame would hold more than `max_live` tracks (those of `others` visible there and its ids)."""
         out = np.zeros(len(ids), bool)
         for f in np.unique(at):
-            near = others[self.visible[f, others]]
+            near = self._seen(others, f)
             mine = at == f
             if len(near) and len(near) + mine.sum() > max_live:
-                d, _ = cKDTree(self.xy[f, near]).query(self.xy[f, ids[mine]], distance_upper_bound=spacing)
+                d, _ = cKDTree(self.xy[f, self.col[near]]).query(self.xy[f, self.col[ids[mine]]], distance_upper_bound=spacing)
                 out[mine] = d < spacing
         return out
 
     def drop(self, ids: np.ndarray) -> None:
-        self.visible[:, ids] = False
+        """Forget queries `ids` (written once, by their home window): their columns go to the next new queries."""
+        c = self.col[ids]
+        c = c[c >= 0]
+        self.visible[:, c] = False
+        self.owner[c] = -1
+        self.free.extend(c.tolist())
+        self.col[ids] = -2
 
     def carry(self, ids: np.ndarray, frames: range) -> tuple[np.ndarray, np.ndarray]:
         """Tracks among `ids` with a confident position in `frames` (searched in the given order), and
         their (M, 3) global (t, x, y) queries at the first such frame."""
+        ids = ids[self.col[ids] >= 0]
+        c = self.col[ids]
         order = np.asarray(list(frames))
-        ok = self.visible[order][:, ids]
+        ok = self.visible[order][:, c]
         if self.has_conf:
-            ok &= self.confidence[order][:, ids] >= self.min_conf
+            ok &= self.confidence[order][:, c] >= self.min_conf
         found = ok.any(0)
         first = order[np.argmax(ok, 0)][found]
         kept = ids[found]
-        q = np.concatenate([first[:, None].astype(np.float32), self.xy[first, kept]], 1)
+        q = np.concatenate([first[:, None].astype(np.float32), self.xy[first, c[found]]], 1)
         return kept, q
+
+    def tracks(self, image_size: tuple, keep_dropped: bool) -> Tracks:
+        """The result in query order: every query's column (dropped ones visible nowhere), or with
+        keep_dropped=False only the queries kept, without a (T, all queries) array."""
+        ids = np.arange(len(self.queries)) if keep_dropped else np.flatnonzero(self.col != -2)
+        c = self.col[ids]
+        have = c >= 0
+        N = len(ids)
+        xy = np.broadcast_to(self.queries[None, ids, 1:], (self.T, N, 2)).copy()
+        visible = np.zeros((self.T, N), bool)
+        conf = np.zeros((self.T, N), np.float32) if self.has_conf else None
+        for s in range(0, N, 4096):  # gathered a block of columns at a time: no second full-size temporary
+            k = np.flatnonzero(have[s:s + 4096]) + s
+            xy[:, k], visible[:, k] = self.xy[:, c[k]], self.visible[:, c[k]]
+            if conf is not None:
+                conf[:, k] = self.confidence[:, c[k]]
+        self.xy = self.visible = self.confidence = None
+        return Tracks(xy=xy, visible=visible, image_size=image_size, confidence=conf,
+                      query_frame=np.round(self.queries[ids, 0]).astype(np.int64))
 
 
 def windowed(
@@ -102,13 +166,15 @@ def windowed(
     min_conf: float = 0.5,
     max_live: Optional[int] = None,
     min_spacing: float = 8.0,
+    keep_dropped: bool = True,
 ) -> Tracks:
     """Tracks for all `queries` over all frames, calling `provider` on at most `window` frames and
     `max_queries` queries at a time.
 
     frames: (T, H, W, 3) uint8, any array supporting slicing (an np.memmap keeps it off RAM).
     queries: (N, 3) float32 (t, x, y). See the module docstring for the stitching rule and crowding
-    (`max_live`, `min_spacing`; dropped queries come back as tracks visible nowhere, so column n is still query n).
+    (`max_live`, `min_spacing`; dropped queries come back as tracks visible nowhere, so column n is still query n;
+    keep_dropped=False leaves them out instead, in query order, so no (T, N) array is ever made for them).
     """
     T, H, W = frames.shape[:3]
     queries = np.asarray(queries, np.float32).reshape(-1, 3)
@@ -162,13 +228,7 @@ def windowed(
             res = run(k - 1, bwd_q)
             out.write(bwd_ids, res, np.arange(len(bwd_ids)), bounds[k - 1][0], slice(bounds[k - 1][0], s))
 
-    return Tracks(
-        xy=out.xy,
-        visible=out.visible,
-        image_size=(H, W),
-        confidence=out.confidence if out.has_conf else None,
-        query_frame=qf,
-    )
+    return out.tracks((H, W), keep_dropped)
 
 
 def _uncrowded(out: _Stitcher, home_ids: np.ndarray, qf: np.ndarray, carried: np.ndarray, spacing: float,
