@@ -141,6 +141,10 @@ class _Stitcher:
         keep_dropped=False only the queries kept, without a (T, all queries) array."""
         ids = np.arange(len(self.queries)) if keep_dropped else np.flatnonzero(self.col != -2)
         c = self.col[ids]
+        qf = np.round(self.queries[ids, 0]).astype(np.int64)
+        if len(c) == self.xy.shape[1] and np.array_equal(c, np.arange(len(c))):  # already in query order (none dropped)
+            return Tracks(xy=self.xy, visible=self.visible, image_size=image_size,
+                          confidence=self.confidence if self.has_conf else None, query_frame=qf)
         have = c >= 0
         N = len(ids)
         xy = np.broadcast_to(self.queries[None, ids, 1:], (self.T, N, 2)).copy()
@@ -152,8 +156,7 @@ class _Stitcher:
             if conf is not None:
                 conf[:, k] = self.confidence[:, c[k]]
         self.xy = self.visible = self.confidence = None
-        return Tracks(xy=xy, visible=visible, image_size=image_size, confidence=conf,
-                      query_frame=np.round(self.queries[ids, 0]).astype(np.int64))
+        return Tracks(xy=xy, visible=visible, image_size=image_size, confidence=conf, query_frame=qf)
 
 
 def windowed(
