@@ -3,8 +3,9 @@
 A shared video is resized (long side `--side`) and played back and forth (ping-pong) to each length, so
 longer clips revisit the same scene as a long handheld video does, then `pipelines/reconstruct.py` runs on it
 with defaults, one process per length, in the same run. Peak memory is the child's maximum resident set size
-(os.wait4), and split by sampling /proc every 0.2 s: peak_anon_gb is what the run allocates itself, peak_file_gb the
-resident pages of mapped files (the frames' memmap among them, which the kernel can drop and read again). Stage
+(os.wait4), and split by sampling /proc every 0.2 s: peak_anon_gb is what the run allocates itself (peak_anon_at_s:
+when, in seconds from the start, to set beside the stage times), peak_file_gb the resident pages of mapped files (the
+frames' memmap among them, which the kernel can drop and read again). Stage
 times come from its report.json, and its log is kept beside the output.
 
     python benchmarks/bench_scaling.py VIDEO [--frames 250 500 1000] [--root DIR] [-o WORK] [--json F] [--extra '...']
@@ -62,8 +63,9 @@ def loop_accuracy(model: Path, reference: Path, num_frames: int) -> dict:
             "rel_rot_max_deg": round(float(rot.max()), 4)}
 
 
-def sample_memory(pid: int, peak: dict) -> None:
-    """Raise peak's RssAnon / RssFile (kB) to the process's current values (Linux /proc; nothing elsewhere).
+def sample_memory(pid: int, peak: dict, now: float = 0.0) -> None:
+    """Raise peak's RssAnon / RssFile (kB) to the process's current values (Linux /proc; nothing elsewhere), and
+    note in peak["anon_at"] the time `now` of the highest RssAnon.
 
     Peak RSS counts the pages of the memory-mapped frames that were read, which the kernel may drop and read
     again: RssAnon is the memory the run itself holds, RssFile the mapped files' resident pages."""
@@ -71,7 +73,10 @@ def sample_memory(pid: int, peak: dict) -> None:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             key, _, value = line.partition(":")
             if key in peak:
-                peak[key] = max(peak[key], int(value.split()[0]))
+                kb = int(value.split()[0])
+                if key == "RssAnon" and kb > peak[key]:
+                    peak["anon_at"] = now
+                peak[key] = max(peak[key], kb)
     except (OSError, ValueError, IndexError):
         pass
 
@@ -81,19 +86,20 @@ def run_once(root: Path, clip: Path, out: Path, extra: list) -> dict:
     cmd = [sys.executable, str(root / "pipelines" / "reconstruct.py"), str(clip), "-o", str(out), "--no-video", "--overwrite", *extra]
     log = out.with_suffix(".log")  # the run's INFO log: the stage times inside reconstruct
     t0 = time.time()
-    peak = {"RssAnon": 0, "RssFile": 0}
+    peak = {"RssAnon": 0, "RssFile": 0, "anon_at": 0.0}
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=f)
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            sample_memory(proc.pid, peak)
+            sample_memory(proc.pid, peak, time.time() - t0)
             time.sleep(0.2)
     wall = time.time() - t0
     err = log.read_text(errors="replace").strip().splitlines()
     row = {"wall_s": round(wall, 1), "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-           "peak_anon_gb": round(peak["RssAnon"] / 2**20, 2), "peak_file_gb": round(peak["RssFile"] / 2**20, 2)}
+           "peak_anon_gb": round(peak["RssAnon"] / 2**20, 2), "peak_file_gb": round(peak["RssFile"] / 2**20, 2),
+           "peak_anon_at_s": round(peak["anon_at"], 1)}
     if os.waitstatus_to_exitcode(status) != 0:
         return {**row, "error": err[-1] if err else "failed"}
     rep = json.loads((out / "report.json").read_text())
