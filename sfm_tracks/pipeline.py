@@ -40,10 +40,10 @@ from .outputs import trainer_folders, write_frame_outputs, write_masks
 from .selection import SELECT_CONF, choose_frames, spread
 from .tracking.filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
 from .tracking.choice import make_provider, tracker_key, tracker_reason
-from .tracking.providers import LucasKanadeProvider, TrackProvider, check_inputs
+from .tracking.providers import LucasKanadeProvider, TrackProvider
 from .tracking.refine import DEFAULT_CONF as REFINE_CONF, refine_tracks
 from .tracking.queries import explain_no_tracks, flat_frames, select_queries
-from .tracking.windowed import window_bounds, windowed
+from .tracking.windowed import WindowedProvider, window_bounds
 from .tracks import Tracks
 from .video import IMAGE_EXTENSIONS, video_rate
 
@@ -149,47 +149,6 @@ class Timer:
 
 def checkpoint_source(provider: TrackProvider) -> str:
     return getattr(provider, "checkpoint_source", "none (classical tracker, no weights)")
-
-
-class WindowedProvider(TrackProvider):
-    """Any provider run through `windowed`, counting tracked frames on a progress bar.
-
-    Used for the main pass and for the cycle check's return trips, so no call sees more than `window`
-    frames however long the video.
-    """
-
-    def __init__(self, inner: TrackProvider, window: int, overlap: int, max_queries: Optional[int], bar=None,
-                 crowding: Optional[dict] = None):
-        self.inner, self.window, self.overlap, self.max_queries, self.bar = inner, window, overlap, max_queries, bar
-        self.crowding = crowding or {}  # windowed's max_live / min_spacing
-        self.name = inner.name
-
-    def _counted(self, frames, queries):
-        out = self.inner(np.array(frames), queries)  # a writable in-RAM copy of one window (memmaps are read-only)
-        if self.bar is not None:
-            self.bar.update(len(frames))
-        return out
-
-    def track(self, frames, queries):
-        counted = _Counted(self)
-        return windowed(counted, frames, queries, self.window, self.overlap, self.max_queries, **self.crowding)
-
-    def kept(self, frames, queries) -> Tracks:
-        """As calling it, but the queries crowding drops are left out (tracks in query order, `query_frame` each
-        one's frame), so no (T, N) array is made for them: a long video drops most of its queries."""
-        frames, queries = check_inputs(frames, queries)
-        if len(queries) == 0:
-            return self(frames, queries)
-        return windowed(_Counted(self), frames, queries, self.window, self.overlap, self.max_queries, **self.crowding,
-                        keep_dropped=False)
-
-
-class _Counted(TrackProvider):
-    def __init__(self, owner: WindowedProvider):
-        self.owner, self.name = owner, owner.name
-
-    def track(self, frames, queries):
-        return self.owner._counted(frames, queries)
 
 
 def query_frames(num_frames: int, conf: dict) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..tracks import Tracks
-from .providers import TrackProvider, run_chunked
+from .providers import TrackProvider, check_inputs, run_chunked
 
 
 def window_bounds(num_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:
@@ -53,7 +53,6 @@ class _Stitcher:
     def __init__(self, T: int, queries: np.ndarray, min_conf: float):
         self.T, self.queries, self.min_conf = T, queries, min_conf
         self.col = np.full(len(queries), -1, np.int64)  # query id -> column; -1 none yet, -2 dropped
-        self.owner = np.zeros(0, np.int64)  # column -> query id
         self.free: list = []  # columns of dropped queries
         self.xy = np.zeros((T, 0, 2), np.float32)
         self.visible = np.zeros((T, 0), bool)
@@ -76,10 +75,9 @@ class _Stitcher:
                 self.xy = np.concatenate([self.xy, np.zeros((self.T, grow, 2), np.float32)], 1)
                 self.visible = np.concatenate([self.visible, np.zeros((self.T, grow), bool)], 1)
                 self.confidence = np.concatenate([self.confidence, np.zeros((self.T, grow), np.float32)], 1)
-                self.owner = np.concatenate([self.owner, np.full(grow, -1, np.int64)])
                 self.free.extend(range(n0 + grow - 1, n0 + extra - 1, -1))  # the spare ones, lowest given out first
                 cols = np.concatenate([cols, np.arange(n0, n0 + extra)])
-            self.col[new], self.owner[cols] = cols, new
+            self.col[new] = cols
             self.xy[:, cols] = self.queries[None, new, 1:]  # finite placeholder where invisible
             self.visible[:, cols], self.confidence[:, cols] = False, 0.0
         return self.col[ids]
@@ -117,7 +115,6 @@ class _Stitcher:
         c = self.col[ids]
         c = c[c >= 0]
         self.visible[:, c] = False
-        self.owner[c] = -1
         self.free.extend(c.tolist())
         self.col[ids] = -2
 
@@ -245,3 +242,44 @@ def _uncrowded(out: _Stitcher, home_ids: np.ndarray, qf: np.ndarray, carried: np
         out.drop(mine[crowded])
         kept.append(mine[~crowded])
     return np.concatenate(kept[1:]) if len(kept) > 1 else home_ids[:0]
+
+
+class WindowedProvider(TrackProvider):
+    """Any provider run through `windowed`, counting tracked frames on a progress bar.
+
+    Used for the main pass and for the cycle check's return trips, so no call sees more than `window`
+    frames however long the video.
+    """
+
+    def __init__(self, inner: TrackProvider, window: int, overlap: int, max_queries: Optional[int], bar=None,
+                 crowding: Optional[dict] = None):
+        self.inner, self.window, self.overlap, self.max_queries, self.bar = inner, window, overlap, max_queries, bar
+        self.crowding = crowding or {}  # windowed's max_live / min_spacing
+        self.name = inner.name
+
+    def _counted(self, frames, queries):
+        out = self.inner(np.array(frames), queries)  # a writable in-RAM copy of one window (memmaps are read-only)
+        if self.bar is not None:
+            self.bar.update(len(frames))
+        return out
+
+    def track(self, frames, queries):
+        counted = _Counted(self)
+        return windowed(counted, frames, queries, self.window, self.overlap, self.max_queries, **self.crowding)
+
+    def kept(self, frames, queries) -> Tracks:
+        """As calling it, but the queries crowding drops are left out (tracks in query order, `query_frame` each
+        one's frame), so no (T, N) array is made for them: a long video drops most of its queries."""
+        frames, queries = check_inputs(frames, queries)
+        if len(queries) == 0:
+            return self(frames, queries)
+        return windowed(_Counted(self), frames, queries, self.window, self.overlap, self.max_queries, **self.crowding,
+                        keep_dropped=False)
+
+
+class _Counted(TrackProvider):
+    def __init__(self, owner: WindowedProvider):
+        self.owner, self.name = owner, owner.name
+
+    def track(self, frames, queries):
+        return self.owner._counted(frames, queries)
