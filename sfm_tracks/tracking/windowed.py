@@ -61,9 +61,10 @@ class _Stitcher:
 
     def _columns(self, ids: np.ndarray) -> np.ndarray:
         """Columns of query ids (M,), given out (reused first, else appended) to those without one."""
-        new = ids[self.col[ids] == -1]
-        if (self.col[ids] == -2).any():
+        held = self.col[ids]
+        if (held == -2).any():
             raise RuntimeError("a dropped query was written again")
+        new = ids[held == -1]
         if len(new):
             reuse = min(len(new), len(self.free))
             cols = np.array(self.free[len(self.free) - reuse:], np.int64)
@@ -263,9 +264,12 @@ class WindowedProvider(TrackProvider):
             self.bar.update(len(frames))
         return out
 
+    def _windowed(self, frames, queries, keep_dropped: bool) -> Tracks:
+        return windowed(_Counted(self), frames, queries, self.window, self.overlap, self.max_queries, **self.crowding,
+                        keep_dropped=keep_dropped)
+
     def track(self, frames, queries):
-        counted = _Counted(self)
-        return windowed(counted, frames, queries, self.window, self.overlap, self.max_queries, **self.crowding)
+        return self._windowed(frames, queries, keep_dropped=True)
 
     def kept(self, frames, queries) -> Tracks:
         """As calling it, but the queries crowding drops are left out (tracks in query order, `query_frame` each
@@ -273,8 +277,7 @@ class WindowedProvider(TrackProvider):
         frames, queries = check_inputs(frames, queries)
         if len(queries) == 0:
             return self(frames, queries)
-        return windowed(_Counted(self), frames, queries, self.window, self.overlap, self.max_queries, **self.crowding,
-                        keep_dropped=False)
+        return self._windowed(frames, queries, keep_dropped=False)
 
 
 class _Counted(TrackProvider):
