@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -34,6 +36,23 @@ def test_lucas_kanade_loses_occluded_point_for_good():
     assert not tr.visible[5:, 0].any()  # lost stays lost in that direction
     assert tr.visible[:, 1].all()  # a point away from the occluder is unaffected
     assert np.isfinite(tr.xy).all()
+
+
+def test_undefined_error_of_a_failed_point_raises_no_warning():
+    """OpenCV leaves a failed point's patch error undefined; a signalling NaN there made numpy warn on photo sets."""
+    frames = translating_video(T=4, velocity=V)
+    lk = LucasKanadeProvider()
+    snan = np.frombuffer(np.uint32(0x7F800001).tobytes(), np.float32)[0]
+
+    def failing(a, b, p):
+        q = p.reshape(-1, 2).copy()
+        return q, np.array([True, False]), np.array([1.0, snan], np.float32)
+
+    lk._lk = failing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, ok, conf = lk._step(frames[0, ..., 0], frames[1, ..., 0], np.array([[30, 30], [40, 20]], np.float32))
+    assert not ok[1] and np.isfinite(conf).all()
 
 
 def test_leaving_the_image_is_lost():

@@ -105,7 +105,8 @@ class LucasKanadeProvider(TrackProvider):
         fb = np.linalg.norm(pb - p0, axis=1)
         inside = (p1[:, 0] >= -0.5) & (p1[:, 1] >= -0.5) & (p1[:, 0] <= w - 0.5) & (p1[:, 1] <= h - 0.5)
         ok = st & stb & (fb <= self.fb_threshold) & (err <= self.max_error) & inside & np.isfinite(p1).all(1)
-        return p1, ok, np.exp(-np.maximum(err, 0) / self.error_scale)
+        # OpenCV leaves the error of a failed point undefined (NaN seen on photo sets): it is never read, so zero it
+        return p1, ok, np.exp(-np.where(ok, np.maximum(err, 0), 0) / self.error_scale)
 
     def _sweep(self, gray, xy, vis, conf, qf, forward: bool) -> None:
         T, N = vis.shape
