@@ -99,3 +99,33 @@ def test_retrieval_registers_a_60_photo_set_the_old_35_photo_rule_splits(shuffle
     # the rule it replaces (above 35 photos: the track schedule's pairs, here in shuffled order) leaves most out
     old, _, old_matches = _photo_set(video, K, {"retrieval": False})
     assert old_matches["pair_selection"] == "schedule" and old.num_reg_images() < 40  # measured 19/60
+
+
+def test_thinned_mapping_registers_the_60_photo_set_as_well(shuffled_orbit):
+    """The mapper on each photo's 100 best-connected keypoints, the other matches triangulated on its poses."""
+    video, poses, K = shuffled_orbit
+    T, H, W = video.shape[:3]
+    tracks = Tracks(xy=np.zeros((T, 0, 2)), visible=np.zeros((T, 0), bool), image_size=(H, W))
+    tracks.image_names = [f"img_{t:02d}.png" for t in range(T)]
+    report = {}
+    rec = reconstruct(tracks, camera={"model": "PINHOLE", "params": [K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5]},
+                      frames=video, image_set=True, report=report, photo_mapped_keypoints=100)
+    thinned = report["mapped_inliers"]
+    assert thinned["per_photo"] == 100 and 0 < thinned["kept_inliers"] < thinned["all_inliers"]
+    assert thinned["points_triangulated"] > thinned["points_mapped"]  # the matches left out of mapping became points
+    assert rec.num_reg_images() == 60
+    est = np.full((T, 3, 4), np.nan)
+    for im in rec.images.values():
+        est[int(im.name[4:6])] = im.cam_from_world().matrix()
+    rel = relative_pose_errors(est, poses)
+    assert np.median(rel["rotation_deg"]) < 1.5 and rel["rotation_deg"].max() < 5.0  # the bounds of the full mapping
+
+
+def test_best_connected_keeps_the_keypoints_of_the_most_pairs():
+    from sfm_tracks.colmap.thinned_matches import best_connected
+
+    inliers = {(1, 2): np.array([[0, 0], [1, 1], [2, 2]]), (1, 3): np.array([[0, 0], [2, 1]]), (2, 3): np.array([[0, 0]])}
+    keep = best_connected(inliers, {1: 4, 2: 3, 3: 2}, per_image=2)
+    assert keep[1].tolist() == [True, False, True, False]  # keypoints 0 and 2 are in two pairs each, 1 in one, 3 in none
+    assert keep[2].tolist() == [True, True, False]  # 0 in two pairs; 1 and 2 tie at one: the lower index
+    assert keep[3].tolist() == [True, True]  # fewer matched keypoints than per_image: all kept

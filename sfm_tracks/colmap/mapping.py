@@ -25,6 +25,7 @@ from . import feature_matches as fm
 from . import final_model as fin
 from . import keyframes as kfm
 from . import pair_agreement as pa
+from . import thinned_matches as thin
 from . import unregistered as unreg
 from ..errors import ReconstructionError
 from ..selection import thinned
@@ -61,6 +62,9 @@ class MappingOptions:
     fallback_fraction: float = 0.8  # ... "too few": under this fraction of the frames that have tracks
     max_disagreement_deg: float = 5.0  # incremental model's median rotation disagreement with its verified pairs above
     # this: also try the global mapper, keep the model that agrees better (pair_agreement.py: wrong 13.2, correct 0.1-4.0)
+    photo_mapped_keypoints: int = 1000  # photo sets above photos_try_global: the mapper sees each photo's this many
+    # best-connected keypoints, every other verified match is triangulated on its poses (thinned_matches.py; 0: all;
+    # photos:100:2, 100 textured views: mapping 104 -> 21 + 8 s, rotation error 0.0145 -> 0.0125 deg: BENCHMARKS)
     photos_try_global: int = 35  # photo sets of up to this many photos: always also try the global mapper, keep the
     # model that agrees better (temple: 13/16 -> 16/16 registered, AUC@5 0.595 -> 0.898); above it the global run
     # costs more (photos:100: +20 s for the same model) and runs only past max_disagreement_deg (BENCHMARKS)
@@ -204,7 +208,17 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
         if fit is not None and opts.report is not None:
             opts.report["rotation_only_fit"] = {"focal_px": round(fit.focal, 1), "residual_p90_px": round(fit.parallax_px, 3),
                                                 "residual_closest_pairs_px": round(fit.noise_px, 3)}
-    rec = _mapped_model(db_path, work, tracks, spec, ok[keys], opts, cameras)
+    thinned_db = None
+    if opts.image_set and tracks.num_frames > opts.photos_try_global and opts.photo_mapped_keypoints:
+        thinned_db, stats = thin.thin_database(db_path, work / "database_mapped.db", opts.photo_mapped_keypoints)
+        if opts.report is not None:
+            opts.report["mapped_inliers"] = {"per_photo": opts.photo_mapped_keypoints, **stats}
+    rec = _mapped_model(thinned_db or db_path, work, tracks, spec, ok[keys], opts, cameras)
+    if thinned_db is not None:
+        mapped = rec.num_points3D()
+        rec = thin.triangulate_rest(rec, db_path, work, _incremental_options(tracks, spec, opts, cameras))
+        if opts.report is not None:
+            opts.report["mapped_inliers"].update(points_mapped=mapped, points_triangulated=rec.num_points3D())
     if len(keys) == tracks.num_frames:
         return rec, False
     return rec, _register_rest(rec, tracks, ok, keys, opts, layout, int(mapped.sum()))
@@ -344,6 +358,22 @@ def _rounded(deg: float):
     return round(deg, 3) if np.isfinite(deg) else None  # NaN: no verified pair with both frames registered
 
 
+def _incremental_options(tracks: Tracks, spec: CameraSpec, opts: MappingOptions, cameras: list) -> pycolmap.IncrementalPipelineOptions:
+    """COLMAP's incremental mapper as configured here; also the point triangulator's options (thinned_matches)."""
+    po = pycolmap.IncrementalPipelineOptions(num_threads=1 if opts.deterministic else opts.num_threads, random_seed=opts.seed,
+                                             extract_colors=False)
+    if opts.fast_ba:
+        po.mergedict(FAST_BA)
+    po.min_model_size = min(3, tracks.num_frames)
+    po.mapper.init_max_forward_motion = opts.init_max_forward_motion
+    po.ba_refine_focal_length = spec.refine_focal_length
+    po.ba_refine_principal_point = spec.refine_principal_point
+    po.ba_refine_extra_params = spec.refine_extra_params
+    po.constant_cameras = {c.camera_id for c in cameras} if spec.fixed else set()
+    po.mergedict(opts.pipeline)
+    return po
+
+
 def _run_mapper(mapper: str, db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, opts: MappingOptions, cameras: list):
     """COLMAP's incremental or GLOMAP's global mapping of the verified database -> its largest model."""
     out = work / "models" / mapper
@@ -351,17 +381,7 @@ def _run_mapper(mapper: str, db_path: Path, work: Path, tracks: Tracks, spec: Ca
     t0 = time.time()
     threads = 1 if opts.deterministic else opts.num_threads
     if mapper == "incremental":
-        po = pycolmap.IncrementalPipelineOptions(num_threads=threads, random_seed=opts.seed, extract_colors=False)
-        if opts.fast_ba:
-            po.mergedict(FAST_BA)
-        po.min_model_size = min(3, tracks.num_frames)
-        po.mapper.init_max_forward_motion = opts.init_max_forward_motion
-        po.ba_refine_focal_length = spec.refine_focal_length
-        po.ba_refine_principal_point = spec.refine_principal_point
-        po.ba_refine_extra_params = spec.refine_extra_params
-        po.constant_cameras = {c.camera_id for c in cameras} if spec.fixed else set()
-        po.mergedict(opts.pipeline)
-        models = pycolmap.incremental_mapping(str(db_path), str(work), str(out), po)
+        models = pycolmap.incremental_mapping(str(db_path), str(work), str(out), _incremental_options(tracks, spec, opts, cameras))
     elif mapper == "global":
         po = pycolmap.GlobalPipelineOptions(num_threads=threads, random_seed=opts.seed)
         po.min_model_size = min(3, tracks.num_frames)
