@@ -125,7 +125,10 @@ def test_best_connected_keeps_the_keypoints_of_the_most_pairs():
     from sfm_tracks.colmap.thinned_matches import best_connected
 
     inliers = {(1, 2): np.array([[0, 0], [1, 1], [2, 2]]), (1, 3): np.array([[0, 0], [2, 1]]), (2, 3): np.array([[0, 0]])}
-    keep = best_connected(inliers, {1: 4, 2: 3, 3: 2}, per_image=2)
+    keep = best_connected(inliers, {1: 4, 2: 3, 3: 2}, per_image=2, num_tracks={1: 0, 2: 0, 3: 0})
     assert keep[1].tolist() == [True, False, True, False]  # keypoints 0 and 2 are in two pairs each, 1 in one, 3 in none
     assert keep[2].tolist() == [True, True, False]  # 0 in two pairs; 1 and 2 tie at one: the lower index
     assert keep[3].tolist() == [True, True]  # fewer matched keypoints than per_image: all kept
+    # image 1's first keypoint is a track: kept whatever its pairs, and the SIFT ones compete for per_image
+    keep = best_connected(inliers, {1: 4, 2: 3, 3: 2}, per_image=1, num_tracks={1: 2, 2: 0, 3: 0})
+    assert keep[1].tolist() == [True, True, True, False]

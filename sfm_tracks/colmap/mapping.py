@@ -210,15 +210,16 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
                                                 "residual_closest_pairs_px": round(fit.noise_px, 3)}
     thinned_db = None
     if opts.image_set and tracks.num_frames > opts.photos_try_global and opts.photo_mapped_keypoints:
-        thinned_db, stats = thin.thin_database(db_path, work / "database_mapped.db", opts.photo_mapped_keypoints)
+        thinned_db, stats = thin.thin_database(db_path, work / "database_mapped.db", opts.photo_mapped_keypoints,
+                                                 {int(t) + 1: layout.count(int(t)) for t in keys})
         if opts.report is not None:
             opts.report["mapped_inliers"] = {"per_photo": opts.photo_mapped_keypoints, **stats}
     rec = _mapped_model(thinned_db or db_path, work, tracks, spec, ok[keys], opts, cameras)
     if thinned_db is not None:
-        mapped = rec.num_points3D()
+        points_mapped = rec.num_points3D()
         rec = thin.triangulate_rest(rec, db_path, work, _incremental_options(tracks, spec, opts, cameras))
         if opts.report is not None:
-            opts.report["mapped_inliers"].update(points_mapped=mapped, points_triangulated=rec.num_points3D())
+            opts.report["mapped_inliers"].update(points_mapped=points_mapped, points_triangulated=rec.num_points3D())
     if len(keys) == tracks.num_frames:
         return rec, False
     return rec, _register_rest(rec, tracks, ok, keys, opts, layout, int(mapped.sum()))

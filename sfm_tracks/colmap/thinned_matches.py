@@ -2,8 +2,8 @@
 
 The incremental mapper's cost grows with its observations: its bundle adjustments revisit every point. A
 photo's pose is pinned down long before all of its SIFT keypoints are in (photos:100:2, 100 textured views:
-54072 points, mapping 104 s of a 300 s run). The mapper therefore sees, in each photo, only the keypoints
-that take part in the most verified pairs (those become the longest tracks), and COLMAP's own point triangulator
+54072 points, mapping 104 s of a 300 s run). The mapper therefore sees, in each photo, its tracks and only
+the SIFT keypoints that take part in the most verified pairs (those become the longest tracks), and COLMAP's own point triangulator
 then adds every other verified match on the mapper's poses (poses held fixed). The final BA refines poses on all
 of it afterwards, as for every model. The same idea as the keyframe route's subset of tracks for videos.
 """
@@ -20,11 +20,14 @@ import pycolmap
 logger = logging.getLogger(__name__)
 
 
-def best_connected(inliers: dict, num_keypoints: dict, per_image: int) -> dict:
-    """{image_id: (K_i,) bool}: per image, the `per_image` keypoints that appear in the most verified pairs
-    (ties by keypoint index), every keypoint of an image with fewer matched ones.
+def best_connected(inliers: dict, num_keypoints: dict, per_image: int, num_tracks: dict) -> dict:
+    """{image_id: (K_i,) bool}: per image, its track keypoints (the first num_tracks[i]: always kept) and the
+    `per_image` SIFT keypoints that appear in the most verified pairs (ties by keypoint index); every SIFT
+    keypoint of an image with fewer matched ones.
 
-    inliers: {(image_id1, image_id2): (M, 2) keypoint indices}; num_keypoints: {image_id: K_i}.
+    inliers: {(image_id1, image_id2): (M, 2) keypoint indices}; num_keypoints: {image_id: K_i}. Tracks stay
+    whole: ranked by pairs, a folder of driving frames kept only the distant points its long tracks follow, and
+    the mapper found no initial pair with parallax (kitti_seq_a: 4/51 registered instead of 51/51).
     """
     degree = {i: np.zeros(n, np.int64) for i, n in num_keypoints.items()}
     for (i, j), m in inliers.items():
@@ -32,8 +35,9 @@ def best_connected(inliers: dict, num_keypoints: dict, per_image: int) -> dict:
         np.add.at(degree[j], m[:, 1], 1)
     keep = {}
     for i, d in degree.items():
-        matched = np.flatnonzero(d)
         mask = np.zeros(len(d), bool)
+        mask[:num_tracks[i]] = True
+        matched = num_tracks[i] + np.flatnonzero(d[num_tracks[i]:])
         if len(matched) <= per_image:
             mask[matched] = True
         else:
@@ -42,16 +46,17 @@ def best_connected(inliers: dict, num_keypoints: dict, per_image: int) -> dict:
     return keep
 
 
-def thin_database(db_path: Path, out_path: Path, per_image: int) -> tuple:
+def thin_database(db_path: Path, out_path: Path, per_image: int, num_tracks: dict) -> tuple:
     """A copy of the verified database at out_path whose pairs keep only inliers between kept keypoints
-    (best_connected) -> (out_path, or None when nothing would be left out; {"kept_inliers", "all_inliers"})."""
+    (best_connected; num_tracks: {image_id: its leading track keypoints}) -> (out_path, or None when nothing
+    would be left out; {"kept_inliers", "all_inliers"})."""
     shutil.copyfile(db_path, out_path)
     with pycolmap.Database.open(str(out_path)) as db:
         ids, geoms = db.read_two_view_geometries()
         pairs = {tuple(int(k) for k in pycolmap.pair_id_to_image_pair(p)): g for p, g in zip(ids, geoms)}
         inliers = {ij: np.asarray(g.inlier_matches).reshape(-1, 2) for ij, g in pairs.items()}
         counts = {im.image_id: db.num_keypoints_for_image(im.image_id) for im in db.read_all_images()}
-        keep = best_connected(inliers, counts, per_image)
+        keep = best_connected(inliers, counts, per_image, num_tracks)
         kept = 0
         for (i, j), g in pairs.items():
             m = inliers[(i, j)]
