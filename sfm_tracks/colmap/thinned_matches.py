@@ -3,9 +3,9 @@
 The incremental mapper's cost grows with its observations: its bundle adjustments revisit every point. A
 photo's pose is pinned down long before all of its SIFT keypoints are in (photos:100:2, 100 textured views:
 54072 points, mapping 104 s of a 300 s run). The mapper therefore sees, in each photo, its tracks and only
-the SIFT keypoints that take part in the most verified pairs (those become the longest tracks), and COLMAP's own point triangulator
-then adds every other verified match on the mapper's poses (poses held fixed). The final BA refines poses on all
-of it afterwards, as for every model. The same idea as the keyframe route's subset of tracks for videos.
+the SIFT keypoints that take part in the most verified pairs (those become the longest tracks); COLMAP's own
+point triangulator then adds every other verified match on the mapper's poses (held fixed), and the final BA
+refines the poses on all of it, as for every model. The keyframe route does the same with tracks for videos.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def thin_database(db_path: Path, out_path: Path, per_image: int, num_tracks: dic
         kept = 0
         for (i, j), g in pairs.items():
             m = inliers[(i, j)]
-            sub = m[keep[i][m[:, 0]] & keep[j][m[:, 1]]] if len(m) else m
+            sub = m[keep[i][m[:, 0]] & keep[j][m[:, 1]]]
             if len(sub) < len(m):
                 g.inlier_matches = sub.astype(np.uint32)
                 db.update_two_view_geometry(i, j, g)
