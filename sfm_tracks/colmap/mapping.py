@@ -51,6 +51,8 @@ class MappingOptions:
     min_matches: int = 15  # pairs with fewer common visible tracks are not written
     verify_max_error: float = 4.0  # px, RANSAC threshold of two-view verification
     verify_trials: tuple = (20, 10000)  # (min, max) RANSAC trials per pair and model; tracks have high inlier ratios
+    photo_verify_max_trials: int = 2000  # ... at most this many on photo sets above photos_try_global, whose SIFT pairs
+    # rarely stop early (photos:100:2: verification 90 -> 35 s, same poses; nerf_mic the same 56/100: BENCHMARKS)
     fast_ba: bool = True  # FAST_BA: fewer, cheaper global bundle adjustments while mapping
     init_max_forward_motion: float = 1.0  # COLMAP's 0.95 refuses every initial pair of a forward-driving video, and
     # the global-mapper fallback then costs 2x (kitti_seq_a with its calibration: same AUC@5, 158 -> 73 s)
@@ -197,7 +199,11 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
         raise ReconstructionError(f"no frame pair shares >= {opts.min_matches} visible tracks" + (" or SIFT matches" if sift else ""))
     logger.info("database: %d frames, %d tracks, %d matched pairs (%.1fs)", len(keys), tracks.num_tracks, n, time.time() - t0)
     t0 = time.time()
-    dbm.verify(db_path, opts.verify_max_error, opts.min_matches, opts.num_threads, opts.seed, opts.verify_trials)
+    large_photo_set = opts.image_set and tracks.num_frames > opts.photos_try_global
+    trials = (opts.verify_trials[0], min(opts.verify_trials[1], opts.photo_verify_max_trials)) if large_photo_set else opts.verify_trials
+    dbm.verify(db_path, opts.verify_max_error, opts.min_matches, opts.num_threads, opts.seed, trials)
+    if opts.report is not None:
+        opts.report["verify_trials"] = list(trials)
     stats = dbm.two_view_stats(db_path)
     logger.info("two-view geometries: %s (%.1fs)", stats["configs"], time.time() - t0)
     if stats["num_verified"] == 0:
@@ -210,7 +216,7 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
             opts.report["rotation_only_fit"] = {"focal_px": round(fit.focal, 1), "residual_p90_px": round(fit.parallax_px, 3),
                                                 "residual_closest_pairs_px": round(fit.noise_px, 3)}
     thinned_db = None
-    if opts.image_set and tracks.num_frames > opts.photos_try_global and opts.photo_mapped_keypoints:
+    if large_photo_set and opts.photo_mapped_keypoints:
         thinned_db, stats = thin.thin_database(db_path, work / "database_mapped.db", opts.photo_mapped_keypoints,
                                                  {int(t) + 1: layout.count(int(t)) for t in keys})
         if opts.report is not None:
