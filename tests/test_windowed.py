@@ -130,7 +130,7 @@ def test_stitcher_reuses_the_columns_of_dropped_queries():
         out.write(ids, res, np.arange(10), 0, slice(0, T))
         out.drop(ids[5:])
     assert out.xy.shape[1] <= 1.5 * (100 + 10)  # the kept ones and one round, grown by halves; not 200
-    kept = out.tracks((8, 64), keep_dropped=False)
+    kept = out.tracks((8, 64), keep_dropped=False, query_frame=np.zeros(N, np.int64))
     assert kept.num_tracks == 100 and kept.visible.all()
     np.testing.assert_array_equal(kept.xy[0, :, 0], 1.0)
 

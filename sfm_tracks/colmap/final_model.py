@@ -85,7 +85,7 @@ def _solver_options(opts: MappingOptions) -> pycolmap.BundleAdjustmentOptions:
     ba.ceres.solver_options.max_num_iterations = opts.ba_iterations
     ba.ceres.solver_options.function_tolerance = opts.ba_function_tolerance
     # Threads change the summation order, and over 50 LM steps that moves poses by ~1e-5 between runs.
-    ba.ceres.solver_options.num_threads = 1 if opts.deterministic else opts.num_threads
+    ba.ceres.solver_options.num_threads = opts.solver_threads
     ba.print_summary = False
     return ba
 

@@ -101,6 +101,11 @@ class MappingOptions:
     report: Optional[dict] = None  # filled with what mapping did: {"matches": ..., "mapper": kept, "tried": [...],
     # "view_check": what consistency.py measured, "unregistered": why each frame left out is missing (unregistered.py)}
 
+    @property
+    def solver_threads(self) -> int:
+        """Threads of the mapper and every bundle adjustment: one when `deterministic`."""
+        return 1 if self.deterministic else self.num_threads
+
 
 # Global BA after every 10 new frames instead of every 10 % growth, one refinement round, a looser
 # tolerance, and redundant points left out of it (measured in benchmarks/bench_mapping_settings.py).
@@ -368,8 +373,7 @@ def _rounded(deg: float):
 
 def _incremental_options(tracks: Tracks, spec: CameraSpec, opts: MappingOptions, cameras: list) -> pycolmap.IncrementalPipelineOptions:
     """COLMAP's incremental mapper as configured here; also the point triangulator's options (thinned_matches)."""
-    po = pycolmap.IncrementalPipelineOptions(num_threads=1 if opts.deterministic else opts.num_threads, random_seed=opts.seed,
-                                             extract_colors=False)
+    po = pycolmap.IncrementalPipelineOptions(num_threads=opts.solver_threads, random_seed=opts.seed, extract_colors=False)
     if opts.fast_ba:
         po.mergedict(FAST_BA)
     po.min_model_size = min(3, tracks.num_frames)
@@ -387,11 +391,10 @@ def _run_mapper(mapper: str, db_path: Path, work: Path, tracks: Tracks, spec: Ca
     out = work / "models" / mapper
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    threads = 1 if opts.deterministic else opts.num_threads
     if mapper == "incremental":
         models = pycolmap.incremental_mapping(str(db_path), str(work), str(out), _incremental_options(tracks, spec, opts, cameras))
     elif mapper == "global":
-        po = pycolmap.GlobalPipelineOptions(num_threads=threads, random_seed=opts.seed)
+        po = pycolmap.GlobalPipelineOptions(num_threads=opts.solver_threads, random_seed=opts.seed)
         po.min_model_size = min(3, tracks.num_frames)
         ba = po.mapper.bundle_adjustment
         ba.refine_focal_length = spec.refine_focal_length

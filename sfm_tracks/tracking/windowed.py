@@ -134,12 +134,12 @@ class _Stitcher:
         q = np.concatenate([first[:, None].astype(np.float32), self.xy[first, c[found]]], 1)
         return kept, q
 
-    def tracks(self, image_size: tuple, keep_dropped: bool) -> Tracks:
+    def tracks(self, image_size: tuple, keep_dropped: bool, query_frame: np.ndarray) -> Tracks:
         """The result in query order: every query's column (dropped ones visible nowhere), or with
-        keep_dropped=False only the queries kept, without a (T, all queries) array."""
+        keep_dropped=False only the queries kept, without a (T, all queries) array. query_frame: (N,) int64."""
         ids = np.arange(len(self.queries)) if keep_dropped else np.flatnonzero(self.col != -2)
         c = self.col[ids]
-        qf = np.round(self.queries[ids, 0]).astype(np.int64)
+        qf = query_frame[ids]
         if len(c) == self.xy.shape[1] and np.array_equal(c, np.arange(len(c))):  # already in query order (none dropped)
             return Tracks(xy=self.xy, visible=self.visible, image_size=image_size,
                           confidence=self.confidence if self.has_conf else None, query_frame=qf)
@@ -229,7 +229,7 @@ def windowed(
             res = run(k - 1, bwd_q)
             out.write(bwd_ids, res, np.arange(len(bwd_ids)), bounds[k - 1][0], slice(bounds[k - 1][0], s))
 
-    return out.tracks((H, W), keep_dropped)
+    return out.tracks((H, W), keep_dropped, qf)
 
 
 def _uncrowded(out: _Stitcher, home_ids: np.ndarray, qf: np.ndarray, carried: np.ndarray, spacing: float,
