@@ -1,8 +1,8 @@
 """Tracks -> pycolmap.Reconstruction, with unknown cameras (COLMAP/GLOMAP mapping) or known poses.
 
 Unknown poses: tracks -> database -> two-view geometries -> pure-rotation check -> incremental (default)
-or global mapping (the global mapper also runs when incremental mapping registers too few frames, or when its
-model disagrees with the verified pairs' own rotations: pair_agreement.py),
+or global mapping (mappers.py: the global mapper also runs when incremental mapping registers too few frames,
+when its model disagrees with the verified pairs' own rotations, and on small photo sets),
 keep the largest model, then triangulate tracks COLMAP left without a point. Videos of >= 20 frames map
 only their keyframes and register the other frames by absolute pose (keyframes.py) before that. Known poses: one
 robustly triangulated point per track. Both then take final_model.py's steps (completion, filter, final BA).
@@ -24,7 +24,7 @@ from . import database as dbm
 from . import feature_matches as fm
 from . import final_model as fin
 from . import keyframes as kfm
-from . import pair_agreement as pa
+from . import mappers
 from . import thinned_matches as thin
 from . import unregistered as unreg
 from ..errors import ReconstructionError
@@ -53,7 +53,7 @@ class MappingOptions:
     verify_trials: tuple = (20, 10000)  # (min, max) RANSAC trials per pair and model; tracks have high inlier ratios
     photo_verify_max_trials: int = 2000  # ... at most this many on photo sets above photos_try_global, whose SIFT pairs
     # rarely stop early (photos:100:2: verification 90 -> 35 s, same poses; nerf_mic the same 56/100: BENCHMARKS)
-    fast_ba: bool = True  # FAST_BA: fewer, cheaper global bundle adjustments while mapping
+    fast_ba: bool = True  # mappers.FAST_BA: fewer, cheaper global bundle adjustments while mapping
     init_max_forward_motion: float = 1.0  # COLMAP's 0.95 refuses every initial pair of a forward-driving video, and
     # the global-mapper fallback then costs 2x (kitti_seq_a with its calibration: same AUC@5, 158 -> 73 s)
     triangulation_max_error: float = 4.0  # px, for track completion and the known-pose route
@@ -106,12 +106,6 @@ class MappingOptions:
         """Threads of the mapper and every bundle adjustment: one when `deterministic`."""
         return 1 if self.deterministic else self.num_threads
 
-
-# Global BA after every 10 new frames instead of every 10 % growth, one refinement round, a looser
-# tolerance, and redundant points left out of it (measured in benchmarks/bench_mapping_settings.py).
-FAST_BA = {"ba_global_frames_ratio": 1e3, "ba_global_points_ratio": 1e3, "ba_global_frames_freq": 10,
-           "ba_global_max_refinements": 1, "ba_global_function_tolerance": 1e-6,
-           "mapper": {"ba_global_ignore_redundant_points3D": True}}
 
 
 @contextlib.contextmanager
@@ -226,10 +220,10 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
                                                  {int(t) + 1: layout.count(int(t)) for t in keys})
         if opts.report is not None:
             opts.report["mapped_inliers"] = {"per_photo": opts.photo_mapped_keypoints, **stats}
-    rec = _mapped_model(thinned_db or db_path, work, tracks, spec, ok[keys], opts, cameras)
+    rec = mappers.mapped_model(thinned_db or db_path, work, tracks, spec, ok[keys], opts, cameras)
     if thinned_db is not None:
         points_mapped = rec.num_points3D()
-        rec = thin.triangulate_rest(rec, db_path, work, _incremental_options(tracks, spec, opts, cameras))
+        rec = thin.triangulate_rest(rec, db_path, work, mappers.incremental_options(tracks, spec, opts, cameras))
         if opts.report is not None:
             opts.report["mapped_inliers"].update(points_mapped=points_mapped, points_triangulated=rec.num_points3D())
     if len(keys) == tracks.num_frames:
@@ -305,115 +299,6 @@ def _register_rest(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray,
                                     "registered_by_pose": len(added), "unregistered": missing[:50]}
     return not again
 
-
-def _mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, ok: np.ndarray, opts: MappingOptions, cameras: list):
-    """The configured mapper's largest model; when incremental mapping registers fewer than
-    `fallback_fraction` of the frames with tracks (or none), the global mapper on the same database too,
-    keeping the model that registers more frames; when it registers enough, _agreeing_model checks it against the
-    verified pairs. `opts.report` records what ran and what was kept."""
-    report = opts.report if opts.report is not None else {}
-    report.update(mapper=opts.mapper, tried=[opts.mapper])
-    try:
-        rec, error = _run_mapper(opts.mapper, db_path, work, tracks, spec, opts, cameras), None
-    except ReconstructionError as e:
-        rec, error = None, e
-    wanted = opts.fallback_fraction * int((ok.sum(1) > 0).sum())
-    if opts.mapper != "incremental" or not opts.fallback_global:
-        if rec is None:
-            raise error
-        return rec
-    if rec is not None and rec.num_reg_images() >= wanted:
-        return _agreeing_model(rec, db_path, work, tracks, spec, opts, cameras, wanted, report,
-                               always=opts.image_set and tracks.num_frames <= opts.photos_try_global)
-    got = rec.num_reg_images() if rec is not None else 0
-    logger.warning("incremental mapping registered %d/%d frames: trying the global mapper", got, tracks.num_frames)
-    report["tried"].append("global")
-    try:
-        alt = _run_mapper("global", db_path, work, tracks, spec, opts, cameras)
-    except ReconstructionError:
-        alt = None
-    if alt is not None and alt.num_reg_images() > got:
-        rec, got = alt, alt.num_reg_images()
-        report["mapper"] = "global"
-    if rec is None:
-        raise error
-    logger.info("kept the %s mapper's model (%d/%d frames registered)", report["mapper"], got, tracks.num_frames)
-    return rec
-
-
-def _agreeing_model(rec: pycolmap.Reconstruction, db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, opts: MappingOptions,
-                    cameras: list, wanted: float, report: dict, always: bool = False) -> pycolmap.Reconstruction:
-    """The incremental model, unless it disagrees with its own verified pairs (a wrong initial pair bent it) or
-    `always` (photo sets): then the global mapper's model of the same database when that agrees better and
-    registers >= `wanted`."""
-    agree = pa.median_disagreement(rec, db_path, opts.verify_max_error, opts.seed)
-    report["pair_disagreement_deg"] = {"incremental": _rounded(agree)}
-    if not always and not agree > opts.max_disagreement_deg:
-        return rec
-    if agree > opts.max_disagreement_deg:
-        logger.warning("the incremental model disagrees with its verified pairs (median %.1f deg): trying the global mapper", agree)
-    report["tried"].append("global")
-    try:
-        alt = _run_mapper("global", db_path, work, tracks, spec, opts, cameras)
-    except ReconstructionError:
-        return rec
-    alt_agree = pa.median_disagreement(alt, db_path, opts.verify_max_error, opts.seed)
-    report["pair_disagreement_deg"]["global"] = _rounded(alt_agree)
-    if alt.num_reg_images() >= wanted and alt_agree < agree:
-        report["mapper"] = "global"
-        logger.info("kept the global mapper's model (median disagreement %.2f deg, %d/%d frames registered)", alt_agree,
-                    alt.num_reg_images(), tracks.num_frames)
-        return alt
-    return rec
-
-
-def _rounded(deg: float):
-    return round(deg, 3) if np.isfinite(deg) else None  # NaN: no verified pair with both frames registered
-
-
-def _incremental_options(tracks: Tracks, spec: CameraSpec, opts: MappingOptions, cameras: list) -> pycolmap.IncrementalPipelineOptions:
-    """COLMAP's incremental mapper as configured here; also the point triangulator's options (thinned_matches)."""
-    po = pycolmap.IncrementalPipelineOptions(num_threads=opts.solver_threads, random_seed=opts.seed, extract_colors=False)
-    if opts.fast_ba:
-        po.mergedict(FAST_BA)
-    po.min_model_size = min(3, tracks.num_frames)
-    po.mapper.init_max_forward_motion = opts.init_max_forward_motion
-    po.ba_refine_focal_length = spec.refine_focal_length
-    po.ba_refine_principal_point = spec.refine_principal_point
-    po.ba_refine_extra_params = spec.refine_extra_params
-    po.constant_cameras = {c.camera_id for c in cameras} if spec.fixed else set()
-    po.mergedict(opts.pipeline)
-    return po
-
-
-def _run_mapper(mapper: str, db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, opts: MappingOptions, cameras: list):
-    """COLMAP's incremental or GLOMAP's global mapping of the verified database -> its largest model."""
-    out = work / "models" / mapper
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    if mapper == "incremental":
-        models = pycolmap.incremental_mapping(str(db_path), str(work), str(out), _incremental_options(tracks, spec, opts, cameras))
-    elif mapper == "global":
-        po = pycolmap.GlobalPipelineOptions(num_threads=opts.solver_threads, random_seed=opts.seed)
-        po.min_model_size = min(3, tracks.num_frames)
-        ba = po.mapper.bundle_adjustment
-        ba.refine_focal_length = spec.refine_focal_length
-        ba.refine_principal_point = spec.refine_principal_point
-        ba.refine_extra_params = spec.refine_extra_params
-        if opts.mapper == "global":  # the pipeline dict is meant for the mapper asked for
-            po.mergedict(opts.pipeline)
-        models = pycolmap.global_mapping(str(db_path), str(work), str(out), po)
-    else:
-        raise ValueError(f"mapper must be 'incremental' or 'global', got {mapper!r}")
-    models = [m for m in models.values() if m.num_reg_images() >= 2]
-    if not models:
-        raise ReconstructionError(
-            f"{mapper} mapping registered no model: too little parallax (no initial pair with a large enough "
-            "triangulation angle) or too few consistent tracks")
-    rec = max(models, key=lambda m: (m.num_reg_images(), m.num_points3D()))
-    logger.info("%s mapping: %d model(s), largest registers %d/%d frames (%.1fs)", mapper, len(models),
-                rec.num_reg_images(), tracks.num_frames, time.time() - t0)
-    return pycolmap.Reconstruction(rec)
 
 
 def _as_rigid(pose) -> Optional[pycolmap.Rigid3d]:
