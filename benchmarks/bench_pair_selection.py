@@ -51,7 +51,7 @@ def main(argv=None):
             fm.match(db_path, every, Path(work), o)
             t_all = time.time() - t0
             t0 = time.time()
-            pairs, _ = retrieval.retrieval_pairs(kept, o.retrieval_neighbours, o.retrieval_words)
+            pairs, _, _ = retrieval.retrieval_pairs(kept, o.retrieval_neighbours, o.retrieval_words)
             t_ret = time.time() - t0
             with pycolmap.Database.open(str(db_path)) as db:
                 db.clear_matches()

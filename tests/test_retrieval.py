@@ -8,6 +8,7 @@ from sfm_tracks.colmap import retrieval
 from sfm_tracks.colmap.feature_matches import MatchOptions, plan_matches, sift_settings
 from sfm_tracks.colmap.mapping import reconstruct
 from sfm_tracks.colmap.metrics import pair_errors, pose_auc, relative_pose_errors
+from sfm_tracks.errors import ReconstructionError
 
 
 def test_top_k_pairs_is_symmetric_and_bounded():
@@ -22,7 +23,7 @@ def test_images_sharing_words_retrieve_each_other():
     places = [rng.uniform(0, 255, (40, 128)) for _ in range(3)]
     place_of = rng.permutation(np.repeat(np.arange(3), 4))
     descs = [np.clip(places[p][rng.choice(40, 200)] + rng.normal(0, 8, (200, 128)), 0, 255).astype(np.uint8) for p in place_of]
-    pairs, info = retrieval.retrieval_pairs(descs, neighbours=3, words=64)
+    pairs, info, _ = retrieval.retrieval_pairs(descs, neighbours=3, words=64)
     assert info["method"] == "retrieval" and info["words"] >= 16
     assert all(place_of[i] == place_of[j] for i, j in pairs)  # each image's 3 nearest are the 3 other views of its place
     assert len(pairs) == 3 * 6
@@ -100,6 +101,28 @@ def test_retrieval_registers_a_60_photo_set_the_old_35_photo_rule_splits(shuffle
     # the rule it replaces (above 35 photos: the track schedule's pairs, here in shuffled order) leaves most out
     old, _, old_matches, _ = _photo_set(video, K, {"retrieval": False})
     assert old_matches["pair_selection"] == "schedule" and old.num_reg_images() < 40  # measured 19/60
+
+
+def test_photos_left_out_are_matched_with_more_neighbours_and_mapped_again(shuffled_orbit):
+    """Too few retrieved neighbours split the set; the photos left out send every photo back to its
+    retrieval_more nearest, and the second model, which registers more, is kept (nerf_mic: 56 -> 100 of 100)."""
+    video, poses, K = shuffled_orbit
+    few, _, few_matches, few_mapping = _photo_set(video, K, {"retrieval_neighbours": 3, "retrieval_more": 0})
+    assert "retrieval_more" not in few_mapping and "more" not in few_matches["retrieval"]
+    assert few.num_reg_images() < 60
+    rec, est, matches, mapping = _photo_set(video, K, {"retrieval_neighbours": 3, "retrieval_more": 15})
+    more = mapping["retrieval_more"]
+    assert more["kept"] and more["registered"] == [few.num_reg_images(), 60] and rec.num_reg_images() == 60, more
+    assert matches["retrieval"]["more"]["pairs"] == more["pairs_added"] > 0
+    assert matches["sift_pairs"] == few_matches["sift_pairs"] + more["pairs_added"]
+    rel = relative_pose_errors(est, poses)
+    assert np.median(rel["rotation_deg"]) < 1.5 and rel["rotation_deg"].max() < 5.0  # the bounds of the full mapping
+    # one neighbour each: 44 verified pairs, which a rotation alone explains; the first round builds no model
+    with pytest.raises(ReconstructionError, match="pure rotation"):
+        _photo_set(video, K, {"retrieval_neighbours": 1, "retrieval_more": 0})
+    rec, _, _, mapping = _photo_set(video, K, {"retrieval_neighbours": 1, "retrieval_more": 15})
+    assert rec.num_reg_images() == 60 and mapping["retrieval_more"]["registered"][0] == 0
+    assert "pure rotation" in mapping["retrieval_more"]["first_error"]
 
 
 def test_thinned_mapping_registers_the_60_photo_set_as_well(shuffled_orbit):

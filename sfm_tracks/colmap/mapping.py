@@ -182,18 +182,55 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
 def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: MappingOptions, frames, cameras: list,
          layout: dbm.KeypointLayout) -> tuple:
     """Database (tracks, SIFT matches), verification, pure-rotation check, mapping; cameras[t]: frame t's camera.
+    A photo set whose model leaves photos out (or that builds none) is matched with more of each photo's retrieved
+    neighbours and mapped again; the model that registers more is kept (`report.json` -> `mapping.retrieval_more`).
 
     -> (model, whether its tracks were already completed on its final set of frames: the keyframe route's)."""
     db_path = work / "database.db"
-    if db_path.exists():
-        db_path.unlink()
     keys = _keyframes(tracks, ok, opts, cameras)
     pairs = [(int(keys[i]), int(keys[j])) for i, j in _schedule(len(keys), opts)]
     sift = _feature_matches(frames, ok, keys, work, opts, tracks, cameras)
-    t0 = time.time()
     mapped = _mapped_tracks(ok[keys], opts.keyframe_tracks) if len(keys) < tracks.num_frames else None
-    n = dbm.write_database(db_path, tracks, cameras, pairs, ok if mapped is None else ok & mapped, opts.min_matches, extra=sift,
-                           frames=keys, layout=layout)
+    written = ok if mapped is None else ok & mapped  # the observations the database holds
+    more = sift.more if sift is not None else None
+    try:
+        rec = _verified_model(db_path, pairs, sift, tracks, spec, ok, written, keys, work, opts, cameras, layout)
+    except ReconstructionError as e:
+        if more is None:
+            raise
+        rec, failed = None, e
+    got = rec.num_reg_images() if rec is not None else 0
+    if more is not None and got < len(keys):
+        report = opts.report if opts.report is not None else {}
+        first = dict(report)
+        logger.info("%d/%d photos registered%s: matching each with more of its most similar photos, mapping again", got, len(keys),
+                    f" ({failed})" if rec is None else "")
+        added = more()
+        retry_db = work / "database_more.db"
+        again = _verified_model(retry_db, pairs, sift, tracks, spec, ok, written, keys, work, opts, cameras, layout)
+        tried = {"pairs_added": added, "registered": [got, again.num_reg_images()], **({"first_error": str(failed)} if rec is None else {})}
+        if again.num_reg_images() > got:
+            rec = again
+            retry_db.replace(db_path)  # later steps read the kept model's database
+            if "matches" in report:
+                report["matches"]["sift_pairs"] += added
+        else:
+            report.clear()
+            report.update(first)
+        report["retrieval_more"] = {**tried, "kept": rec is again}
+    if len(keys) == tracks.num_frames:
+        return rec, False
+    return rec, _register_rest(rec, tracks, ok, keys, opts, layout, int(mapped.sum()))
+
+
+def _verified_model(db_path: Path, pairs: list, sift, tracks: Tracks, spec: CameraSpec, ok: np.ndarray, written: np.ndarray, keys: np.ndarray,
+                    work: Path, opts: MappingOptions, cameras: list, layout: dbm.KeypointLayout) -> pycolmap.Reconstruction:
+    """Write the database at db_path (track pairs with `written` observations, SIFT matches), verify it, refuse pure
+    rotation, map the frames `keys` (ok: the usable observations, which say how many frames the model should hold)."""
+    t0 = time.time()
+    if db_path.exists():
+        db_path.unlink()
+    n = dbm.write_database(db_path, tracks, cameras, pairs, written, opts.min_matches, extra=sift, frames=keys, layout=layout)
     if n == 0:
         raise ReconstructionError(f"no frame pair shares >= {opts.min_matches} visible tracks" + (" or SIFT matches" if sift else ""))
     logger.info("database: %d frames, %d tracks, %d matched pairs (%.1fs)", len(keys), tracks.num_tracks, n, time.time() - t0)
@@ -226,9 +263,7 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
         rec = thin.triangulate_rest(rec, db_path, work, mappers.incremental_options(tracks, spec, opts, cameras))
         if opts.report is not None:
             opts.report["mapped_inliers"].update(points_mapped=points_mapped, points_triangulated=rec.num_points3D())
-    if len(keys) == tracks.num_frames:
-        return rec, False
-    return rec, _register_rest(rec, tracks, ok, keys, opts, layout, int(mapped.sum()))
+    return rec
 
 
 def _mapped_tracks(ok: np.ndarray, per_frame: int) -> np.ndarray:

@@ -82,8 +82,9 @@ def top_k_pairs(similarity: np.ndarray, k: int) -> set:
 
 
 def retrieval_pairs(descriptors: list, neighbours: int, words: int = 1024, sample: int = 50000,
-                    seed: int = 0) -> tuple:
-    """(pairs, info): each image with its `neighbours` nearest images by tf-idf similarity.
+                    seed: int = 0, more: int = 0) -> tuple:
+    """(pairs, info, more_pairs): each image with its `neighbours` nearest images by tf-idf similarity, and the
+    pairs that its `more` nearest add to those (empty unless more > neighbours; matched only when needed).
 
     descriptors: T arrays (M_t, 128) of SIFT descriptors (a subsample per image is enough). The vocabulary
     has min(words, total / 20) words, trained on at most `sample` descriptors. info goes into the report.
@@ -92,16 +93,18 @@ def retrieval_pairs(descriptors: list, neighbours: int, words: int = 1024, sampl
     units = [as_unit(d) if len(d) else np.zeros((0, 128), np.float32) for d in descriptors]
     pool = np.concatenate(units) if units else np.zeros((0, 128), np.float32)
     if len(pool) == 0:
-        return set(), {"method": "retrieval", "words": 0, "neighbours": neighbours, "seconds": 0.0}
+        return set(), {"method": "retrieval", "words": 0, "neighbours": neighbours, "seconds": 0.0}, set()
     rng = np.random.default_rng(seed)
     train = pool[rng.choice(len(pool), min(sample, len(pool)), replace=False)]
     k = int(max(16, min(words, len(pool) // 20)))
     centres = kmeans(train, k, seed=seed)
     bags = tfidf_vectors([nearest_word(u, centres) if len(u) else np.zeros(0, np.int64) for u in units], len(centres))
-    pairs = top_k_pairs(bags @ bags.T, neighbours)
+    similarity = bags @ bags.T
+    pairs = top_k_pairs(similarity, neighbours)
+    more_pairs = top_k_pairs(similarity, more) - pairs if more > neighbours else set()
     info = {"method": "retrieval", "vocabulary": "k-means on the set's own SIFT descriptors, tf-idf",
             "words": int(len(centres)), "descriptors": int(len(pool)), "neighbours": int(neighbours),
             "seconds": round(time.time() - t0, 2)}
     logger.info("retrieval: %d words from %d descriptors, %d neighbours per image -> %d pairs (%.1fs)",
                 len(centres), len(pool), neighbours, len(pairs), info["seconds"])
-    return pairs, info
+    return pairs, info, more_pairs
