@@ -125,6 +125,24 @@ def test_photos_left_out_are_matched_with_more_neighbours_and_mapped_again(shuff
     assert "pure rotation" in mapping["retrieval_more"]["first_error"]
 
 
+def test_a_second_round_that_fails_keeps_the_first_model(tmp_path):
+    from sfm_tracks.colmap.mapping import _mapped_with_more_pairs
+
+    class Model:
+        def num_reg_images(self):
+            return 40
+
+    def fails(path):
+        raise ReconstructionError("pure rotation")
+
+    first, report = Model(), {"matches": {"sift_pairs": 10}, "mapper": "incremental"}
+    kept = _mapped_with_more_pairs(first, None, lambda: 5, tmp_path / "database.db", 60, report, fails)
+    assert kept is first and report["matches"]["sift_pairs"] == 10 and report["mapper"] == "incremental"
+    assert report["retrieval_more"] == {"pairs_added": 5, "registered": [40, 0], "second_error": "pure rotation", "kept": False}
+    with pytest.raises(ReconstructionError, match="pure rotation"):  # no first model either: the error stands
+        _mapped_with_more_pairs(None, ReconstructionError("no pair"), lambda: 5, tmp_path / "database.db", 60, {}, fails)
+
+
 def test_thinned_mapping_registers_the_60_photo_set_as_well(shuffled_orbit):
     """The mapper on each photo's 100 best-connected keypoints, the other matches triangulated on its poses."""
     video, poses, K = shuffled_orbit

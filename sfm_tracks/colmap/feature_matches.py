@@ -282,7 +282,8 @@ def match(db_path: Path, pairs: list, work: Path, options: MatchOptions) -> dict
 def sift_matches(frames, plan: MatchPlan, work: Path, options: Optional[MatchOptions] = None, image_sizes=None) -> SiftMatches:
     """SIFT on the frames of `plan` (every frame for retrieval, whose pairs are added to the plan here) and
     pycolmap's matcher on its pairs. Descriptors go into a scratch pycolmap database in `work` and the
-    matcher reads them from there, so memory stays bounded however many frames.
+    matcher reads them from there, so memory stays bounded however many frames. With retrieval pairs held back
+    (MatchOptions.retrieval_more) the database stays there for SiftMatches.more.
     """
     o = options or MatchOptions()
     T = len(frames)

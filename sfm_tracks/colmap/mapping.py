@@ -107,7 +107,6 @@ class MappingOptions:
         return 1 if self.deterministic else self.num_threads
 
 
-
 @contextlib.contextmanager
 def colmap_logging(verbose: bool):
     """Silence COLMAP's glog INFO output unless asked for (some calls reset minloglevel)."""
@@ -194,33 +193,47 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
     written = ok if mapped is None else ok & mapped  # the observations the database holds
     more = sift.more if sift is not None else None
     try:
-        rec = _verified_model(db_path, pairs, sift, tracks, spec, ok, written, keys, work, opts, cameras, layout)
+        rec, failed = _verified_model(db_path, pairs, sift, tracks, spec, ok, written, keys, work, opts, cameras, layout), None
     except ReconstructionError as e:
         if more is None:
             raise
         rec, failed = None, e
-    got = rec.num_reg_images() if rec is not None else 0
-    if more is not None and got < len(keys):
-        report = opts.report if opts.report is not None else {}
-        first = dict(report)
-        logger.info("%d/%d photos registered%s: matching each with more of its most similar photos, mapping again", got, len(keys),
-                    f" ({failed})" if rec is None else "")
-        added = more()
-        retry_db = work / "database_more.db"
-        again = _verified_model(retry_db, pairs, sift, tracks, spec, ok, written, keys, work, opts, cameras, layout)
-        tried = {"pairs_added": added, "registered": [got, again.num_reg_images()], **({"first_error": str(failed)} if rec is None else {})}
-        if again.num_reg_images() > got:
-            rec = again
-            retry_db.replace(db_path)  # later steps read the kept model's database
-            if "matches" in report:
-                report["matches"]["sift_pairs"] += added
-        else:
-            report.clear()
-            report.update(first)
-        report["retrieval_more"] = {**tried, "kept": rec is again}
+    if more is not None and (rec is None or rec.num_reg_images() < len(keys)):
+        rec = _mapped_with_more_pairs(rec, failed, more, db_path, len(keys), opts.report,
+                                      lambda path: _verified_model(path, pairs, sift, tracks, spec, ok, written, keys, work, opts, cameras, layout))
     if len(keys) == tracks.num_frames:
         return rec, False
     return rec, _register_rest(rec, tracks, ok, keys, opts, layout, int(mapped.sum()))
+
+
+def _mapped_with_more_pairs(rec, failed, more, db_path: Path, num_photos: int, report: Optional[dict], model_at) -> pycolmap.Reconstruction:
+    """A photo set's first model `rec` left photos out (or none was built: `failed`): match the retrieval pairs held
+    back (more()), build and map the database again (model_at(path)) and keep the model that registers more.
+    report["retrieval_more"] says what happened; the rest of the report describes the kept model."""
+    report = report if report is not None else {}
+    got, first = (rec.num_reg_images() if rec is not None else 0), dict(report)
+    logger.info("%d/%d photos registered%s: matching each with more of its most similar photos, mapping again", got, num_photos,
+                f" ({failed})" if rec is None else "")
+    added = more()
+    retry_db = db_path.with_name("database_more.db")
+    try:
+        again, second = model_at(retry_db), None
+    except ReconstructionError as e:
+        if rec is None:
+            raise
+        again, second = None, e
+    tried = {"pairs_added": added, "registered": [got, again.num_reg_images() if again is not None else 0],
+             **({"first_error": str(failed)} if failed else {}), **({"second_error": str(second)} if second else {})}
+    if again is not None and again.num_reg_images() > got:
+        rec = again
+        retry_db.replace(db_path)  # later steps read the kept model's database
+        if "matches" in report:
+            report["matches"]["sift_pairs"] += added
+    else:
+        report.clear()
+        report.update(first)
+    report["retrieval_more"] = {**tried, "kept": rec is again}
+    return rec
 
 
 def _verified_model(db_path: Path, pairs: list, sift, tracks: Tracks, spec: CameraSpec, ok: np.ndarray, written: np.ndarray, keys: np.ndarray,
