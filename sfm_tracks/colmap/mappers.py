@@ -44,7 +44,7 @@ def mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, ok
     report.update(mapper=opts.mapper, tried=[opts.mapper])
     if opts.mapper != "incremental" or not opts.fallback_global:
         return run_mapper(opts.mapper, db_path, work, tracks, spec, opts, cameras)
-    both = opts.image_set and tracks.num_frames <= opts.photos_try_global  # the global model is wanted in any case
+    both = opts.image_set and not opts.large_photo_set(tracks.num_frames)  # the global model is wanted in any case
     with ThreadPoolExecutor(max_workers=1) as beside:
         # temple, 16 photos: both mappers 1.6-1.9 s one after the other, 1.2-1.4 s at once (the same models). The
         # global one reads its own copy of the database: two COLMAP connections never contend for one SQLite file.

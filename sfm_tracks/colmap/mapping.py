@@ -106,6 +106,10 @@ class MappingOptions:
         """Threads of the mapper and every bundle adjustment: one when `deterministic`."""
         return 1 if self.deterministic else self.num_threads
 
+    def large_photo_set(self, num_frames: int) -> bool:
+        """A photo set above photos_try_global: thinned mapping and capped verification; below, both mappers."""
+        return self.image_set and num_frames > self.photos_try_global
+
 
 @contextlib.contextmanager
 def colmap_logging(verbose: bool):
@@ -248,7 +252,7 @@ def _verified_model(db_path: Path, pairs: list, sift, tracks: Tracks, spec: Came
         raise ReconstructionError(f"no frame pair shares >= {opts.min_matches} visible tracks" + (" or SIFT matches" if sift else ""))
     logger.info("database: %d frames, %d tracks, %d matched pairs (%.1fs)", len(keys), tracks.num_tracks, n, time.time() - t0)
     t0 = time.time()
-    large_photo_set = opts.image_set and tracks.num_frames > opts.photos_try_global
+    large_photo_set = opts.large_photo_set(tracks.num_frames)
     trials = (opts.verify_trials[0], min(opts.verify_trials[1], opts.photo_verify_max_trials)) if large_photo_set else opts.verify_trials
     dbm.verify(db_path, opts.verify_max_error, opts.min_matches, opts.num_threads, opts.seed, trials)
     if opts.report is not None:
@@ -346,7 +350,6 @@ def _register_rest(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray,
         opts.report["keyframes"] = {"keyframes": len(keys), "frames": tracks.num_frames, "tracks_mapped": mapped_tracks,
                                     "registered_by_pose": len(added), "unregistered": missing[:50]}
     return not again
-
 
 
 def _as_rigid(pose) -> Optional[pycolmap.Rigid3d]:
