@@ -142,14 +142,36 @@ def write_database(db_path, tracks: Tracks, camera, pairs, ok=None, min_matches:
             db.write_keypoints(t + 1, kp if extra is None else np.concatenate([kp, extra.keypoints[t]]))
         scheduled = [tuple(p) for p in pairs]
         for i, j in scheduled + sorted(set(extra_matches) - set(scheduled)):
-            common = np.flatnonzero(ok[i] & ok[j])
-            m = np.stack([layout.slots(i, common), layout.slots(j, common)], 1).astype(np.uint32)
-            if (i, j) in extra_matches:
-                m = np.concatenate([m, extra_matches[(i, j)].astype(np.uint32) + np.array([layout.count(i), layout.count(j)], np.uint32)])
+            m = _pair_matches(i, j, ok, layout, extra_matches)
             if len(m) >= min_matches:
                 db.write_matches(i + 1, j + 1, m)
                 written += 1
     return written
+
+
+def add_sift_pairs(db_path, ok: np.ndarray, layout: "KeypointLayout", extra, min_matches: int = 15) -> int:
+    """Write the raw matches (shared tracks and SIFT) of the pairs of extra.matches that db_path (written by
+    write_database with the same tracks and keypoints) lacks; return #pairs written. Verification then checks only
+    these: COLMAP skips pairs that already have a two-view geometry (pairs unchanged, so the same results)."""
+    written = 0
+    with pycolmap.Database.open(str(db_path)) as db:
+        for i, j in sorted(extra.matches):
+            if db.exists_matches(i + 1, j + 1):
+                continue
+            m = _pair_matches(i, j, ok, layout, extra.matches)
+            if len(m) >= min_matches:
+                db.write_matches(i + 1, j + 1, m)
+                written += 1
+    return written
+
+
+def _pair_matches(i: int, j: int, ok: np.ndarray, layout: "KeypointLayout", extra_matches: dict) -> np.ndarray:
+    """(M, 2) uint32 keypoint indices of pair (i, j): the tracks usable in both, then its SIFT matches, if any."""
+    common = np.flatnonzero(ok[i] & ok[j])
+    m = np.stack([layout.slots(i, common), layout.slots(j, common)], 1).astype(np.uint32)
+    if (i, j) in extra_matches:
+        m = np.concatenate([m, extra_matches[(i, j)].astype(np.uint32) + np.array([layout.count(i), layout.count(j)], np.uint32)])
+    return m
 
 
 def verify(db_path, max_error: float = 4.0, min_inliers: int = 15, num_threads: int = -1, seed: int = 0,

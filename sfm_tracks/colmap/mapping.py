@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, fields
@@ -204,7 +205,8 @@ def _map(tracks: Tracks, spec: CameraSpec, ok: np.ndarray, work: Path, opts: Map
         rec, failed = None, e
     if more is not None and (rec is None or rec.num_reg_images() < len(keys)):
         rec = _mapped_with_more_pairs(rec, failed, more, db_path, len(keys), opts.report,
-                                      lambda path: _verified_model(path, pairs, sift, tracks, spec, ok, written, keys, work, opts, cameras, layout))
+                                      lambda path: _verified_model(path, pairs, sift, tracks, spec, ok, written, keys, work, opts, cameras,
+                                                                   layout, start_from=db_path))
     if len(keys) == tracks.num_frames:
         return rec, False
     return rec, _register_rest(rec, tracks, ok, keys, opts, layout, int(mapped.sum()))
@@ -241,13 +243,23 @@ def _mapped_with_more_pairs(rec, failed, more, db_path: Path, num_photos: int, r
 
 
 def _verified_model(db_path: Path, pairs: list, sift, tracks: Tracks, spec: CameraSpec, ok: np.ndarray, written: np.ndarray, keys: np.ndarray,
-                    work: Path, opts: MappingOptions, cameras: list, layout: dbm.KeypointLayout) -> pycolmap.Reconstruction:
+                    work: Path, opts: MappingOptions, cameras: list, layout: dbm.KeypointLayout,
+                    start_from: Optional[Path] = None) -> pycolmap.Reconstruction:
     """Write the database at db_path (track pairs with `written` observations, SIFT matches), verify it, refuse pure
-    rotation, map the frames `keys` (ok: the usable observations, which say how many frames the model should hold)."""
+    rotation, map the frames `keys` (ok: the usable observations, which say how many frames the model should hold).
+
+    start_from: an earlier round's database of the same tracks: copied, and only the SIFT pairs it lacks are added
+    and verified (nerf_mic's second round: 3-4 s less, the same model)."""
     t0 = time.time()
     if db_path.exists():
         db_path.unlink()
-    n = dbm.write_database(db_path, tracks, cameras, pairs, written, opts.min_matches, extra=sift, frames=keys, layout=layout)
+    if start_from is not None and start_from.exists():
+        shutil.copyfile(start_from, db_path)
+        dbm.add_sift_pairs(db_path, written, layout, sift, opts.min_matches)
+        with pycolmap.Database.open(str(db_path)) as db:
+            n = db.num_matched_image_pairs()
+    else:
+        n = dbm.write_database(db_path, tracks, cameras, pairs, written, opts.min_matches, extra=sift, frames=keys, layout=layout)
     if n == 0:
         raise ReconstructionError(f"no frame pair shares >= {opts.min_matches} visible tracks" + (" or SIFT matches" if sift else ""))
     logger.info("database: %d frames, %d tracks, %d matched pairs (%.1fs)", len(keys), tracks.num_tracks, n, time.time() - t0)
