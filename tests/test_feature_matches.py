@@ -82,8 +82,9 @@ def test_database_keeps_track_ids_and_offsets_sift(tmp_path):
 
 
 def test_a_grown_database_holds_what_one_written_whole_holds(tmp_path):
-    """The second retrieval round copies the first round's database and adds only the pairs it lacks
-    (database.add_sift_pairs): the same matches per pair as the whole database, the old pairs' verification kept."""
+    """The second retrieval round copies the first round's database and brings it up to date with the pairs
+    matched since (database.add_sift_pairs): the same matches per pair as the whole database; unchanged pairs keep
+    their verification, a pair whose matches changed loses it."""
     T, N = 4, 20
     xy = np.random.default_rng(0).uniform(10, 90, (T, N, 2))
     ok = np.ones((T, N), bool)
@@ -91,7 +92,8 @@ def test_a_grown_database_holds_what_one_written_whole_holds(tmp_path):
     tracks = Tracks(xy=xy, visible=ok, image_size=(100, 100))
     kps = [np.random.default_rng(t).uniform(0, 100, (9, 2)).astype(np.float32) for t in range(T)]
     first = {(0, 2): np.array([[0, 1], [4, 6]], np.uint32)}
-    later = {(1, 3): np.array([[2, 3], [5, 5], [8, 0]], np.uint32), (0, 3): np.array([[1, 1]], np.uint32)}
+    later = {(1, 3): np.array([[2, 3], [5, 5], [8, 0]], np.uint32), (0, 3): np.array([[1, 1]], np.uint32),
+             (0, 1): np.array([[7, 7]], np.uint32)}  # (0, 1): a track pair of the schedule that gains SIFT
     cam = pycolmap.Camera.create_from_model_name(1, "SIMPLE_PINHOLE", 100.0, 100, 100)
     grown, whole = tmp_path / "grown.db", tmp_path / "whole.db"
     assert dbm.write_database(grown, tracks, cam, [(0, 1)], ok, min_matches=10, extra=SiftMatches(kps, dict(first))) == 2
@@ -99,15 +101,17 @@ def test_a_grown_database_holds_what_one_written_whole_holds(tmp_path):
     geometry.config = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED
     with pycolmap.Database.open(str(grown)) as db:  # stands in for the first round's verification
         db.write_two_view_geometry(1, 2, geometry)
+        db.write_two_view_geometry(1, 3, geometry)
     sift = SiftMatches(kps, {**first, **later})
-    assert dbm.add_sift_pairs(grown, ok, dbm.KeypointLayout(tracks), sift, min_matches=10) == 1  # (0, 3): 9 matches, too few
+    assert dbm.add_sift_pairs(grown, ok, dbm.KeypointLayout(tracks), sift, min_matches=10) == 2  # (0, 3): 9 matches, too few
     assert dbm.write_database(whole, tracks, cam, [(0, 1)], ok, min_matches=10, extra=sift) == 3
 
     def pairs(path):
         with pycolmap.Database.open(str(path)) as db:
             ids, matches = db.read_all_matches()
-            return {int(i): {tuple(r) for r in m} for i, m in zip(ids, matches)}, db.exists_two_view_geometry(1, 2)
-    assert pairs(grown) == (pairs(whole)[0], True)
+            return ({int(i): {tuple(r) for r in m} for i, m in zip(ids, matches)},
+                    db.exists_two_view_geometry(1, 2), db.exists_two_view_geometry(1, 3))
+    assert pairs(grown) == (pairs(whole)[0], False, True)
 
 
 # ---------------------------------------------------------------------------------------------- scenes

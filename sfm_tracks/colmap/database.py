@@ -150,15 +150,20 @@ def write_database(db_path, tracks: Tracks, camera, pairs, ok=None, min_matches:
 
 
 def add_sift_pairs(db_path, ok: np.ndarray, layout: "KeypointLayout", extra, min_matches: int = 15) -> int:
-    """Write the raw matches (shared tracks and SIFT) of the pairs of extra.matches that db_path (written by
-    write_database with the same tracks and keypoints) lacks; return #pairs written. Verification then checks only
-    these: COLMAP skips pairs that already have a two-view geometry (pairs unchanged, so the same results)."""
+    """Bring db_path (written by write_database with the same tracks and keypoints) up to date with extra.matches,
+    which has gained pairs: write each pair whose raw matches (shared tracks and SIFT) differ from the database's
+    and drop its verification; return #pairs written. COLMAP's verification then checks only those, as it skips
+    pairs that already have a two-view geometry (and those pairs are unchanged, so their results would be too)."""
     written = 0
     with pycolmap.Database.open(str(db_path)) as db:
         for i, j in sorted(extra.matches):
-            if db.exists_matches(i + 1, j + 1):
-                continue
             m = _pair_matches(i, j, ok, layout, extra.matches)
+            if db.exists_matches(i + 1, j + 1):
+                if np.array_equal(np.asarray(db.read_matches(i + 1, j + 1)).reshape(-1, 2), m):
+                    continue
+                db.delete_matches(i + 1, j + 1)  # a track pair that now has SIFT matches too
+                if db.exists_two_view_geometry(i + 1, j + 1):
+                    db.delete_two_view_geometry(i + 1, j + 1)
             if len(m) >= min_matches:
                 db.write_matches(i + 1, j + 1, m)
                 written += 1

@@ -248,8 +248,8 @@ def _verified_model(db_path: Path, pairs: list, sift, tracks: Tracks, spec: Came
     """Write the database at db_path (track pairs with `written` observations, SIFT matches), verify it, refuse pure
     rotation, map the frames `keys` (ok: the usable observations, which say how many frames the model should hold).
 
-    start_from: an earlier round's database of the same tracks: copied, and only the SIFT pairs it lacks are added
-    and verified (nerf_mic's second round: 3-4 s less, the same model)."""
+    start_from: an earlier round's database of the same tracks: copied, and only the pairs whose matches changed since
+    are written and verified (nerf_mic's second round: verification 5.1 -> 3.6 s, the same model)."""
     t0 = time.time()
     if db_path.exists():
         db_path.unlink()
