@@ -80,10 +80,9 @@ def test_database_keeps_track_ids_and_offsets_sift(tmp_path):
         assert {tuple(r) for r in m02} == {(n, n) for n in range(N)} | {(N + 0, N + 1), (N + 4, N + 6)}
 
 
-
 def test_a_grown_database_holds_what_one_written_whole_holds(tmp_path):
     """The second retrieval round copies the first round's database and brings it up to date with the pairs
-    matched since (database.add_sift_pairs): the same matches per pair as the whole database; unchanged pairs keep
+    matched since (database.update_matches): the same matches per pair as the whole database; unchanged pairs keep
     their verification, a pair whose matches changed loses it."""
     T, N = 4, 20
     xy = np.random.default_rng(0).uniform(10, 90, (T, N, 2))
@@ -103,7 +102,7 @@ def test_a_grown_database_holds_what_one_written_whole_holds(tmp_path):
         db.write_two_view_geometry(1, 2, geometry)
         db.write_two_view_geometry(1, 3, geometry)
     sift = SiftMatches(kps, {**first, **later})
-    assert dbm.add_sift_pairs(grown, ok, dbm.KeypointLayout(tracks), sift, min_matches=10) == 2  # (0, 3): 9 matches, too few
+    assert dbm.update_matches(grown, ok, dbm.KeypointLayout(tracks), sift, min_matches=10) == 2  # (0, 3): 9 matches, too few
     assert dbm.write_database(whole, tracks, cam, [(0, 1)], ok, min_matches=10, extra=sift) == 3
 
     def pairs(path):

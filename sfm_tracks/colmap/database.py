@@ -149,7 +149,7 @@ def write_database(db_path, tracks: Tracks, camera, pairs, ok=None, min_matches:
     return written
 
 
-def add_sift_pairs(db_path, ok: np.ndarray, layout: "KeypointLayout", extra, min_matches: int = 15) -> int:
+def update_matches(db_path, ok: np.ndarray, layout: "KeypointLayout", extra, min_matches: int = 15) -> int:
     """Bring db_path (written by write_database with the same tracks and keypoints) up to date with extra.matches,
     which has gained pairs: write each pair whose raw matches (shared tracks and SIFT) differ from the database's
     and drop its verification; return #pairs written. COLMAP's verification then checks only those, as it skips

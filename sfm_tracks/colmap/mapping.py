@@ -255,7 +255,7 @@ def _verified_model(db_path: Path, pairs: list, sift, tracks: Tracks, spec: Came
         db_path.unlink()
     if start_from is not None and start_from.exists():
         shutil.copyfile(start_from, db_path)
-        dbm.add_sift_pairs(db_path, written, layout, sift, opts.min_matches)
+        dbm.update_matches(db_path, written, layout, sift, opts.min_matches)
         with pycolmap.Database.open(str(db_path)) as db:
             n = db.num_matched_image_pairs()
     else:
