@@ -80,6 +80,11 @@ class MappingOptions:
     refine_poses: bool = False  # known-pose route: refine the given poses in BA
     tighten_rounds: int = 2  # after the final BA: drop observations above tighten_factor x the median error, BA again
     tighten_factor: float = 2.5  # (final_model.tighten; synthetic forward:40 rotation error 0.040 -> 0.012 deg)
+    min_distortion_px: float = 0.005  # refined distortion terms that explain less reprojection error than this (or
+    # no more than they would fit of noise) are dropped for the pinhole model (final_model.drop_unmeasured_distortion;
+    # undistorted synthetic clips: 0.002 px, real cameras 0.013-0.16 px; orbit:40:1 rotation error 0.025 -> 0.009
+    # deg; 0: always keep them)
+    distortion_test_max_shift_px: float = 3.0  # ... tested only when they move an image corner by at most this
     ba_iterations: int = 50
     ba_points: int = 2000  # final BA on an evenly spread subset of the points, about this many a frame; the rest are
     # fitted alone on the final poses (final_model.hold_out_points; a 250-frame looped clip: final BA 41 -> 20 s;
@@ -167,12 +172,14 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
         held = fin.hold_out_points(rec, opts.ba_points, opts.ba_max_observations)
         fin.bundle_adjust(rec, spec, opts, refine_poses)
         bounds = fin.tighten(rec, tracks, layout, spec, opts, refine_poses)
+        rec, distortion = fin.drop_unmeasured_distortion(rec, spec, opts, refine_poses)
         fin.restore_points(rec, held, tracks, layout, opts, bounds[-1] if bounds else None)
         logger.info("final bundle adjustment, then %d round(s) with error bounds (tracks, SIFT) %s px (%.1fs)",
                     len(bounds), bounds, time.time() - t0)
         if opts.report is not None:
             opts.report["final_error_bounds_px"] = bounds
             opts.report["final_ba_points_held_out"] = len(held)
+            opts.report["distortion"] = distortion
         dropped = fin.check_result(rec, tracks, opts, check_views=cam_from_world is None)  # given poses stay
         if opts.report is not None:
             db = None if cam_from_world is not None else work / "database.db"
