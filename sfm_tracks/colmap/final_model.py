@@ -2,7 +2,8 @@
 
 Track completion triangulates tracks the mapper left without a point; the dynamic-point filter removes points
 only a minority of their track supports; the final bundle adjustment runs on the cleaned model (on long videos on a
-subset of its points, the rest fitted afterwards on the final cameras); the result check
+subset of its points, the rest fitted afterwards on the final cameras), and distortion terms the observations do
+not measure are dropped for the pinhole camera; the result check
 deregisters frames no point supports and groups of frames laid wrongly onto others (consistency.py), and refuses
 degenerate models.
 """
