@@ -220,8 +220,8 @@ def drop_unmeasured_distortion(rec: pycolmap.Reconstruction, spec: CameraSpec, o
     cameras measured it explains 0.013-0.16 px. A pinhole model also needs no undistorted copy for trainers.
     Terms that move a corner by more than `opts.distortion_test_max_shift_px` are kept untested (the BA costs up to
     5 s; on undistorted generator footage they moved it 0.002-1.9 px, on real cameras 1.2-8.7 px).
-    Returns (the model kept, {"explained_px", "bound_px", "dropped"} or {"corner_shift_px", "dropped": False});
-    the report is None when the distortion is fixed or the model has none.
+    Returns (the model kept, {"corner_shift_px", "dropped", and when tested "explained_px", "bound_px"}); the
+    report is None when the distortion is fixed or the model has none.
     """
     if not (spec.refine_extra_params and refine_poses and opts.min_distortion_px > 0):
         return rec, None
