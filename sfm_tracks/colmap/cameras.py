@@ -91,3 +91,21 @@ def frame_cameras(spec: CameraSpec, image_size, num_frames: int, image_sizes=Non
     if spec.params is not None:
         raise ValueError(f"camera parameters describe one camera, but the frames come in {len(np.unique(sizes, axis=0))} sizes")
     return [make_camera(spec, (int(s[0]), int(s[1])), camera_id=t + 1) for t, s in enumerate(sizes)]
+
+
+# Distorted model -> the pinhole model with its other parameters: (name, number of leading parameters kept).
+PINHOLE_OF = {"SIMPLE_RADIAL": ("SIMPLE_PINHOLE", 3), "RADIAL": ("SIMPLE_PINHOLE", 3), "OPENCV": ("PINHOLE", 4)}
+
+
+def pinhole_of(cam: pycolmap.Camera) -> pycolmap.Camera:
+    """The camera without its distortion terms (same id, size, focal length and principal point)."""
+    model, kept = PINHOLE_OF[cam.model_name]
+    return pycolmap.Camera(camera_id=cam.camera_id, model=model, width=cam.width, height=cam.height,
+                           params=np.array(cam.params[:kept]))
+
+
+def reproject_pixels(src: pycolmap.Camera, dst: pycolmap.Camera, xy: np.ndarray) -> np.ndarray:
+    """(N, 2) pixels of camera `src` -> (N, 2) pixels where camera `dst` sees the same rays (COLMAP's pixel
+    convention; e.g. a pinhole camera and its distorted original: undistortion maps, observations, corner shifts)."""
+    rays = src.cam_from_img(np.asarray(xy, np.float64))
+    return dst.img_from_cam(np.concatenate([rays, np.ones((len(rays), 1))], 1), check_cheirality=False)

@@ -24,7 +24,7 @@ from . import unregistered as unreg
 from ..errors import ReconstructionError
 from ..selection import thinned
 from ..tracks import Tracks
-from .cameras import CameraSpec
+from .cameras import PINHOLE_OF, CameraSpec, pinhole_of, reproject_pixels
 from .geometric_filter import (FilterOptions, frame_images, observed_points, project, reprojection_errors, supported_tracks,
                                track_points)
 
@@ -190,22 +190,10 @@ def delete_observations(rec: pycolmap.Reconstruction, ids: np.ndarray, idx: np.n
             manager.delete_observation(iid, k)
 
 
-# Distorted model -> the pinhole model with its other parameters: (name, number of leading parameters kept).
-PINHOLE_OF = {"SIMPLE_RADIAL": ("SIMPLE_PINHOLE", 3), "RADIAL": ("SIMPLE_PINHOLE", 3), "OPENCV": ("PINHOLE", 4)}
-
-
-def pinhole_of(cam: pycolmap.Camera) -> pycolmap.Camera:
-    """The camera without its distortion terms (same id, size, focal length and principal point)."""
-    model, kept = PINHOLE_OF[cam.model_name]
-    return pycolmap.Camera(camera_id=cam.camera_id, model=model, width=cam.width, height=cam.height,
-                           params=np.array(cam.params[:kept]))
-
-
 def corner_shift_px(cam: pycolmap.Camera) -> float:
     """How far the distortion terms move the image corner that moves most, px."""
     corners = np.array([[0, 0], [cam.width, 0], [0, cam.height], [cam.width, cam.height]], np.float64)
-    rays = pinhole_of(cam).cam_from_img(corners)
-    moved = cam.img_from_cam(np.concatenate([rays, np.ones((4, 1))], 1), check_cheirality=False)
+    moved = reproject_pixels(pinhole_of(cam), cam, corners)
     return float(np.linalg.norm(moved - corners, axis=1).max())
 
 

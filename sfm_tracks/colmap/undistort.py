@@ -38,6 +38,7 @@ import numpy as np
 import pycolmap
 
 from ..outputs import in_threads, write_image
+from .cameras import reproject_pixels
 from .export import write_model, write_ply, write_transforms
 from .mapping import colmap_logging
 
@@ -82,8 +83,7 @@ def undistortion_maps(camera: pycolmap.Camera, options: pycolmap.UndistortCamera
     pinhole = pycolmap.undistort_camera(options, camera)
     W, H = pinhole.width, pinhole.height
     centres = np.stack(np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5), -1).reshape(-1, 2)  # COLMAP pixels
-    rays = pinhole.cam_from_img(centres)
-    src = camera.img_from_cam(np.concatenate([rays, np.ones((len(rays), 1))], 1), check_cheirality=False)
+    src = reproject_pixels(pinhole, camera, centres)
     return pinhole, (src - 0.5).reshape(H, W, 2).astype(np.float32)  # cv2 puts pixel centres at integers
 
 
@@ -128,8 +128,7 @@ def undistort(rec: pycolmap.Reconstruction, out_dir: Path, mask_files: Optional[
     for iid in ids:
         im, cam, pinhole = rec.images[iid], rec.cameras[rec.images[iid].camera_id], und.cameras[rec.images[iid].camera_id]
         if len(im.points2D):  # observations move with the same map, inverted: distorted pixel -> pinhole pixel
-            rays = cam.cam_from_img(np.array([p.xy for p in im.points2D]))
-            xy = pinhole.img_from_cam(np.concatenate([rays, np.ones((len(rays), 1))], 1), check_cheirality=False)
+            xy = reproject_pixels(cam, pinhole, np.array([p.xy for p in im.points2D]))
             for p, new in zip(und.images[iid].points2D, xy):
                 p.xy = new
         rel = (mask_files or {}).get(im.name)
