@@ -55,6 +55,23 @@ def test_refinement_lowers_pixel_and_pose_error(clip):
     assert _rotation_error(ref.tracks, clip) < 0.8 * _rotation_error(same, clip)
 
 
+def test_templates_checked_against_the_query_lower_the_error_far_from_it():
+    """A template moves only to a position re-aligned to the query template, so template updates do not add up
+    their alignment errors: observations past the first update (forward motion, the patches grow) end closer."""
+    T2 = 32
+    clip = generate_clip(1, num_frames=T2, height=H, width=W, num_tracks=400, dynamic=False, camera_mode="forward")
+    qf, n = clip["query_frame"], np.arange(400)
+    noise = np.random.default_rng(0).normal(0, 0.5, clip["tracks"].shape).astype(np.float32)
+    noise[qf, n] = 0
+    tracks = Tracks(clip["tracks"] + noise, clip["visibility"], (H, W), query_frame=qf)
+    chained, checked = (refine_tracks(clip["video"], tracks, {"query_check": c}) for c in (False, True))
+    far = np.abs(np.arange(T2)[:, None] - qf[None]) > refine_module.DEFAULT_CONF["update_every"]
+    both = (chained.status == REFINED) & (checked.status == REFINED) & far
+    assert both.sum() > 1000
+    err = [np.linalg.norm(r.tracks.xy - clip["tracks"], axis=-1)[both] for r in (chained, checked)]
+    assert err[1].mean() < err[0].mean() and np.median(err[1]) < np.median(err[0]), [e.mean() for e in err]
+
+
 def test_textureless_observation_is_left_unrefined_and_flagged():
     frames = translating_video(T=6, H=80, W=120, velocity=(1.0, 0.5), seed=1)
     frames[:, 10:50, 60:110] = 128  # a flat grey block (no texture at all)

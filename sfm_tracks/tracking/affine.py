@@ -67,9 +67,9 @@ def prepare(ref: np.ndarray, prior: float = 0.0) -> tuple[np.ndarray, np.ndarray
 
 
 def affine_align(prepared: tuple, image: np.ndarray, init: np.ndarray, iterations: int = 10,
-                 tol: float = 0.02) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 tol: float = 0.02, A0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Align M prepared reference patches (`prepare`) to a (H, W) float32 image, started at (M, 2) centres
-    with the identity affine part.
+    with the affine parts A0 (M, 2, 2; default the identity; the prior still pulls towards the identity).
 
     Returns (A (M, 2, 2), centres (M, 2), converged (M,) bool: finite, and the last update moved the patch
     corners by less than 10 * tol px). A patch whose update gets smaller than `tol` px stops early.
@@ -78,7 +78,7 @@ def affine_align(prepared: tuple, image: np.ndarray, init: np.ndarray, iteration
     M, P = len(Tf), int(round(np.sqrt(Tf.shape[1])))
     half = P // 2
     grid = patch_grid(half)
-    A = np.broadcast_to(np.eye(2, dtype=np.float32), (M, 2, 2)).copy()
+    A = np.broadcast_to(np.eye(2, dtype=np.float32), (M, 2, 2)).copy() if A0 is None else A0.astype(np.float32).copy()
     c = init.astype(np.float32).copy()
     active = np.ones(M, bool)
     step = np.zeros(M, np.float32)
