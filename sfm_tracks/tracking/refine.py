@@ -9,7 +9,9 @@ Reference (the template update problem, Matthews, Ishikawa & Baker 2004): a temp
 frame stops matching once the view changes; one replaced every frame drifts. Each track starts with the
 patch around its query (exact by definition) and, walking outward from the query frame in each time
 direction, moves its template to a refined observation only every `update_every` frames and only after that
-observation was aligned to the current template and passed every guard: drift can enter once per update.
+observation was aligned to the current template and passed every guard. With `query_check` (their drift
+correction) the new template's position is also aligned to the query template, started at the chained affine
+warp, and taken where that passes: each template then carries one alignment's error, not the sum of all before.
 
 Method: per frame, vectorised over all its observations: pyramidal Lucas-Kanade (OpenCV) from each
 template to the frame, started at the tracker's position, then an inverse-compositional affine alignment
