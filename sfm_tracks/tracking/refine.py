@@ -269,7 +269,7 @@ def _query_check(refs: _References, g_t: np.ndarray, xy_t: np.ndarray, cols: np.
     query) within query_check_max_px -> (positions, shifts).
     Why: each template update would otherwise pass its alignment error on to every later one; checked against
     the query, a template's error is one alignment's (forward:40:1, refined observations 8+ frames from the query:
-    mean error 0.295 -> 0.284 px; BENCHMARKS)."""
+    mean error 0.295 -> 0.283 px; BENCHMARKS)."""
     k = np.flatnonzero(check & (refs.frame[cols] != refs.frame0[refs.ids[cols]]))
     if not len(k):
         return p, d
@@ -279,7 +279,6 @@ def _query_check(refs: _References, g_t: np.ndarray, xy_t: np.ndarray, cols: np.
     c2, p2, d2, _ = _align(refs.patch0[q], prep, image, p[k], np.ones(len(k), bool), init[k], image_size, conf,
                            A0=A[k] @ refs.chain[cols[k]], check_warp=False)
     take = (c2 == REFINED) & (np.linalg.norm(p2 - p[k], axis=1) <= conf["query_check_max_px"])
-    p, d = p.copy(), d.copy()
     p[k[take]], d[k[take]] = p2[take], d2[take]
     return p, d
 
