@@ -177,11 +177,8 @@ class _References:
         return np.abs(t - self.frame[n]) >= self.conf["update_every"]
 
     def update(self, n: np.ndarray, t: int, grey: np.ndarray, xy: np.ndarray, A: np.ndarray) -> None:
-        """Tracks n (M,) whose observation at frame t was refined to xy (M, 2) with the affine part A (M, 2, 2)
-        from the current template: move the template there when it is `update_every` frames past the current
-        one and the new patch is textured."""
-        due = self.due(n, t)
-        n, xy, A = n[due], xy[due], A[due]
+        """Tracks n (M,), `due` at frame t, whose observation there was refined to xy (M, 2) with the affine part
+        A (M, 2, 2) from the current template: move the template there where the new patch is textured."""
         if not len(n):
             return
         patch, textured = self._patches(grey, xy)
@@ -235,13 +232,13 @@ def _align(ref_patch, prepared, image, p, ok, init, image_size, conf, A0=None, c
     return code, p, d, A
 
 
-def _refine_frame(grey: _GreyFrames, refs: _References, g_t: np.ndarray, xy_t: np.ndarray, cols: np.ndarray, image_size,
-                  conf: dict) -> tuple:
+def _refine_frame(grey: _GreyFrames, refs: _References, g_t: np.ndarray, image: np.ndarray, xy_t: np.ndarray,
+                  cols: np.ndarray, image_size, conf: dict) -> tuple:
     """Observations `cols` of one frame -> (codes, positions, shifts, affine parts from the current templates).
     Alignment starts where pyramidal LK from the template lands (a wide basin, for coarse trackers; it rebuilds
     image pyramids per template frame), or with lk_start="retry" at the tracker's position, LK only for the
-    observations the first try rejects (faster where the tracker is already within a pixel or so)."""
-    image = g_t.astype(np.float32)
+    observations the first try rejects (faster where the tracker is already within a pixel or so).
+    g_t: the frame's grey levels (uint8, for pyramidal LK); image: the same as float32 (for the alignment)."""
     init = xy_t[cols]
 
     def align(k, start, ok):
@@ -261,7 +258,7 @@ def _refine_frame(grey: _GreyFrames, refs: _References, g_t: np.ndarray, xy_t: n
     return code, p, d, A
 
 
-def _query_check(refs: _References, g_t: np.ndarray, xy_t: np.ndarray, cols: np.ndarray, check: np.ndarray, p, d, A,
+def _query_check(refs: _References, image: np.ndarray, xy_t: np.ndarray, cols: np.ndarray, check: np.ndarray, p, d, A,
                  image_size, conf) -> tuple:
     """Observations cols[check], refined against a moved template and about to become templates themselves: align
     the query template too, started at the position found and at the chained warp (query -> current template ->
@@ -273,7 +270,7 @@ def _query_check(refs: _References, g_t: np.ndarray, xy_t: np.ndarray, cols: np.
     k = np.flatnonzero(check & (refs.frame[cols] != refs.frame0[refs.ids[cols]]))
     if not len(k):
         return p, d
-    image, init = g_t.astype(np.float32), xy_t[cols]
+    init = xy_t[cols]
     q = refs.ids[cols[k]]
     prep = tuple(x[q] for x in refs.prep0)
     c2, p2, d2, _ = _align(refs.patch0[q], prep, image, p[k], np.ones(len(k), bool), init[k], image_size, conf,
@@ -352,14 +349,16 @@ def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None, tracker: 
             if not len(loc):
                 continue
             g_t = grey.get(t)
-            code, p, d, A = _refine_frame(grey, own, g_t, xy[t, ids], loc, tracks.image_size, conf)
+            image = g_t.astype(np.float32)
+            code, p, d, A = _refine_frame(grey, own, g_t, image, xy[t, ids], loc, tracks.image_size, conf)
             good, n = code == REFINED, ids[loc]
+            due = good & own.due(loc, t)  # these become templates
             if conf["query_check"] and conf["affine"]:
-                p, d = _query_check(own, g_t, xy[t, ids], loc, good & own.due(loc, t), p, d, A, tracks.image_size, conf)
+                p, d = _query_check(own, image, xy[t, ids], loc, due, p, d, A, tracks.image_size, conf)
             xy[t, n[good]] = p[good]
             shift[t, n[good]] = d[good]
             status[t, n] = code
-            own.update(loc[good], t, g_t, p[good], A[good])
+            own.update(loc[due], t, g_t, p[due], A[due])
 
     workers = max(1, min(os.cpu_count() or 1, 8))
     with ThreadPoolExecutor(max_workers=workers) as pool:
