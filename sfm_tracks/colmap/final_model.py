@@ -259,9 +259,25 @@ def observation_errors(rec: pycolmap.Reconstruction) -> tuple:
     return np.concatenate(ids), np.concatenate(idx), np.concatenate(err)
 
 
+def badly_fitting_points(rec: pycolmap.Reconstruction, ids: np.ndarray, idx: np.ndarray, err: np.ndarray,
+                         factor: float) -> np.ndarray:
+    """(M,) bool: observations (from `observation_errors`) of points whose RMS error over their observations is above
+    `factor` x the median point's.
+
+    Why: a track whose every observation is a little off stays under the per-observation bound, and its point pulls
+    on the poses with all of them. Tracks whose patch straddles a depth edge are such tracks: 2-3x the pixel error of
+    single-surface ones, and on forward motion most of the along-motion bias (benchmarks/bench_tracking_bias.py)."""
+    point = np.array([rec.images[i].points2D[k].point3D_id for i, k in zip(ids.tolist(), idx.tolist())], np.int64)
+    _, inv = np.unique(point, return_inverse=True)
+    sq = np.square(np.where(np.isfinite(err), err, 1e6))
+    rms = np.sqrt(np.bincount(inv, sq) / np.bincount(inv))
+    return (rms > factor * np.median(rms))[inv]
+
+
 def tighten(rec: pycolmap.Reconstruction, tracks: Tracks, layout: dbm.KeypointLayout, spec: CameraSpec,
             opts: MappingOptions, refine_poses: bool) -> list:
-    """Drop observations above `tighten_factor` x the median reprojection error, bundle-adjust again; repeat.
+    """Drop observations above `tighten_factor` x the median reprojection error, and on videos the track observations
+    of points that fit badly as a whole (`badly_fitting_points`), bundle-adjust again; repeat.
 
     Why: tracker observations have a heavy tail (Lucas-Kanade drifts along a track: on a synthetic clip 16+ frames
     from the query the median error is 0.44 px, the mean 1.82 px), and the mapper's 4 px outlier bound keeps it.
@@ -282,6 +298,8 @@ def tighten(rec: pycolmap.Reconstruction, tracks: Tracks, layout: dbm.KeypointLa
             bounds.append(None if bound is None else round(bound, 3))
             if bound is not None:
                 drop |= part & (err > bound)
+        if opts.tighten_point_factor > 0 and not opts.image_set:
+            drop |= ~sift & badly_fitting_points(rec, ids, idx, err, opts.tighten_point_factor)
         if not drop.any():
             break
         delete_observations(rec, ids, idx, drop)
