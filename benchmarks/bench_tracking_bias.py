@@ -68,9 +68,10 @@ def rendered_clip(seed: int, frames: int, mode: str, supersample: int = 1) -> tu
         scene.camera = dataclasses.replace(cam, drift=np.zeros(3), height_rate=0.0, radius_rate=0.0, angle_rate=0.0, eye_shake=still)
     K, poses = intrinsics_matrix(scene.focal, H, W), scene_poses(scene, scene.frame_times(frames), "cpu")
     with torch.no_grad():
-        depth, _, _ = render(scene, poses.to(torch.float32), K, H, W)
-        color = render(scene, poses.to(torch.float32), intrinsics_matrix(scene.focal * supersample, H * supersample, W * supersample),
-                       H * supersample, W * supersample)[2] if supersample > 1 else render(scene, poses.to(torch.float32), K, H, W)[2]
+        depth, _, color = render(scene, poses.to(torch.float32), K, H, W)
+        if supersample > 1:
+            Ks = intrinsics_matrix(scene.focal * supersample, H * supersample, W * supersample)
+            color = render(scene, poses.to(torch.float32), Ks, H * supersample, W * supersample)[2]
     video = (color * 255).round().clamp(0, 255).to(torch.uint8).numpy()
     if supersample > 1:
         video = np.stack([cv2.resize(f, (W, H), interpolation=cv2.INTER_AREA) for f in video])

@@ -299,7 +299,10 @@ def tighten(rec: pycolmap.Reconstruction, tracks: Tracks, layout: dbm.KeypointLa
             if bound is not None:
                 drop |= part & (err > bound)
         if opts.tighten_point_factor > 0 and not opts.image_set:
-            drop |= ~sift & badly_fitting_points(rec, ids, idx, err, opts.tighten_point_factor)
+            whole = ~sift & badly_fitting_points(rec, ids, idx, err, opts.tighten_point_factor)
+            logger.info("tightening: %d observations above the bounds, %d more of points that fit badly as a whole",
+                        int(drop.sum()), int((whole & ~drop).sum()))
+            drop |= whole
         if not drop.any():
             break
         delete_observations(rec, ids, idx, drop)
