@@ -49,8 +49,9 @@ def test_tightening_removes_the_tail_and_improves_the_poses(tailed):
 def test_observation_errors_agree_with_colmap(tailed):
     _, tracks = tailed
     rec = reconstruct(tracks, tighten_rounds=0)
-    ids, idx, err = observation_errors(rec)
+    ids, idx, err, pids = observation_errors(rec)
     assert set(ids) == set(rec.reg_image_ids()) and all(rec.images[i].points2D[k].has_point3D() for i, k in zip(ids[:50], idx[:50]))
+    assert all(rec.images[i].points2D[k].point3D_id == p for i, k, p in zip(ids[::97], idx[::97], pids[::97]))
     assert len(err) == rec.compute_num_observations()
     rec.update_point_3d_errors()  # each point's mean error over its track, weighted here by the track's length
     points = list(rec.points3D.values())

@@ -153,7 +153,7 @@ def restore_points(rec: pycolmap.Reconstruction, held: list, tracks: Tracks, lay
     limits = [opts.triangulation_max_error if b is None else b for b in (bounds or [None, None])]
     for _ in range(2):
         adjust_points(rec, opts)
-        ids, idx, err = observation_errors(rec)
+        ids, idx, err, _ = observation_errors(rec)
         sift = sift_observations(rec, tracks, layout, ids, idx)
         delete_observations(rec, ids, idx, np.where(sift, err > limits[1], err > limits[0]))
     pycolmap.ObservationManager(rec).filter_all_points3D(opts.triangulation_max_error, opts.min_tri_angle_deg)
@@ -240,8 +240,8 @@ def drop_unmeasured_distortion(rec: pycolmap.Reconstruction, spec: CameraSpec, o
 
 def observation_errors(rec: pycolmap.Reconstruction) -> tuple:
     """Every observation of a 3D point in the registered images -> (image ids (M,), keypoint indices (M,),
-    reprojection errors (M,) px; inf behind the camera, as in `reprojection_errors`)."""
-    ids, idx, err = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+    reprojection errors (M,) px, inf behind the camera as in `reprojection_errors`; point3D ids (M,))."""
+    ids, idx, err, pts = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)], [np.zeros(0, np.int64)]
     points = {pid: p.xyz for pid, p in rec.points3D.items()}
     for iid, im in rec.images.items():
         if not im.has_pose:
@@ -256,19 +256,18 @@ def observation_errors(rec: pycolmap.Reconstruction) -> tuple:
         ids.append(np.full(len(e), iid))
         idx.append(k)
         err.append(e)
-    return np.concatenate(ids), np.concatenate(idx), np.concatenate(err)
+        pts.append(observed)
+    return np.concatenate(ids), np.concatenate(idx), np.concatenate(err), np.concatenate(pts)
 
 
-def badly_fitting_points(rec: pycolmap.Reconstruction, ids: np.ndarray, idx: np.ndarray, err: np.ndarray,
-                         factor: float) -> np.ndarray:
-    """(M,) bool: observations (from `observation_errors`) of points whose RMS error over their observations is above
-    `factor` x the median point's.
+def badly_fitting_points(points: np.ndarray, err: np.ndarray, factor: float) -> np.ndarray:
+    """(M,) bool: observations (point3D ids and errors (M,) from `observation_errors`) of points whose RMS error over
+    their observations is above `factor` x the median point's.
 
     Why: a track whose every observation is a little off stays under the per-observation bound, and its point pulls
     on the poses with all of them. Tracks whose patch straddles a depth edge are such tracks: 2-3x the pixel error of
     single-surface ones, and on forward motion most of the along-motion bias (benchmarks/bench_tracking_bias.py)."""
-    point = np.array([rec.images[i].points2D[k].point3D_id for i, k in zip(ids.tolist(), idx.tolist())], np.int64)
-    _, inv = np.unique(point, return_inverse=True)
+    _, inv = np.unique(points, return_inverse=True)
     sq = np.square(np.where(np.isfinite(err), err, 1e6))
     rms = np.sqrt(np.bincount(inv, sq) / np.bincount(inv))
     return (rms > factor * np.median(rms))[inv]
@@ -288,7 +287,7 @@ def tighten(rec: pycolmap.Reconstruction, tracks: Tracks, layout: dbm.KeypointLa
     """
     rounds = []
     for _ in range(opts.tighten_rounds):
-        ids, idx, err = observation_errors(rec)
+        ids, idx, err, points = observation_errors(rec)
         if not len(err):
             break
         sift = sift_observations(rec, tracks, layout, ids, idx)
@@ -299,7 +298,7 @@ def tighten(rec: pycolmap.Reconstruction, tracks: Tracks, layout: dbm.KeypointLa
             if bound is not None:
                 drop |= part & (err > bound)
         if opts.tighten_point_factor > 0 and not opts.image_set:
-            whole = ~sift & badly_fitting_points(rec, ids, idx, err, opts.tighten_point_factor)
+            whole = ~sift & badly_fitting_points(points, err, opts.tighten_point_factor)
             logger.info("tightening: %d observations above the bounds, %d more of points that fit badly as a whole",
                         int(drop.sum()), int((whole & ~drop).sum()))
             drop |= whole
