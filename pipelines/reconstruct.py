@@ -77,8 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--no-keyframes", action="store_true",
                     help="map every video frame (default: map keyframes chosen by parallax and track overlap, register the rest by absolute pose)")
     ap.add_argument("--no-view-check", action="store_true",
-                    help="keep groups of frames the model places at other frames' viewpoints without seeing their points "
-                         "(default: deregister the smaller group, report.json says 'conflicting views')")
+                    help="keep frames the model places at other frames' viewpoints without seeing their points, or at "
+                         "the centre of a frame they have parallax with (default: deregister them, report.json says "
+                         "'conflicting views' or 'no parallax in the model')")
     ap.add_argument("--features", choices=FEATURE_MODES, default="accurate",
                     help="SIFT settings where SIFT matches run: accurate (default; upsampled first octave on every frame, "
                          "8192 features, peak threshold 0.003), fast (no upsampling on frames >= 800 px, 4096 features: "

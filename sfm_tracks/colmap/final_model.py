@@ -4,8 +4,8 @@ Track completion triangulates tracks the mapper left without a point; the dynami
 only a minority of their track supports; the final bundle adjustment runs on the cleaned model (on long videos on a
 subset of its points, the rest fitted afterwards on the final cameras), and distortion terms the observations do
 not measure are dropped for the pinhole camera; the result check
-deregisters frames no point supports and groups of frames laid wrongly onto others (consistency.py), and refuses
-degenerate models.
+deregisters frames no point supports, groups of frames laid wrongly onto others (consistency.py) and frames put at
+one viewpoint with a frame they have parallax with (colocated.py), and refuses degenerate models.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import numpy as np
 import pycolmap
 from scipy.special import chdtri  # chi-square quantile; scipy.stats would add 0.8 s to every run's start
 
+from . import colocated as coloc
 from . import consistency as cons
 from . import database as dbm
 from . import unregistered as unreg
@@ -331,9 +332,11 @@ def drop_dynamic_points(rec: pycolmap.Reconstruction, tracks: Tracks, opts: Mapp
     logger.info("removed %d points unsupported by their track and %d duplicate split-track points", len(drop), len(extra))
 
 
-def check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions, check_views: bool = True) -> dict:
-    """Deregister frames whose pose no point supports, then (check_views and opts.check_views) the groups of frames
-    that conflict with the model's main group (consistency.py); fail loudly when the model is degenerate.
+def check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions, db_path=None) -> dict:
+    """Deregister frames whose pose no point supports, then (db_path, the mapping database, given and
+    opts.check_views) the groups of frames that conflict with the model's main group (consistency.py) and the frames
+    put at one viewpoint with a frame their verified pair says has parallax (colocated.py); fail loudly when the
+    model is degenerate.
 
     Returns {frame index: reason code (unregistered.py)} of the frames it deregistered, so the report can say why.
     """
@@ -345,8 +348,9 @@ def check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOpti
     if weak:
         logger.warning("deregistered %d frame(s) with < %d observations", len(weak), opts.min_frame_observations)
     dropped = {t: unreg.DEREGISTERED for t in weak.values() if t is not None}
-    if check_views and opts.check_views:
+    if db_path is not None and opts.check_views:
         dropped.update({t: unreg.CONFLICTING for t in drop_conflicting_views(rec, frame_of, opts)})
+        dropped.update({t: unreg.COLOCATED for t in drop_colocated(rec, frame_of, db_path, opts)})
     if rec.num_reg_images() < 2 or rec.num_points3D() < opts.min_points:
         raise ReconstructionError(
             f"too little parallax (pure rotation or a static camera?) or too few consistent tracks: only "
@@ -369,4 +373,22 @@ def drop_conflicting_views(rec: pycolmap.Reconstruction, frame_of: dict, opts: M
     summary.update(deregistered=len(ids), seconds=round(time.time() - t0, 3))
     if opts.report is not None:
         opts.report["view_check"] = summary
+    return [t for t in frames if t is not None]
+
+
+def drop_colocated(rec: pycolmap.Reconstruction, frame_of: dict, db_path, opts: MappingOptions) -> list:
+    """Deregister all but one frame of each group colocated.py finds at one viewpoint despite their parallax; their
+    frame indices. opts.report["colocated_check"] gets the check's numbers."""
+    t0 = time.time()
+    pairs = coloc.parallax_pairs(db_path, opts.min_matches)
+    ids, summary = coloc.colocated_images(rec, pairs, opts.verify_max_error)
+    frames = [frame_of.get(rec.images[iid].name) for iid in ids]
+    for iid in ids:
+        rec.deregister_frame(rec.images[iid].frame_id)
+    if ids:
+        logger.warning("deregistered %d frame(s) put at the viewpoint of a frame their verified matches show parallax "
+                       "with (an orbit taken for a turn on the spot?)", len(ids))
+    summary["seconds"] = round(time.time() - t0, 3)
+    if opts.report is not None:
+        opts.report["colocated_check"] = summary
     return [t for t in frames if t is not None]

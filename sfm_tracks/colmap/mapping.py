@@ -75,7 +75,7 @@ class MappingOptions:
     refuse_pure_rotation: bool = True  # stop when a rotation-only model explains every verified pair
     min_points: int = 20  # fewer triangulated points after filtering means too little parallax
     min_frame_observations: int = 6  # registered frames seeing fewer points are deregistered
-    check_views: bool = True  # deregister groups of frames placed at other frames' viewpoints without seeing their points
+    check_views: bool = True  # deregister frames placed at other frames' viewpoints (consistency.py, colocated.py)
     view_check: dict = field(default_factory=dict)  # consistency.ConsistencyOptions fields
     refine_poses: bool = False  # known-pose route: refine the given poses in BA
     tighten_rounds: int = 2  # after the final BA: drop observations above tighten_factor x the median error, BA again
@@ -183,9 +183,9 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
             opts.report["final_error_bounds_px"] = bounds
             opts.report["final_ba_points_held_out"] = len(held)
             opts.report["distortion"] = distortion
-        dropped = fin.check_result(rec, tracks, opts, check_views=cam_from_world is None)  # given poses stay
+        db = None if cam_from_world is not None else work / "database.db"
+        dropped = fin.check_result(rec, tracks, opts, db)  # given poses stay
         if opts.report is not None:
-            db = None if cam_from_world is not None else work / "database.db"
             opts.report["unregistered"] = unreg.explain(rec, tracks, ok, dropped, db, opts.min_matches)
     rec.update_point_3d_errors()
     logger.info("reconstruction: %d/%d frames registered, %d points, mean reprojection error %.2f px",

@@ -23,6 +23,7 @@ LEFT_OUT = "mapper left it out"  # linked to the model, yet the mapper did not r
 ABSOLUTE_POSE = "absolute pose"  # keyframe route: PnP on the keyframes' points failed for this frame
 DEREGISTERED = "deregistered"  # registered, then removed: too few points support its pose
 CONFLICTING = "conflicting views"  # registered, then removed: placed at other frames' viewpoints, it does not see their points
+COLOCATED = "no parallax in the model"  # registered, then removed: put at the viewpoint of a frame it has parallax with
 NO_POSE = "no pose given"  # known-pose route: the caller gave no pose for this frame
 
 MAX_LISTED = 50  # the report lists at most this many frames; `count` has them all

@@ -1,0 +1,62 @@
+"""colocated.py on hand-built models: frames the model puts at one centre although their verified pair needed a
+baseline lose all but the best-supported frame; a pair verified as a pure turn, or one far enough apart, stays."""
+import numpy as np
+import pycolmap
+
+from sfm_tracks.colmap import colocated as co
+from tests.test_view_consistency import _cloud, _model, _pose
+
+CALIBRATED, PANORAMIC = pycolmap.TwoViewGeometryConfiguration.CALIBRATED, pycolmap.TwoViewGeometryConfiguration.PANORAMIC
+
+
+def _names(rec, ids) -> list:
+    return sorted(rec.images[i].name for i in ids)
+
+
+def _poses():
+    """Frames 00-03 along a line 0.3 apart; 04 and 05 at 02's centre (0.3 mm off at depths of ~5), turned a little."""
+    return [_pose(x) for x in (-0.3, 0.0, 0.3, 0.6)] + [_pose(0.3003, 2.0), _pose(0.2998, -1.5)]
+
+
+def test_frames_put_at_one_centre_despite_parallax_keep_only_the_best_supported():
+    points = _cloud(400)
+    sees = [set(range(400))] * 4 + [set(range(300)), set(range(200))]  # 02 sees the most of the three
+    rec = _model(_poses(), sees, points)
+    pairs = [("02.png", "04.png"), ("02.png", "05.png"), ("04.png", "05.png"), ("01.png", "02.png"), ("00.png", "03.png")]
+    ids, summary = co.colocated_images(rec, pairs, max_parallax_px=4.0)
+    assert _names(rec, ids) == ["04.png", "05.png"]
+    assert summary == {"pairs_checked": 5, "conflicting_pairs": 3, "deregistered": 2}
+    # the best-supported frame of the group decides which stay: with 04 seeing most, 02 and 05 go
+    sees[4] = set(range(400))
+    sees[2] = set(range(250))
+    rec = _model(_poses(), sees, points)
+    assert _names(rec, co.colocated_images(rec, pairs, 4.0)[0]) == ["02.png", "05.png"]
+
+
+def test_pure_turns_and_close_but_distinct_frames_stay():
+    points = _cloud(400)
+    rec = _model(_poses(), [set(range(400))] * 6, points)
+    # verified with parallax, but 0.3 apart at depth ~5 is ~30 px of parallax at f = 500
+    assert co.colocated_images(rec, [("01.png", "02.png"), ("02.png", "03.png")], 4.0) == (
+        [], {"pairs_checked": 2, "conflicting_pairs": 0, "deregistered": 0})
+    # a limit above that parallax makes them conflict, so the limit is what decides
+    assert len(co.colocated_images(rec, [("01.png", "02.png")], 40.0)[0]) == 1
+    # a pair missing from the model is not judged
+    assert co.colocated_images(rec, [("02.png", "09.png")], 4.0)[1]["pairs_checked"] == 0
+
+
+def test_only_pairs_verified_with_a_baseline_are_read(tmp_path):
+    db_path = tmp_path / "database.db"
+    with pycolmap.Database.open(str(db_path)) as db:
+        db.write_camera(pycolmap.Camera(model="SIMPLE_PINHOLE", width=640, height=480, params=[500, 320, 240], camera_id=1),
+                        use_camera_id=True)
+        for k in range(4):
+            db.write_image(pycolmap.Image(name=f"{k:02d}.png", camera_id=1, image_id=k + 1), use_image_id=True)
+        for (i, j), config, n in (((1, 2), CALIBRATED, 40), ((1, 3), PANORAMIC, 40), ((2, 4), CALIBRATED, 5),
+                                  ((3, 4), pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED, 30)):
+            g = pycolmap.TwoViewGeometry()
+            g.config = config
+            g.inlier_matches = np.stack([np.arange(n), np.arange(n)], 1).astype(np.uint32)
+            db.write_two_view_geometry(i, j, g)
+    # the panorama pair is a turn on the spot, the 5-inlier pair is too weak to vouch for anything
+    assert sorted(co.parallax_pairs(db_path, min_inliers=15)) == [("00.png", "01.png"), ("02.png", "03.png")]
