@@ -3,7 +3,14 @@ baseline lose all but the best-supported frame; a pair verified as a pure turn, 
 import numpy as np
 import pycolmap
 
+from sfm_tracks import reconstruct
 from sfm_tracks.colmap import colocated as co
+from sfm_tracks.colmap import mappers
+from sfm_tracks.colmap.cameras import camera_spec, frame_cameras
+from sfm_tracks.colmap.geometric_filter import frame_images
+from sfm_tracks.colmap.mapping import MappingOptions
+from sfm_tracks.colmap.metrics import poses_by_frame, relative_pose_errors
+from sfm_tracks.testing import synthetic_scene
 from tests.test_view_consistency import _cloud, _model, _pose
 
 CALIBRATED, PANORAMIC = pycolmap.TwoViewGeometryConfiguration.CALIBRATED, pycolmap.TwoViewGeometryConfiguration.PANORAMIC
@@ -60,3 +67,27 @@ def test_only_pairs_verified_with_a_baseline_are_read(tmp_path):
             db.write_two_view_geometry(i, j, g)
     # the panorama pair is a turn on the spot, the 5-inlier pair is too weak to vouch for anything
     assert sorted(co.parallax_pairs(db_path, min_inliers=15)) == [("00.png", "01.png"), ("02.png", "03.png")]
+
+
+def test_frame_laid_at_a_neighbours_centre_is_placed_again(tmp_path):
+    """The repair end to end: a mapped orbit with one frame moved onto its neighbour's centre (the wrong pose an
+    orbit taken for a turn gives) is found from the mapping database and placed back by the continued mapper."""
+    scene = synthetic_scene(num_frames=10, num_tracks=300, noise_px=0.5, outlier_fraction=0.0, seed=3)
+    rec = reconstruct(scene.tracks, work_dir=str(tmp_path))
+    good = relative_pose_errors(poses_by_frame(rec, scene.tracks), scene.cam_from_world)["rotation_deg"].max()
+    images = frame_images(rec, scene.tracks)
+    a, b = rec.images[images[4]], rec.images[images[5]]
+    pose = b.cam_from_world().matrix()
+    pose[:, 3] = -pose[:, :3] @ a.projection_center()  # 5 keeps its rotation, at 4's centre
+    rec.frames[b.frame_id].rig_from_world = pycolmap.Rigid3d(pose)
+    report = {}
+    opts = MappingOptions(report=report)
+    spec = camera_spec(None)
+    fixed = mappers.colocated_remapped(rec, tmp_path / "database.db", tmp_path, scene.tracks, spec, opts,
+                                       frame_cameras(spec, scene.tracks.image_size, scene.tracks.num_frames))
+    assert report["colocated_remap"]["deregistered"] == 1 and report["colocated_remap"]["kept"]
+    poses = poses_by_frame(fixed, scene.tracks)
+    err = relative_pose_errors(poses, scene.cam_from_world)
+    assert err["num_registered"] == 10 and err["rotation_deg"].max() < max(2 * good, 0.2), (good, err["rotation_deg"].max())
+    centres = [-P[:3, :3].T @ P[:3, 3] for P in poses[4:6]]
+    assert np.linalg.norm(centres[0] - centres[1]) > 0.1 * np.linalg.norm(np.ptp([-P[:3, :3].T @ P[:3, 3] for P in poses], 0))

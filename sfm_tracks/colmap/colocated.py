@@ -6,7 +6,8 @@ little, and every reprojection error stays small. Two-view verification had alre
 needed an essential or fundamental matrix, because no homography explained its inliers to verify_max_error px,
 so the pair has parallax. A model in which a point at the pair's median depth moves less than that between the
 two frames (f x baseline / depth) contradicts the verification, and at most one of the frames can be right. Of
-each group of such frames, the one with most points stays, and the others are deregistered.
+each group of such frames the one with most points stays; the others are deregistered (and placed again by the
+continued mapper: mappers.colocated_remapped).
 
 Measured on nerf_mic (100 renders of a thin microphone, final model of 2026-12-07): four photos that lie 4-21 deg
 apart on the true sphere share one centre. Their 6 verified pairs sit at 0.06-0.3 % of the point depth (0.7-3.2 px

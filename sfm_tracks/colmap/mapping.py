@@ -184,6 +184,8 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
             opts.report["final_ba_points_held_out"] = len(held)
             opts.report["distortion"] = distortion
         db = None if cam_from_world is not None else work / "database.db"
+        if db is not None and opts.check_views:
+            rec = mappers.colocated_remapped(rec, db, work, tracks, spec, opts, cameras)
         dropped = fin.check_result(rec, tracks, opts, db)  # given poses stay
         if opts.report is not None:
             opts.report["unregistered"] = unreg.explain(rec, tracks, ok, dropped, db, opts.min_matches)
