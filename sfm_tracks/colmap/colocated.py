@@ -12,18 +12,14 @@ continued mapper: mappers.colocated_remapped).
 Measured on nerf_mic (100 renders of a thin microphone, final model of 2026-12-07): four photos that lie 4-21 deg
 apart on the true sphere share one centre. Their 6 verified pairs sit at 0.06-0.3 % of the point depth (0.7-3.2 px
 of parallax), and two of the four are 7 and 22 deg wrong. The next closest verified pair, at 1.4 % (15.6 px), is
-truly that close (its ground-truth baseline is 1.5 % of the depth).
+truly that close (1.4 %).
 """
 from __future__ import annotations
-
-import logging
 
 import numpy as np
 import pycolmap
 
 from . import consistency as cons
-
-logger = logging.getLogger(__name__)
 
 PARALLAX = ("CALIBRATED", "UNCALIBRATED")  # verified with E or F: the inliers need a baseline
 
