@@ -364,31 +364,30 @@ def drop_conflicting_views(rec: pycolmap.Reconstruction, frame_of: dict, opts: M
     (frame_of: image name -> frame index). opts.report["view_check"] gets the check's numbers."""
     t0 = time.time()
     ids, summary = cons.conflicting_images(rec, cons.ConsistencyOptions(**opts.view_check))
-    frames = [frame_of.get(rec.images[iid].name) for iid in ids]
-    for iid in ids:
-        rec.deregister_frame(rec.images[iid].frame_id)
-    if ids:
-        logger.warning("deregistered %d frame(s) placed at other frames' viewpoints without seeing their points "
-                       "(a repeated or symmetric scene merged wrongly?)", len(ids))
-    summary.update(deregistered=len(ids), seconds=round(time.time() - t0, 3))
-    if opts.report is not None:
-        opts.report["view_check"] = summary
-    return [t for t in frames if t is not None]
+    return _deregistered(rec, ids, frame_of, summary, t0, opts.report, "view_check",
+                         "placed at other frames' viewpoints without seeing their points (a repeated or symmetric scene "
+                         "merged wrongly?)")
 
 
 def drop_colocated(rec: pycolmap.Reconstruction, frame_of: dict, db_path, opts: MappingOptions) -> list:
     """Deregister all but one frame of each group colocated.py finds at one viewpoint despite their parallax; their
     frame indices. opts.report["colocated_check"] gets the check's numbers."""
     t0 = time.time()
-    pairs = coloc.parallax_pairs(db_path, opts.min_matches)
-    ids, summary = coloc.colocated_images(rec, pairs, opts.verify_max_error)
+    ids, summary = coloc.colocated_images(rec, coloc.parallax_pairs(db_path, opts.min_matches), opts.verify_max_error)
+    return _deregistered(rec, ids, frame_of, summary, t0, opts.report, "colocated_check",
+                         "put at the viewpoint of a frame their verified matches show parallax with (an orbit taken for "
+                         "a turn on the spot?)")
+
+
+def _deregistered(rec: pycolmap.Reconstruction, ids: list, frame_of: dict, summary: dict, t0: float, report, key: str,
+                  why: str) -> list:
+    """Deregister images `ids` that a check found -> their frame indices; report[key] gets the check's summary."""
     frames = [frame_of.get(rec.images[iid].name) for iid in ids]
     for iid in ids:
         rec.deregister_frame(rec.images[iid].frame_id)
     if ids:
-        logger.warning("deregistered %d frame(s) put at the viewpoint of a frame their verified matches show parallax "
-                       "with (an orbit taken for a turn on the spot?)", len(ids))
-    summary["seconds"] = round(time.time() - t0, 3)
-    if opts.report is not None:
-        opts.report["colocated_check"] = summary
+        logger.warning("deregistered %d frame(s) %s", len(ids), why)
+    summary.update(deregistered=len(ids), seconds=round(time.time() - t0, 3))
+    if report is not None:
+        report[key] = summary
     return [t for t in frames if t is not None]
