@@ -1,11 +1,15 @@
-"""colocated.py on hand-built models: frames the model puts at one centre although their verified pair needed a
-baseline lose all but the best-supported frame; a pair verified as a pure turn, or one far enough apart, stays."""
+"""colocated.py and the repair after the final BA. On hand-built models: frames the model puts at one centre although
+their verified pair needed a baseline lose all but the best-supported frame; a pair verified as a pure turn, or one far
+enough apart, stays. On mapped synthetic scenes: the continued mapper places such a frame again, and where it cannot
+(keyframe route) the result check deregisters it with its reason."""
 import numpy as np
 import pycolmap
 
 from sfm_tracks import reconstruct
 from sfm_tracks.colmap import colocated as co
 from sfm_tracks.colmap import mappers
+from sfm_tracks.colmap import unregistered as unreg
+from sfm_tracks.colmap.final_model import check_result
 from sfm_tracks.colmap.cameras import camera_spec, frame_cameras
 from sfm_tracks.colmap.geometric_filter import frame_images
 from sfm_tracks.colmap.mapping import MappingOptions
@@ -91,3 +95,27 @@ def test_frame_laid_at_a_neighbours_centre_is_placed_again(tmp_path):
     assert err["num_registered"] == 10 and err["rotation_deg"].max() < max(2 * good, 0.2), (good, err["rotation_deg"].max())
     centres = [-P[:3, :3].T @ P[:3, 3] for P in poses[4:6]]
     assert np.linalg.norm(centres[0] - centres[1]) > 0.1 * np.linalg.norm(np.ptp([-P[:3, :3].T @ P[:3, 3] for P in poses], 0))
+
+
+def test_keyframe_route_leaves_the_frame_to_the_result_check(tmp_path):
+    """A video mapped on keyframes holds frames placed by absolute pose that the database lacks, so the mapper
+    cannot continue the model: the repair steps aside and the result check deregisters the frame, with its reason."""
+    scene = synthetic_scene(num_frames=60, num_tracks=400, noise_px=0.5, outlier_fraction=0.0, seed=3)
+    report = {}
+    rec = reconstruct(scene.tracks, work_dir=str(tmp_path), report=report)
+    assert report["keyframes"]["registered_by_pose"] > 0
+    db_path = tmp_path / "database.db"
+    byname = {im.name: im for im in rec.images.values()}
+    a, b = (byname[n] for n in co.parallax_pairs(db_path, 15)[10])
+    pose = b.cam_from_world().matrix()
+    pose[:, 3] = -pose[:, :3] @ a.projection_center()
+    rec.frames[b.frame_id].rig_from_world = pycolmap.Rigid3d(pose)
+    report = {}
+    opts = MappingOptions(report=report)
+    spec = camera_spec(None)
+    same = mappers.colocated_remapped(rec, db_path, tmp_path, scene.tracks, spec, opts,
+                                      frame_cameras(spec, scene.tracks.image_size, scene.tracks.num_frames))
+    assert same is rec and not report["colocated_remap"]["kept"] and same.num_reg_images() == 60
+    dropped = check_result(rec, scene.tracks, opts, db_path)
+    assert list(dropped.values()) == [unreg.COLOCATED] and rec.num_reg_images() == 59
+    assert report["colocated_check"]["deregistered"] == 1

@@ -91,34 +91,47 @@ def colocated_remapped(rec: pycolmap.Reconstruction, db_path: Path, work: Path, 
     if not ids:
         return rec
     t0 = time.time()
-    before = rec.num_reg_images()
     kept = pycolmap.Reconstruction(rec)
     for iid in ids:
         kept.deregister_frame(kept.images[iid].frame_id)
-    start, out = work / "models" / "colocated_start", work / "models" / "colocated"
-    for d in (start, out):
-        d.mkdir(parents=True, exist_ok=True)
-    kept.write(str(start))
-    own = Path(shutil.copyfile(db_path, work / "database_colocated.db"))
-    with pycolmap.Database.open(str(own)) as db:  # the final model's cameras (distortion may have been dropped)
-        for cam in kept.cameras.values():
-            db.update_camera(cam)
-    try:
-        models = pycolmap.incremental_mapping(str(own), str(work), str(out), incremental_options(tracks, spec, opts, cameras),
-                                              input_path=str(start))
-    except (RuntimeError, ValueError) as e:  # a repair that fails leaves the model to the result check
-        logger.warning("placing %d frame(s) again failed (%s)", len(ids), e)
-        models = {}
-    again = max(models.values(), key=lambda m: (m.num_reg_images(), m.num_points3D()), default=None)
+    again = _continued(kept, db_path, work, tracks, spec, opts, cameras)
     use = again is not None and again.num_reg_images() >= kept.num_reg_images()
-    summary.update(registered=[before, again.num_reg_images() if again is not None else 0], kept=use,
+    summary.update(registered=[rec.num_reg_images(), again.num_reg_images() if again is not None else 0], kept=use,
                    seconds=round(time.time() - t0, 3))
     if opts.report is not None:
         opts.report["colocated_remap"] = summary
     logger.warning("%d frame(s) put at the centre of a frame they have parallax with: %s", len(ids),
                    f"placed again from the rest of the model ({again.num_reg_images()}/{tracks.num_frames} frames registered)"
-                   if use else "placing them again lost frames, so they are left to the result check")
-    return pycolmap.Reconstruction(again) if use else rec
+                   if use else "not placed again, left to the result check")
+    return again if use else rec
+
+
+def _continued(kept: pycolmap.Reconstruction, db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec,
+               opts: MappingOptions, cameras: list):
+    """COLMAP's incremental mapper continued from `kept` on a copy of the database that carries kept's cameras (the
+    distortion may have been dropped) -> its largest model, or None where it cannot run (keyframe route: the
+    database lacks the frames placed by absolute pose) or fails."""
+    with pycolmap.Database.open(str(db_path)) as db:
+        listed = {im.name for im in db.read_all_images()}
+    if any(im.name not in listed for im in kept.images.values()):
+        logger.info("the model holds frames the mapping database lacks: the mapper cannot continue it")
+        return None
+    start, out = work / "models" / "colocated_start", work / "models" / "colocated"
+    for d in (start, out):
+        d.mkdir(parents=True, exist_ok=True)
+    kept.write(str(start))
+    own = Path(shutil.copyfile(db_path, work / "database_colocated.db"))
+    with pycolmap.Database.open(str(own)) as db:
+        for cam in kept.cameras.values():
+            db.update_camera(cam)
+    try:
+        models = pycolmap.incremental_mapping(str(own), str(work), str(out), incremental_options(tracks, spec, opts, cameras),
+                                              input_path=str(start))
+    except Exception as e:  # noqa: BLE001 -- a repair that fails leaves the model to the result check
+        logger.warning("continuing the mapper failed (%s)", e)
+        return None
+    again = max(models.values(), key=lambda m: (m.num_reg_images(), m.num_points3D()), default=None)
+    return pycolmap.Reconstruction(again) if again is not None else None
 
 
 def _agreeing_model(rec: pycolmap.Reconstruction, db_path: Path, global_model: Callable, opts: MappingOptions, num_frames: int,
