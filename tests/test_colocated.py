@@ -119,3 +119,19 @@ def test_keyframe_route_leaves_the_frame_to_the_result_check(tmp_path):
     dropped = check_result(rec, scene.tracks, opts, db_path)
     assert list(dropped.values()) == [unreg.COLOCATED] and rec.num_reg_images() == 59
     assert report["colocated_check"]["deregistered"] == 1
+
+
+def test_a_model_with_frames_placed_again_gets_the_final_bundle_adjustment(monkeypatch):
+    """The continued mapper's model is refitted like every model: a pose it leaves 1 deg off comes back."""
+    scene = synthetic_scene(num_frames=10, num_tracks=300, noise_px=0.5, outlier_fraction=0.0, seed=3)
+
+    def placed_again(rec, db_path, work, tracks, spec, opts, cameras):
+        again = pycolmap.Reconstruction(rec)
+        image = again.images[frame_images(again, tracks)[5]]
+        turn = pycolmap.Rigid3d(pycolmap.Rotation3d(np.array([0.0, np.radians(1.0), 0.0])), np.zeros(3))
+        again.frames[image.frame_id].rig_from_world = turn * image.cam_from_world()
+        return again
+
+    monkeypatch.setattr(mappers, "colocated_remapped", placed_again)
+    err = relative_pose_errors(poses_by_frame(reconstruct(scene.tracks), scene.tracks), scene.cam_from_world)
+    assert err["rotation_deg"].max() < 0.1, err["rotation_deg"].max()

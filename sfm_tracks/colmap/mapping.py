@@ -185,7 +185,11 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
             opts.report["distortion"] = distortion
         db = None if cam_from_world is not None else work / "database.db"
         if db is not None and opts.check_views:
-            rec = mappers.colocated_remapped(rec, db, work, tracks, spec, opts, cameras)
+            again = mappers.colocated_remapped(rec, db, work, tracks, spec, opts, cameras)
+            if again is not rec:  # frames placed again: the final BA and its tightening, as for every model
+                fin.bundle_adjust(again, spec, opts, refine_poses)
+                fin.tighten(again, tracks, layout, spec, opts, refine_poses)
+            rec = again
         dropped = fin.check_result(rec, tracks, opts, db)  # given poses stay
         if opts.report is not None:
             opts.report["unregistered"] = unreg.explain(rec, tracks, ok, dropped, db, opts.min_matches)
