@@ -73,7 +73,7 @@ DEFAULT_CONF = {
     "mapping": {"mapper": "incremental", "matches": "auto", "keyframes": True, "features": "accurate", "check_views": True},
     # matches: SIFT next to the tracks, auto | off | all; keyframes: a video's keyframes are mapped, the other frames
     # registered by absolute pose (colmap/keyframes.py); features: SIFT settings, accurate | fast | colmap | accurate-dsp
-    # (feature_matches); check_views: deregister groups of frames laid onto others' viewpoints (colmap/consistency.py)
+    # (feature_matches); check_views: frames laid at others' viewpoints (colmap/consistency.py, colmap/colocated.py)
     "select": SELECT_CONF,  # frame selection: frames (a target count) or fps (slots of 1/fps s); None: every frame
     "output": {"video": True, "fps": 10.0, "undistort": True},  # undistort: OUT/undistorted/ when the model has distortion
 }
