@@ -25,7 +25,7 @@ def _names(rec, ids) -> list:
 
 
 def _poses():
-    """Frames 00-03 along a line 0.3 apart; 04 and 05 at 02's centre (0.3 mm off at depths of ~5), turned a little."""
+    """Frames 00-03 along a line 0.3 apart; 04 and 05 at 02's centre (0.0003 off, at depths of ~5), turned a little."""
     return [_pose(x) for x in (-0.3, 0.0, 0.3, 0.6)] + [_pose(0.3003, 2.0), _pose(0.2998, -1.5)]
 
 
