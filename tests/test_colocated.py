@@ -87,7 +87,8 @@ def test_frame_laid_at_a_neighbours_centre_is_placed_again(tmp_path):
     report = {}
     opts = MappingOptions(report=report)
     spec = camera_spec(None)
-    fixed = mappers.colocated_remapped(rec, tmp_path / "database.db", tmp_path, scene.tracks, spec, opts,
+    db_path = tmp_path / "database.db"
+    fixed = mappers.colocated_remapped(rec, co.parallax_pairs(db_path, 15), db_path, tmp_path, scene.tracks, spec, opts,
                                        frame_cameras(spec, scene.tracks.image_size, scene.tracks.num_frames))
     assert report["colocated_remap"]["deregistered"] == 1 and report["colocated_remap"]["kept"]
     poses = poses_by_frame(fixed, scene.tracks)
@@ -113,10 +114,11 @@ def test_keyframe_route_leaves_the_frame_to_the_result_check(tmp_path):
     report = {}
     opts = MappingOptions(report=report)
     spec = camera_spec(None)
-    same = mappers.colocated_remapped(rec, db_path, tmp_path, scene.tracks, spec, opts,
+    parallax = co.parallax_pairs(db_path, 15)
+    same = mappers.colocated_remapped(rec, parallax, db_path, tmp_path, scene.tracks, spec, opts,
                                       frame_cameras(spec, scene.tracks.image_size, scene.tracks.num_frames))
     assert same is rec and not report["colocated_remap"]["kept"] and same.num_reg_images() == 60
-    dropped = check_result(rec, scene.tracks, opts, db_path)
+    dropped = check_result(rec, scene.tracks, opts, parallax)
     assert list(dropped.values()) == [unreg.COLOCATED] and rec.num_reg_images() == 59
     assert report["colocated_check"]["deregistered"] == 1
 
@@ -125,7 +127,7 @@ def test_a_model_with_frames_placed_again_gets_the_final_bundle_adjustment(monke
     """The continued mapper's model is refitted like every model: a pose it leaves 1 deg off comes back."""
     scene = synthetic_scene(num_frames=10, num_tracks=300, noise_px=0.5, outlier_fraction=0.0, seed=3)
 
-    def placed_again(rec, db_path, work, tracks, spec, opts, cameras):
+    def placed_again(rec, parallax, db_path, work, tracks, spec, opts, cameras):
         again = pycolmap.Reconstruction(rec)
         image = again.images[frame_images(again, tracks)[5]]
         turn = pycolmap.Rigid3d(pycolmap.Rotation3d(np.array([0.0, np.radians(1.0), 0.0])), np.zeros(3))

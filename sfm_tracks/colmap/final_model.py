@@ -332,11 +332,11 @@ def drop_dynamic_points(rec: pycolmap.Reconstruction, tracks: Tracks, opts: Mapp
     logger.info("removed %d points unsupported by their track and %d duplicate split-track points", len(drop), len(extra))
 
 
-def check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions, db_path=None) -> dict:
-    """Deregister frames whose pose no point supports, then (db_path, the mapping database, given and
-    opts.check_views) the groups of frames that conflict with the model's main group (consistency.py) and the frames
-    put at one viewpoint with a frame their verified pair says has parallax (colocated.py); fail loudly when the
-    model is degenerate.
+def check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOptions, parallax=None) -> dict:
+    """Deregister frames whose pose no point supports, then (parallax, the mapping database's
+    colocated.parallax_pairs, given and opts.check_views) the groups of frames that conflict with the model's main
+    group (consistency.py) and the frames put at one viewpoint with a frame their verified pair says has parallax
+    (colocated.py); fail loudly when the model is degenerate.
 
     Returns {frame index: reason code (unregistered.py)} of the frames it deregistered, so the report can say why.
     """
@@ -348,9 +348,9 @@ def check_result(rec: pycolmap.Reconstruction, tracks: Tracks, opts: MappingOpti
     if weak:
         logger.warning("deregistered %d frame(s) with < %d observations", len(weak), opts.min_frame_observations)
     dropped = {t: unreg.DEREGISTERED for t in weak.values() if t is not None}
-    if db_path is not None and opts.check_views:
+    if parallax is not None and opts.check_views:
         dropped.update({t: unreg.CONFLICTING for t in drop_conflicting_views(rec, frame_of, opts)})
-        dropped.update({t: unreg.COLOCATED for t in drop_colocated(rec, frame_of, db_path, opts)})
+        dropped.update({t: unreg.COLOCATED for t in drop_colocated(rec, frame_of, parallax, opts)})
     if rec.num_reg_images() < 2 or rec.num_points3D() < opts.min_points:
         raise ReconstructionError(
             f"too little parallax (pure rotation or a static camera?) or too few consistent tracks: only "
@@ -369,11 +369,12 @@ def drop_conflicting_views(rec: pycolmap.Reconstruction, frame_of: dict, opts: M
                          "merged wrongly?)")
 
 
-def drop_colocated(rec: pycolmap.Reconstruction, frame_of: dict, db_path, opts: MappingOptions) -> list:
-    """Deregister all but one frame of each group colocated.py finds at one viewpoint despite their parallax; their
-    frame indices. opts.report["colocated_check"] gets the check's numbers."""
+def drop_colocated(rec: pycolmap.Reconstruction, frame_of: dict, parallax: list, opts: MappingOptions) -> list:
+    """Deregister all but one frame of each group colocated.py finds at one viewpoint despite their parallax
+    (parallax: the verified pairs that need a baseline); their frame indices. opts.report["colocated_check"] gets the
+    check's numbers."""
     t0 = time.time()
-    ids, summary = coloc.colocated_images(rec, coloc.parallax_pairs(db_path, opts.min_matches), opts.verify_max_error)
+    ids, summary = coloc.colocated_images(rec, parallax, opts.verify_max_error)
     return _deregistered(rec, ids, frame_of, summary, t0, opts.report, "colocated_check",
                          "put at the viewpoint of a frame their verified matches show parallax with (an orbit taken for "
                          "a turn on the spot?)")

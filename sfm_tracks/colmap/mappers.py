@@ -78,17 +78,18 @@ def mapped_model(db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec, ok
     return rec
 
 
-def colocated_remapped(rec: pycolmap.Reconstruction, db_path: Path, work: Path, tracks: Tracks, spec: CameraSpec,
-                       opts: MappingOptions, cameras: list) -> pycolmap.Reconstruction:
-    """The model with the frames colocated.py finds at one centre despite their parallax deregistered (all but the
-    best-supported of each group), then placed again by the incremental mapper continuing from the rest; the
+def colocated_remapped(rec: pycolmap.Reconstruction, parallax: list, db_path: Path, work: Path, tracks: Tracks,
+                       spec: CameraSpec, opts: MappingOptions, cameras: list) -> pycolmap.Reconstruction:
+    """The model with the frames colocated.py finds at one centre despite their parallax (parallax: the database's
+    colocated.parallax_pairs) deregistered (all but the best-supported of each group), then placed again by the
+    incremental mapper, on the database at db_path, continuing from the rest; the
     continued model unless it lost frames (then the result check deregisters them). opts.report["colocated_remap"]
     says what happened.
 
     nerf_mic: four photos 4-21 deg apart at one centre, two of them 7 and 22 deg wrong; three deregistered and
     placed again, then the final BA (mapping.reconstruct): 100/100 registered, AUC@5 0.915 -> 0.974, the largest
     rotation error 21.8 -> 1.20 deg (BENCHMARKS.md)."""
-    ids, summary = coloc.colocated_images(rec, coloc.parallax_pairs(db_path, opts.min_matches), opts.verify_max_error)
+    ids, summary = coloc.colocated_images(rec, parallax, opts.verify_max_error)
     if not ids:
         return rec
     t0 = time.time()

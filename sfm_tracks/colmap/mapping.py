@@ -21,6 +21,7 @@ from typing import Optional
 import numpy as np
 import pycolmap
 
+from . import colocated as coloc
 from . import database as dbm
 from . import feature_matches as fm
 from . import final_model as fin
@@ -184,13 +185,14 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
             opts.report["final_ba_points_held_out"] = len(held)
             opts.report["distortion"] = distortion
         db = None if cam_from_world is not None else work / "database.db"
-        if db is not None and opts.check_views:
-            again = mappers.colocated_remapped(rec, db, work, tracks, spec, opts, cameras)
+        parallax = coloc.parallax_pairs(db, opts.min_matches) if db is not None and opts.check_views else None
+        if parallax is not None:
+            again = mappers.colocated_remapped(rec, parallax, db, work, tracks, spec, opts, cameras)
             if again is not rec:  # frames placed again: the final BA and its tightening, as for every model
                 fin.bundle_adjust(again, spec, opts, refine_poses)
                 fin.tighten(again, tracks, layout, spec, opts, refine_poses)
             rec = again
-        dropped = fin.check_result(rec, tracks, opts, db)  # given poses stay
+        dropped = fin.check_result(rec, tracks, opts, parallax)  # given poses stay
         if opts.report is not None:
             opts.report["unregistered"] = unreg.explain(rec, tracks, ok, dropped, db, opts.min_matches)
     rec.update_point_3d_errors()
