@@ -41,6 +41,7 @@ from sfm_tracks import ReconstructionError, VideoError  # noqa: E402
 from sfm_tracks.colmap.feature_matches import FEATURE_MODES, MATCH_MODES  # noqa: E402
 from sfm_tracks.outputs import trainers_note  # noqa: E402
 from sfm_tracks.pipeline import run  # noqa: E402
+from sfm_tracks.progress import show_progress  # noqa: E402
 from sfm_tracks.tracking.choice import TRACKERS, tracker_mode  # noqa: E402
 
 logger = logging.getLogger("reconstruct")
@@ -95,7 +96,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--overwrite", action="store_true", help="replace OUTDIR when it holds a previous result of ours (never any other folder)")
     ap.add_argument("--no-video", action="store_true", help="skip tracks.mp4")
     ap.add_argument("--no-undistort", action="store_true", help="skip OUTDIR/undistorted/ (the pinhole copy for 3DGS-style trainers)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
+    ap.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary (no log lines, no progress bars)")
     return ap.parse_args(argv)
 
 
@@ -176,6 +177,7 @@ def matches_note(m) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    show_progress(not args.quiet)
     demo = args.demo or args.input is None
     out_dir = args.output or (Path("demo_reconstruction") if demo else None)
     if out_dir is None:

@@ -13,9 +13,9 @@ from typing import Optional
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from .outdir import InputError, anonymous_memmap
+from .progress import progress
 from .selection import sharpness
 from .video import VideoError, iter_frames, list_images, resize_max_side
 
@@ -47,7 +47,7 @@ def load_frames(source, work: Path, max_frames=None, stride: int = 1, max_side=N
         desc = f"read {Path(source).name}"
     names, shapes, in_sizes, scores = [], [], [], []
     with tempfile.TemporaryFile(dir=work) as f:  # the memmap keeps its own descriptor
-        for name, frame in tqdm(items, desc=desc, unit="frame", leave=False):
+        for name, frame in progress(items, desc=desc, unit="frame", leave=False):
             small = np.ascontiguousarray(resize_max_side(frame, max_side), dtype=np.uint8)
             f.write(small.tobytes())
             scores.append(sharpness(small, score_side))
@@ -127,7 +127,7 @@ def load_masks(mask_dir, names: list, in_sizes: np.ndarray, sizes: np.ndarray, c
     if missing:
         raise InputError(f"mask folder {mask_dir} has no mask for {len(missing)} of {len(names)} frames (first: {missing[0]})")
     masks = anonymous_memmap(work, bool, (len(names),) + tuple(canvas))
-    for t, n in enumerate(tqdm(names, desc="masks", unit="frame", leave=False)):
+    for t, n in enumerate(progress(names, desc="masks", unit="frame", leave=False)):
         p = _find_mask(mask_dir, n, by_stem)
         m = cv2.imdecode(np.fromfile(str(p), np.uint8), cv2.IMREAD_GRAYSCALE) if p.stat().st_size else None
         if m is None:

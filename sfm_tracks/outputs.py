@@ -12,8 +12,8 @@ from typing import Callable, Iterable, Optional
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
+from .progress import progress
 from .video import IMAGE_EXTENSIONS, write_tracks_video
 
 
@@ -46,7 +46,7 @@ def in_threads(fn: Callable, items: Iterable, desc: str) -> list:
     OpenCV's codecs and warps release the GIL, so PNG encoding runs ~2x faster on two cores."""
     items = list(items)
     with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
-        return list(tqdm(pool.map(fn, items), total=len(items), desc=desc, unit="img", leave=False))
+        return list(progress(pool.map(fn, items), total=len(items), desc=desc, unit="img", leave=False))
 
 
 def write_image(path: Path, image: np.ndarray) -> None:

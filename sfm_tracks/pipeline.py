@@ -26,7 +26,6 @@ from typing import Optional
 
 import numpy as np
 import pycolmap
-from tqdm import tqdm
 
 from .colmap.cameras import MODELS, CameraSpec
 from .colmap.degeneracy import FORWARD_MAX_DEG, forward_motion_deg
@@ -37,6 +36,7 @@ from .errors import ReconstructionError
 from .inputs import PADDING_MARGIN_PX, exclude_padding, load_frames, load_masks, mixed_sizes, take_frames
 from .outdir import InputError, check_overlap, check_replaceable, staging
 from .outputs import trainer_folders, write_frame_outputs, write_masks
+from .progress import progress
 from .selection import SELECT_CONF, choose_frames, spread
 from .tracking.filters import apply_filters, cycle_consistency, low_confidence, off_padding, stuck_at_border, too_short
 from .tracking.choice import make_provider, tracker_key, tracker_reason
@@ -167,7 +167,7 @@ def motion_tracks(frames, names: list, masks, conf: dict) -> Tracks:
 def query_points(frames, conf: dict, masks=None) -> np.ndarray:
     """SIFT + grid queries on the frames of `query_frames`."""
     out = []
-    for t in tqdm(query_frames(len(frames), conf), desc="queries", unit="frame", leave=False):
+    for t in progress(query_frames(len(frames), conf), desc="queries", unit="frame", leave=False):
         out.append(select_queries(frames, query_frames=[t], max_points_per_frame=conf["max_points_per_frame"],
                                   method=conf["method"], min_distance=conf["min_distance"], masks=masks))
     return np.concatenate(out)
@@ -178,7 +178,7 @@ def track(provider: TrackProvider, frames, queries: np.ndarray, conf: dict) -> T
     (conf['max_live']) are left out."""
     lengths = [e - s for s, e in window_bounds(len(frames), conf["window"], conf["overlap"])]
     total = sum(lengths) + sum(lengths[:-1])  # forward pass, then the backward carries (one call per window)
-    with tqdm(desc=f"track ({provider.name})", unit="frame", total=total, leave=False) as bar:
+    with progress(desc=f"track ({provider.name})", unit="frame", total=total, leave=False) as bar:
         wp = WindowedProvider(provider, conf["window"], conf["overlap"], conf["max_queries"], bar,
                               {k: conf[k] for k in ("max_live", "min_spacing") if k in conf})
         return wp.kept(frames, queries)
@@ -208,7 +208,7 @@ def filter_tracks(tracks: Tracks, conf: dict, tracker: str, provider=None, frame
     if masks is not None and conf["mask_observations"]:
         keep["mask"] = mask_filter(tracks, masks)
     if conf["cycle_anchors"] and provider is not None:
-        with tqdm(desc="cycle check", unit="frame", leave=False) as bar:
+        with progress(desc="cycle check", unit="frame", leave=False) as bar:
             wp = WindowedProvider(provider, tconf["window"], tconf["overlap"], tconf["max_queries"], bar)
             keep["cycle"] = cycle_consistency(wp, frames, tracks, conf["cycle_threshold_px"], conf["cycle_anchors"], tconf["max_queries"])
     stats = {k: int((tracks.visible & ~m).sum()) for k, m in keep.items()}

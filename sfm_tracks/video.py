@@ -14,7 +14,8 @@ from typing import Iterator, Optional, Sequence
 import av
 import cv2
 import numpy as np
-from tqdm import tqdm
+
+from .progress import progress
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -317,7 +318,7 @@ def write_tracks_video(path: Path, frames, tracks, fps: float, chunk: int = 32, 
     colors = track_colors(tracks.num_tracks)[keep]  # colour by track id: stable whatever the subset
 
     def drawn():
-        for s in tqdm(range(0, T, chunk), desc="tracks.mp4", unit="chunk", leave=False):
+        for s in progress(range(0, T, chunk), desc="tracks.mp4", unit="chunk", leave=False):
             a, e = max(0, s - tail), min(T, s + chunk)
             sub = shown.select(frames=np.arange(a, e))
             yield from draw_tracks(np.asarray(frames[a:e]), sub, tail=tail, colors=colors, min_long_side=min_long_side)[s - a:]

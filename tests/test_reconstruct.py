@@ -87,9 +87,10 @@ def test_image_folder_poses_match_ground_truth(clip, image_dir, tmp_path, capsys
     assert "registered" in capsys.readouterr().out
 
 
-def test_video_file_with_stride(video_file, tmp_path):
+def test_video_file_with_stride(video_file, tmp_path, capsys):
     out = tmp_path / "out"
     assert main([str(video_file), "-o", str(out), "--tracker", "lk", "--stride", "2", "--max-side", "128", "-q"]) == 0
+    assert "frame/s" not in capsys.readouterr().err  # -q: no progress bars (reading and tracking draw them otherwise)
     names = [f"frame_{t:06d}.png" for t in range(0, T, 2)]  # named after the original frame index
     assert sorted(p.name for p in (out / "images").iterdir()) == names
     assert cv2.imread(str(out / "images" / names[0])).shape == (128, 128, 3)
