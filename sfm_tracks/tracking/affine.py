@@ -25,14 +25,11 @@ def sample(image: np.ndarray, centers: np.ndarray, grid: np.ndarray, A: np.ndarr
     """Bilinear samples of a (H, W) float32 image on `grid` (P, P, 2) around (M, 2) centres, optionally
     warped by (M, 2, 2) affine parts -> (M, P, P) float32 (border pixels replicated)."""
     M, P = len(centers), grid.shape[0]
-    gx, gy = grid[..., 0].reshape(1, -1), grid[..., 1].reshape(1, -1)
-    cx, cy = centers[:, :1].astype(np.float32), centers[:, 1:2].astype(np.float32)
-    if A is None:
-        mx, my = cx + gx, cy + gy
-    else:
-        A = A.astype(np.float32)
-        mx = cx + A[:, 0, :1] * gx + A[:, 0, 1:] * gy
-        my = cy + A[:, 1, :1] * gx + A[:, 1, 1:] * gy
+    offsets = grid.reshape(-1, 2).T  # (2, P*P)
+    if A is not None:
+        offsets = np.matmul(A.astype(np.float32), offsets)  # (M, 2, P*P)
+    xy = centers.astype(np.float32)[:, :, None] + offsets
+    mx, my = xy[:, 0], xy[:, 1]
     out = np.empty((M, P * P), np.float32)
     for s in range(0, M, MAX_REMAP_ROWS):
         out[s:s + MAX_REMAP_ROWS] = cv2.remap(image, mx[s:s + MAX_REMAP_ROWS], my[s:s + MAX_REMAP_ROWS], cv2.INTER_LINEAR,
@@ -43,7 +40,8 @@ def sample(image: np.ndarray, centers: np.ndarray, grid: np.ndarray, A: np.ndarr
 def _normalise(p: np.ndarray) -> np.ndarray:
     """(M, P, P) -> zero mean, unit standard deviation per patch."""
     p = p - p.mean((1, 2), keepdims=True)
-    return p / np.maximum(p.std((1, 2), keepdims=True), 1e-3)
+    std = np.sqrt(np.einsum("mij,mij->m", p, p) / (p.shape[1] * p.shape[2]))  # the mean is 0 now: one pass, no copy
+    return p / np.maximum(std, 1e-3)[:, None, None]
 
 
 def prepare(ref: np.ndarray, prior: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -80,23 +78,30 @@ def affine_align(prepared: tuple, image: np.ndarray, init: np.ndarray, iteration
     grid = patch_grid(half)
     A = np.broadcast_to(np.eye(2, dtype=np.float32), (M, 2, 2)).copy() if A0 is None else A0.astype(np.float32).copy()
     c = init.astype(np.float32).copy()
-    active = np.ones(M, bool)
     step = np.zeros(M, np.float32)
-    for _ in range(iterations):
-        idx = np.flatnonzero(active)
-        if not len(idx):
+    eye = np.eye(2, dtype=np.float32)
+    work = np.arange(M)  # the patches still moving; their rows of the reference arrays are gathered only when it
+    G_w, T_w, KL_w = G, Tf, KL  # shrinks by a quarter (G alone is M x 6 x P*P: gathering it every step costs)
+    for it in range(iterations):
+        moving = step[work] >= tol if it else np.ones(len(work), bool)
+        if not moving.any():
             break
-        warped = _normalise(sample(image, c[idx], grid, A[idx])).reshape(len(idx), -1)
-        dp = np.matmul(G[idx], (warped - Tf[idx])[..., None])[..., 0]
-        dp += np.matmul(KL[idx], (A[idx] - np.eye(2, dtype=np.float32)).reshape(-1, 4, 1))[..., 0]  # prior: A -> I
+        if moving.sum() < 0.75 * len(work):
+            work, G_w, T_w, KL_w = work[moving], G_w[moving], T_w[moving], KL_w[moving]
+            moving = moving[moving]
+        A_w = A[work]
+        warped = _normalise(sample(image, c[work], grid, A_w)).reshape(len(work), -1)
+        dp = np.einsum("mkp,mp->mk", G_w, warped - T_w)
+        dp += np.matmul(KL_w, (A_w - eye).reshape(-1, 4, 1))[..., 0]  # prior: A -> I
         # compose with the inverse of the increment: W <- W o dW^-1, dW = [[1+p0, p1, p4], [p2, 1+p3, p5]]
-        dA = np.stack([1 + dp[:, 0], dp[:, 1], dp[:, 2], 1 + dp[:, 3]], -1).reshape(-1, 2, 2)
-        dAinv = np.linalg.inv(dA)
+        a, b, cc, d = 1 + dp[:, 0], dp[:, 1], dp[:, 2], 1 + dp[:, 3]
+        dAinv = np.stack([d, -b, -cc, a], -1).reshape(-1, 2, 2) / (a * d - b * cc)[:, None, None]  # closed-form 2x2 inverse
         dc = -np.matmul(dAinv, dp[:, 4:, None])
-        c[idx] = c[idx] + np.matmul(A[idx], dc)[..., 0]
-        A[idx] = A[idx] @ dAinv
+        # patches that had stopped keep their values: only the moving rows take the step
+        upd = work[moving]
+        c[upd] = c[upd] + np.matmul(A_w[moving], dc[moving])[..., 0]
+        A[upd] = A_w[moving] @ dAinv[moving]
         # how far the patch corners moved in this step
-        step[idx] = np.abs(dp[:, 4:]).max(1) + half * np.abs(dp[:, :4]).max(1)
-        active[idx] = step[idx] >= tol
+        step[upd] = (np.abs(dp[:, 4:]).max(1) + half * np.abs(dp[:, :4]).max(1))[moving]
     converged = np.isfinite(c).all(1) & np.isfinite(A).all((1, 2)) & (step < 10 * tol)
     return A, c, converged
