@@ -11,6 +11,7 @@ from pipelines.reconstruct import main
 from sfm_tracks import Tracks
 from sfm_tracks.colmap import database as dbm
 from sfm_tracks.colmap.feature_matches import SiftMatches, colmap_sift, plan_matches, sift_settings
+from sfm_tracks.colmap.mapping import reconstruct
 from sfm_tracks.colmap.metrics import relative_pose_errors
 from sfm_tracks.pipeline import run
 from synthetic import orbit_poses, render_room, room_planes
@@ -163,6 +164,28 @@ def test_wide_baseline_image_set_registers_every_photo(rects, tmp_path, capsys):
         (rel, report["mapping"])
     capsys.readouterr()
 
+
+def test_sift_matcher_runs_on_one_thread_unless_runs_may_differ(rects, tmp_path, monkeypatch):
+    """COLMAP's CPU matcher on several threads can give other matches from the same features (the photos of the
+    test above: another model in 9 of 255 runs on 2 threads, 0 of 75 on one), so deterministic runs match on one."""
+    threads = []
+    real = pycolmap.match_image_pairs
+
+    def spy(*args, matching_options, **kwargs):
+        threads.append(matching_options.num_threads)
+        return real(*args, matching_options=matching_options, **kwargs)
+
+    monkeypatch.setattr(pycolmap, "match_image_pairs", spy)
+    poses = orbit_poses(5, 120.0)  # 30 degrees apart: only SIFT joins them
+    frames = render_room(rects, poses, K, H, W)
+    names = [f"img_{t:02d}.png" for t in range(len(poses))]
+    conf = {"tracker": {"name": "lk"}, "output": {"video": False}, "camera": {"model": "SIMPLE_PINHOLE", "intrinsics": [F, W / 2, H / 2]}}
+    run((frames, names), tmp_path / "default", conf)
+    assert threads and set(threads) == {1}
+    threads.clear()
+    tracks = Tracks.load(tmp_path / "default" / "tracks.npz")
+    reconstruct(tracks, camera={"model": "SIMPLE_PINHOLE", "params": [F, W / 2, H / 2]}, frames=frames, deterministic=False)
+    assert threads and set(threads) == {-1}
 
 def test_orbit_loop_closure_links_last_frames_to_first(rects, tmp_path):
     T = 24  # one full turn, 15 degrees per frame

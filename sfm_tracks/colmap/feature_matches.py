@@ -77,7 +77,10 @@ class MatchOptions:
     retrieval_descriptors: int = 1000  # descriptors per image that enter retrieval (a seeded random subset)
     retrieval_sequential: int = 3  # retrieval also matches photos up to this far apart in order when their
     # tracks connect them (min_shared): frame sequences stored as photos keep their neighbours; 0: off
-    num_threads: int = -1
+    num_threads: int = -1  # SIFT extraction (the same features on any number of threads)
+    match_threads: int = 1  # COLMAP's CPU matcher: on more threads the same features can give other matches, then
+    # another model (test_feature_matches' 10 wide-baseline photos: 9 of 255 runs on 2 threads, 0 of 75 on one;
+    # colmap/colmap#727); mapping.py sets it from MappingOptions.deterministic; -1: all cores
     seed: int = 0
 
 
@@ -263,7 +266,7 @@ def match(db_path: Path, pairs: list, work: Path, options: MatchOptions) -> dict
     pair_file = Path(work) / "sift_pairs.txt"
     pair_file.write_text("".join(f"{i} {j}\n" for i, j in pairs))
     mo = pycolmap.FeatureMatchingOptions()
-    mo.num_threads = options.num_threads
+    mo.num_threads = options.match_threads
     mo.skip_geometric_verification = True  # verified together with the tracks in the track database
     po = pycolmap.ImportedPairingOptions()
     po.match_list_path = pair_file

@@ -99,7 +99,7 @@ class MappingOptions:
     ba_direct_max_images: int = 51  # final BA over more frames: iterative Schur, whose steps grow with the observations
     # only (forward:100: 13.7 -> 7.1 s, mean rotation 0.179 -> 0.180 deg); COLMAP's dense solver takes <= 50, so > 50
     num_threads: int = -1  # verification (seeded per pair: the same result on any number of threads)
-    deterministic: bool = True  # mapper and final BA on one thread: the same input gives the same model
+    deterministic: bool = True  # SIFT matcher, mapper and final BA on one thread: the same input gives the same model
     seed: int = 0  # every RANSAC and sampler: verification, mapper, triangulation, track completion
     matches: str = "auto"  # SIFT matches next to the tracks: auto | off | all (see feature_matches.py; needs frames)
     features: str = "accurate"  # SIFT settings: accurate | fast | colmap | accurate-dsp (feature_matches.SIFT_MODES)
@@ -347,6 +347,7 @@ def _feature_matches(frames, ok: np.ndarray, keys: np.ndarray, work: Path, opts:
     schedule = _schedule(len(keys), opts)
     sift, plan = fm.feature_matches(view, ok[keys], schedule, work, opts.matches, opts.image_set, opts.min_matches, tracks.image_size,
                                     fm.MatchOptions(**{"features": opts.features, "num_threads": opts.num_threads, "seed": opts.seed,
+                                                       "match_threads": opts.solver_threads,
                                                        **opts.match_options}),
                                     [(cameras[t].height, cameras[t].width) for t in keys])
     if view is not frames:  # the plan counted in mapped-frame positions: report frame indices
