@@ -176,7 +176,7 @@ def test_sift_matcher_runs_on_one_thread_unless_runs_may_differ(rects, tmp_path,
         return real(*args, matching_options=matching_options, **kwargs)
 
     monkeypatch.setattr(pycolmap, "match_image_pairs", spy)
-    poses = orbit_poses(5, 120.0)  # 30 degrees apart: only SIFT joins them
+    poses = orbit_poses(5, 150.0)  # 30 degrees apart: only SIFT joins them
     frames = render_room(rects, poses, K, H, W)
     names = [f"img_{t:02d}.png" for t in range(len(poses))]
     conf = {"tracker": {"name": "lk"}, "output": {"video": False}, "camera": {"model": "SIMPLE_PINHOLE", "intrinsics": [F, W / 2, H / 2]}}
