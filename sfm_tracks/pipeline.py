@@ -42,7 +42,7 @@ from .tracking.filters import apply_filters, cycle_consistency, low_confidence, 
 from .tracking.choice import make_provider, tracker_key, tracker_reason
 from .tracking.providers import LucasKanadeProvider, TrackProvider
 from .tracking.refine import DEFAULT_CONF as REFINE_CONF, refine_tracks
-from .tracking.queries import explain_no_tracks, flat_frames, select_queries
+from .tracking.queries import explain_no_tracks, flat_frames, query_rows
 from .tracking.windowed import WindowedProvider, window_bounds
 from .tracks import Tracks
 from .video import IMAGE_EXTENSIONS, video_rate
@@ -166,11 +166,9 @@ def motion_tracks(frames, names: list, masks, conf: dict) -> Tracks:
 
 def query_points(frames, conf: dict, masks=None) -> np.ndarray:
     """SIFT + grid queries on the frames of `query_frames`."""
-    out = []
-    for t in progress(query_frames(len(frames), conf), desc="queries", unit="frame", leave=False):
-        out.append(select_queries(frames, query_frames=[t], max_points_per_frame=conf["max_points_per_frame"],
-                                  method=conf["method"], min_distance=conf["min_distance"], masks=masks))
-    return np.concatenate(out)
+    qf = query_frames(len(frames), conf)
+    rows = query_rows(frames, qf, conf["method"], conf["max_points_per_frame"], conf["min_distance"], masks)
+    return np.concatenate(list(progress(rows, total=len(qf), desc="queries", unit="frame", leave=False)))
 
 
 def track(provider: TrackProvider, frames, queries: np.ndarray, conf: dict) -> Tracks:

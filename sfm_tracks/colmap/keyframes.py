@@ -11,6 +11,8 @@ runs one bundle adjustment over all frames.
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,11 +100,13 @@ def _moved(xy: np.ndarray, ok: np.ndarray, a: int, b: int) -> float:
 
 
 def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray, frames, max_error: float = 4.0,
-                    min_inliers: int = 15, seed: int = 0, layout: KeypointLayout | None = None) -> list:
+                    min_inliers: int = 15, seed: int = 0, layout: KeypointLayout | None = None, threads: int = -1) -> list:
     """Add each frame of `frames` that is not yet in `rec` by PnP on its tracks' 3D points; return those added.
 
     A frame is added with its track keypoints (database.KeypointLayout), its pose, and its PnP inliers as
     observations of the tracks' points. All frames share the model's one camera, which stays fixed here.
+    Each frame's pose depends only on the points the model had on entry, and each RANSAC is seeded, so the poses
+    are estimated on `threads` threads (-1: one per core; pycolmap releases the GIL) with the result of one thread.
     """
     layout = layout or KeypointLayout(tracks)
     images = frame_images(rec, tracks)
@@ -121,17 +125,19 @@ def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray
     ref = pycolmap.AbsolutePoseRefinementOptions()
     ref.refine_focal_length = False
     ref.refine_extra_params = False
+    todo = [(int(t), np.nonzero(ok[t] & has)[0]) for t in frames if images[int(t)] is None]
+    todo = [(t, n) for t, n in todo if len(n) >= min_inliers]
+
+    def pose(job: tuple):
+        t, n = job
+        return absolute_pose(tracks.xy[t, n].astype(np.float64) + COLMAP_OFFSET, xyz[n], camera, est, ref)
+
+    with ThreadPoolExecutor(max_workers=threads if threads > 0 else os.cpu_count() or 1) as pool:
+        poses = list(pool.map(pose, todo))
     names = tracks.names()
     existing = set(rec.images)
     added = []
-    for t in frames:
-        t = int(t)
-        if images[t] is not None:
-            continue
-        n = np.nonzero(ok[t] & has)[0]
-        if len(n) < min_inliers:
-            continue
-        res = absolute_pose(tracks.xy[t, n].astype(np.float64) + COLMAP_OFFSET, xyz[n], camera, est, ref)
+    for (t, n), res in zip(todo, poses):
         if res is None or res["num_inliers"] < min_inliers:
             continue
         iid = t + 1

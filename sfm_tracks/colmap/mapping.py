@@ -98,7 +98,7 @@ class MappingOptions:
     ba_function_tolerance: float = 1e-6  # final BA stops when an LM step lowers the cost by less (apple: 32 -> 5 steps, same poses)
     ba_direct_max_images: int = 51  # final BA over more frames: iterative Schur, whose steps grow with the observations
     # only (forward:100: 13.7 -> 7.1 s, mean rotation 0.179 -> 0.180 deg); COLMAP's dense solver takes <= 50, so > 50
-    num_threads: int = -1  # verification (seeded per pair: the same result on any number of threads)
+    num_threads: int = -1  # verification and PnP of the frames between keyframes (seeded: the same result on any number)
     deterministic: bool = True  # SIFT matcher, mapper and final BA on one thread: the same input gives the same model
     seed: int = 0  # every RANSAC and sampler: verification, mapper, triangulation, track completion
     matches: str = "auto"  # SIFT matches next to the tracks: auto | off | all (see feature_matches.py; needs frames)
@@ -370,9 +370,9 @@ def _register_rest(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray,
     to triangulate none of 2061 tracks)."""
     t0 = time.time()
     every = np.arange(tracks.num_frames)
-    added = kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed, layout)
+    added = kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed, layout, opts.num_threads)
     fin.complete_tracks(rec, tracks, ok, opts, layout)
-    again = kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed, layout)
+    again = kfm.register_frames(rec, tracks, ok, every, opts.verify_max_error, opts.min_matches, opts.seed, layout, opts.num_threads)
     added += again
     logger.info("keyframe mapping: %d keyframes, %d frames added by absolute pose, %d/%d registered (%.1fs)", len(keys), len(added),
                 rec.num_reg_images(), tracks.num_frames, time.time() - t0)

@@ -11,7 +11,9 @@ the bias, so keypoint coordinates are used as they are.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -134,13 +136,23 @@ def select_queries(
     frames: (T, H, W, 3) uint8. masks: optional (T, H, W) bool, False pixels get no queries (e.g.
     moving objects or a watermark). `query_frames` overrides the spread-out default.
     """
-    T = len(frames)
-    qf = spread(T, num_query_frames) if query_frames is None else np.asarray(query_frames, np.int64)
-    out = []
-    for t in qf:
-        xy = frame_points(frames[t], method, max_points_per_frame, min_distance, None if masks is None else masks[t], border)
-        out.append(np.concatenate([np.full((len(xy), 1), t, np.float32), xy], 1))
+    qf = spread(len(frames), num_query_frames) if query_frames is None else np.asarray(query_frames, np.int64)
+    out = list(query_rows(frames, qf, method, max_points_per_frame, min_distance, masks, border))
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 3), np.float32)
+
+
+def query_rows(frames: np.ndarray, query_frames: Sequence[int], method: str = "sift+grid", max_points_per_frame: int = 512,
+               min_distance: float = 8.0, masks: Optional[np.ndarray] = None, border: float = 4.0) -> Iterator[np.ndarray]:
+    """(M, 3) float32 (t, x, y) queries of each frame of `query_frames`, in that order, as they are ready.
+
+    Frames are worked on side by side: OpenCV's SIFT releases the GIL (cat's 11 query frames: 1.5x on two cores).
+    """
+    def rows(t: int) -> np.ndarray:
+        xy = frame_points(frames[t], method, max_points_per_frame, min_distance, None if masks is None else masks[t], border)
+        return np.concatenate([np.full((len(xy), 1), t, np.float32), xy], 1)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        yield from pool.map(rows, query_frames)
 
 
 def empty_cells(xy: np.ndarray, visible: np.ndarray, shape: tuple, cell_size: int) -> np.ndarray:
