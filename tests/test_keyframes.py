@@ -88,6 +88,18 @@ def test_keyframes_mapped_on_a_subset_of_the_tracks_keep_every_track_and_the_acc
     assert e_few.mean() <= e_all.mean() + 0.02, (e_few.mean(), e_all.mean())
 
 
+def test_frames_between_keyframes_get_the_same_poses_on_one_thread_or_two(scene):
+    """register_frames estimates the frames' poses side by side: each RANSAC is seeded and reads only the model as it
+    was on entry, so the threads change nothing (a pose computed from a half-updated model would)."""
+    reports = ({}, {})
+    rec1 = reconstruct(scene.tracks, keyframe={"parallax": 0.4}, num_threads=1, report=reports[0])
+    rec2 = reconstruct(scene.tracks, keyframe={"parallax": 0.4}, num_threads=2, report=reports[1])
+    assert reports[0]["keyframes"]["registered_by_pose"] == reports[1]["keyframes"]["registered_by_pose"] >= 20
+    p1, p2 = poses_by_frame(rec1, scene.tracks), poses_by_frame(rec2, scene.tracks)
+    assert np.isfinite(p1).all() and np.array_equal(p1, p2)
+    assert rec1.num_points3D() == rec2.num_points3D()
+
+
 def test_video_with_a_cut_maps_every_frame(tmp_path):
     """A 24-frame video that jumps 44 degrees after frame 11 (no track crosses the cut): keyframe mapping put the
     second half 16 deg off (median pair error), so such videos map every frame, with SIFT across the cut."""
