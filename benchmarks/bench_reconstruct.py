@@ -109,7 +109,8 @@ def run_default(source: Path, out: Path, extra: list) -> tuple:
     """The default command as a user runs it -> (report or None, wall s, error line or None)."""
     cmd = [sys.executable, str(ROOT / "pipelines" / "reconstruct.py"), str(source), "-o", str(out), "-q", *extra]
     t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SFM_TRACKS_NO_DOWNLOAD": "1"})
+    # this checkout's package, not whichever one is installed (a worktree's run would measure the installed code)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SFM_TRACKS_NO_DOWNLOAD": "1", "PYTHONPATH": str(ROOT)})
     wall = time.time() - t0
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()

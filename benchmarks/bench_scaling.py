@@ -88,7 +88,8 @@ def run_once(root: Path, clip: Path, out: Path, extra: list) -> dict:
     t0 = time.time()
     peak = {"RssAnon": 0, "RssFile": 0, "anon_at": 0.0}
     with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=f)
+        # PYTHONPATH: the checkout's own package (cwd alone leaves the installed one first on the path)
+        proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=f, env={**os.environ, "PYTHONPATH": str(root)})
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
