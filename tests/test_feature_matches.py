@@ -187,6 +187,7 @@ def test_sift_matcher_runs_on_one_thread_unless_runs_may_differ(rects, tmp_path,
     reconstruct(tracks, camera={"model": "SIMPLE_PINHOLE", "params": [F, W / 2, H / 2]}, frames=frames, deterministic=False)
     assert threads and set(threads) == {-1}
 
+
 def test_orbit_loop_closure_links_last_frames_to_first(rects, tmp_path):
     T = 24  # one full turn, 15 degrees per frame
     poses = orbit_poses(T, 360.0)
