@@ -10,11 +10,15 @@ the shared `reference_colmap/` model (a classical pycolmap model of the original
 cake has none because COLMAP fails on it). Data licences are research / non-commercial: results only.
 
     python benchmarks/bench_reconstruct.py [--data DIR] [--sets apple,cat,...] [--json FILE]
-        [--variant NAME='ARGS' ...] [-- EXTRA ARGS]
+        [--variant NAME='ARGS' ...] [--repeat N] [-- EXTRA ARGS]
 
 Extra arguments after `--` go to every reconstruct.py call (e.g. `-- --tracker lk --matches off`).
 Each --variant runs reconstruct.py once more per set with ARGS added (e.g. --variant fast='--features fast'),
 against the same COLMAP run.
+--repeat N runs each set's commands and COLMAP N times, alternating (ours, COLMAP, ours, ...): this host's speed
+drifts by up to 30 % within an hour, so one run's ratio near a bar lands on either side of it. time_s is then the
+median, time_ratio the median of the N ratios of runs taken side by side, time_ratios all of them; the poses are
+those of the first run, and `same_model` says whether every run registered the same frames with the same errors.
 """
 from __future__ import annotations
 
@@ -164,6 +168,29 @@ def bench_set(label: str, data: Path, work: Path, extra: list, variants: dict) -
     return rows
 
 
+ACCURACY = ("registered", "points", "auc5", "pair_err_med_deg", "rot_max_deg", "rel_rot_med_deg", "rot_med_deg", "centre_med_pct")
+
+
+def bench_repeated(label: str, data: Path, work: Path, extra: list, variants: dict, repeat: int) -> list:
+    """bench_set `repeat` times, alternating our runs and COLMAP's -> the first run's rows with median times."""
+    runs = []
+    for i in range(repeat):
+        (work / f"run{i}").mkdir(exist_ok=True)
+        runs.append(bench_set(label, data, work / f"run{i}", extra, variants))
+    rows = runs[0]
+    for k, row in enumerate(rows):
+        same = [r[k] for r in runs]
+        times = [r["time_s"] for r in same]
+        row["time_s"] = float(np.median(times))
+        row["time_runs"] = [round(t, 2) for t in times]
+        if "time_ratio" in row:
+            ratios = [r["time_ratio"] for r in same if "time_ratio" in r]
+            row["time_ratio"] = float(np.median(ratios))
+            row["time_ratios"] = [round(q, 3) for q in ratios]
+        row["same_model"] = all({a: r.get(a) for a in ACCURACY} == {a: row.get(a) for a in ACCURACY} for r in same)
+    return rows
+
+
 def main(argv=None):
     argv, extra = split_extra(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -172,7 +199,11 @@ def main(argv=None):
     ap.add_argument("--json", type=Path)
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
                     help="also run reconstruct.py with these extra arguments, e.g. fast='--features fast' (repeatable)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run each set N times, alternating ours and COLMAP; report medians (default 1)")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error(f"--repeat must be at least 1, got {args.repeat}")
     variants = {}
     for v in args.variant:
         name, sep, rest = v.partition("=")
@@ -188,9 +219,10 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_reconstruct_") as work:
         for label in labels:
-            rows += bench_set(label, data, Path(work), extra, variants)
+            rows += (bench_set(label, data, Path(work), extra, variants) if args.repeat == 1
+                     else bench_repeated(label, data, Path(work), extra, variants, args.repeat))
     keys = ["frames", "registered", "colmap_only", "auc5", "pair_err_med_deg", "rot_max_deg", "rel_rot_med_deg", "rot_med_deg", "centre_med_pct", "points", "reproj_px", "time_s",
-            "time_ratio", "how", "error"]
+            "time_ratio", "time_runs", "time_ratios", "same_model", "how", "error"]
     _table(rows, [k for k in keys if any(k in r for r in rows)])
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end; "
           f"pycolmap {pycolmap.__version__}; extra reconstruct.py args: {extra or 'none (defaults)'}; "
