@@ -11,7 +11,6 @@ runs one bundle adjustment over all frames.
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ import numpy as np
 import pycolmap
 
 from ..selection import spread
+from ..threads import workers
 from ..tracks import Tracks
 from .database import COLMAP_OFFSET, KeypointLayout
 from .geometric_filter import frame_images, project_with, track_points
@@ -106,7 +106,7 @@ def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray
     A frame is added with its track keypoints (database.KeypointLayout), its pose, and its PnP inliers as
     observations of the tracks' points. All frames share the model's one camera, which stays fixed here.
     Each frame's pose depends only on the points the model had on entry, and each RANSAC is seeded, so the poses
-    are estimated on `threads` threads (-1: one per core; pycolmap releases the GIL) with the result of one thread.
+    are estimated on `threads` threads (-1: `threads.workers()`; pycolmap releases the GIL) with the result of one thread.
     """
     layout = layout or KeypointLayout(tracks)
     images = frame_images(rec, tracks)
@@ -132,7 +132,7 @@ def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray
         t, n = job
         return absolute_pose(tracks.xy[t, n].astype(np.float64) + COLMAP_OFFSET, xyz[n], camera, est, ref)
 
-    with ThreadPoolExecutor(max_workers=threads if threads > 0 else os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=workers(threads)) as pool:
         poses = list(pool.map(pose, todo))
     names = tracks.names()
     existing = set(rec.images)

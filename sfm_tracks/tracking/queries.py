@@ -11,7 +11,6 @@ the bias, so keypoint coordinates are used as they are.
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Optional, Sequence
 
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 
 from ..selection import spread
+from ..threads import workers
 from ..video import grey
 
 METHODS = ("sift", "grid", "sift+grid")
@@ -151,7 +151,7 @@ def query_rows(frames: np.ndarray, query_frames: Sequence[int], method: str = "s
         xy = frame_points(frames[t], method, max_points_per_frame, min_distance, None if masks is None else masks[t], border)
         return np.concatenate([np.full((len(xy), 1), t, np.float32), xy], 1)
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=workers()) as pool:
         yield from pool.map(rows, query_frames)
 
 

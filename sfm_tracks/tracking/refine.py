@@ -36,7 +36,6 @@ pseudo-labelling (`pseudo_labels.label_with_teacher`) on whatever the provider r
 from __future__ import annotations
 
 import copy
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
@@ -44,6 +43,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from ..threads import workers
 from ..tracks import Tracks
 from ..video import grey
 from .affine import affine_align, patch_grid, prepare, sample
@@ -360,9 +360,9 @@ def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None, tracker: 
             status[t, n] = code
             own.update(loc[due], t, g_t, p[due], A[due])
 
-    workers = max(1, min(os.cpu_count() or 1, 8))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(walk, _walks(todo, qf, workers)))  # list(): an exception in any walk is raised here
+    count = workers()
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        list(pool.map(walk, _walks(todo, qf, count)))  # list(): an exception in any walk is raised here
     kept = (status == REFINED) | (status == REFERENCE)
     hide = conf["hide_low_texture"]
     if hide == "auto":  # only where enough textured observations remain to pose every frame
