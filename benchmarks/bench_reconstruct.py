@@ -15,10 +15,8 @@ cake has none because COLMAP fails on it). Data licences are research / non-comm
 Extra arguments after `--` go to every reconstruct.py call (e.g. `-- --tracker lk --matches off`).
 Each --variant runs reconstruct.py once more per set with ARGS added (e.g. --variant fast='--features fast'),
 against the same COLMAP run.
---repeat N runs each set's commands and COLMAP N times, alternating (ours, COLMAP, ours, ...): this host's speed
-drifts by up to 30 % within an hour, so one run's ratio near a bar lands on either side of it. time_s is then the
-median, time_ratio the median of the N ratios of runs taken side by side, time_ratios all of them; the poses are
-those of the first run, and `same_model` says whether every run registered the same frames with the same errors.
+--repeat N runs each set's commands and COLMAP N times in turn (bench_sfm.repeated_rows: median times, the median
+of the side-by-side ratios, the poses of the first run, and whether every run gave the same accuracy).
 """
 from __future__ import annotations
 
@@ -39,7 +37,7 @@ import pycolmap
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench_sfm import DEFAULT_DATA, _table, bench_colmap_sift, split_extra  # noqa: E402
+from bench_sfm import DEFAULT_DATA, REPEAT_KEYS, _table, bench_colmap_sift, repeated_rows, split_extra  # noqa: E402
 from sfm_tracks.colmap.metrics import aligned_pose_errors, pair_errors, pose_auc, relative_pose_errors  # noqa: E402
 
 logger = logging.getLogger("bench_reconstruct")
@@ -171,26 +169,6 @@ def bench_set(label: str, data: Path, work: Path, extra: list, variants: dict) -
 ACCURACY = ("registered", "points", "auc5", "pair_err_med_deg", "rot_max_deg", "rel_rot_med_deg", "rot_med_deg", "centre_med_pct")
 
 
-def bench_repeated(label: str, data: Path, work: Path, extra: list, variants: dict, repeat: int) -> list:
-    """bench_set `repeat` times, alternating our runs and COLMAP's -> the first run's rows with median times."""
-    runs = []
-    for i in range(repeat):
-        (work / f"run{i}").mkdir(exist_ok=True)
-        runs.append(bench_set(label, data, work / f"run{i}", extra, variants))
-    rows = runs[0]
-    for k, row in enumerate(rows):
-        same = [r[k] for r in runs]
-        times = [r["time_s"] for r in same]
-        row["time_s"] = float(np.median(times))
-        row["time_runs"] = [round(t, 2) for t in times]
-        if "time_ratio" in row:
-            ratios = [r["time_ratio"] for r in same if "time_ratio" in r]
-            row["time_ratio"] = float(np.median(ratios))
-            row["time_ratios"] = [round(q, 3) for q in ratios]
-        row["same_model"] = all({a: r.get(a) for a in ACCURACY} == {a: row.get(a) for a in ACCURACY} for r in same)
-    return rows
-
-
 def main(argv=None):
     argv, extra = split_extra(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -219,10 +197,13 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_reconstruct_") as work:
         for label in labels:
-            rows += (bench_set(label, data, Path(work), extra, variants) if args.repeat == 1
-                     else bench_repeated(label, data, Path(work), extra, variants, args.repeat))
+            runs = []
+            for i in range(args.repeat):  # in turn, so that each ratio compares runs taken side by side
+                (Path(work) / f"run{i}").mkdir(exist_ok=True)
+                runs.append(bench_set(label, data, Path(work) / f"run{i}", extra, variants))
+            rows += runs[0] if args.repeat == 1 else repeated_rows(runs, ACCURACY)
     keys = ["frames", "registered", "colmap_only", "auc5", "pair_err_med_deg", "rot_max_deg", "rel_rot_med_deg", "rot_med_deg", "centre_med_pct", "points", "reproj_px", "time_s",
-            "time_ratio", "time_runs", "time_ratios", "same_model", "how", "error"]
+            "time_ratio", *REPEAT_KEYS, "how", "error"]
     _table(rows, [k for k in keys if any(k in r for r in rows)])
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end; "
           f"pycolmap {pycolmap.__version__}; extra reconstruct.py args: {extra or 'none (defaults)'}; "

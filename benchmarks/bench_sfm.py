@@ -153,6 +153,34 @@ def split_extra(argv: list) -> tuple[list, list]:
     return list(argv[:k]), list(argv[k + 1:])
 
 
+REPEAT_KEYS = ["time_runs", "time_ratios", "same_model", "varied"]  # the columns `repeated_rows` adds
+
+
+def repeated_rows(runs: list, accuracy_keys: tuple) -> list:
+    """The same rows from N runs taken in turn (ours, COLMAP, ours, ...) -> the first run's rows, with time_s the
+    median, time_ratio the median of the N side-by-side ratios, the runs' times and ratios, `same_model`: every
+    run gave the same values of `accuracy_keys`, and else `varied`: each differing key's values, run by run.
+
+    Why: this host's speed drifts by up to 30 % within an hour, so one run's ratio near a bar lands on either side."""
+    rows = runs[0]
+    for k, row in enumerate(rows):
+        same = [r[k] for r in runs]
+        times = [r["time_s"] for r in same]
+        row["time_s"], row["time_runs"] = float(np.median(times)), [round(t, 2) for t in times]
+        ratios = [r["time_ratio"] for r in same if "time_ratio" in r]
+        if ratios:
+            row["time_ratio"], row["time_ratios"] = float(np.median(ratios)), [round(q, 3) for q in ratios]
+        varied = {a: [_round(r.get(a)) for r in same] for a in accuracy_keys if any(r.get(a) != row.get(a) for r in same)}
+        row["same_model"] = not varied
+        if varied:
+            row["varied"] = varied
+    return rows
+
+
+def _round(v):
+    return round(v, 5) if isinstance(v, float) else v
+
+
 def _table(rows: list, keys: list) -> None:
     if not rows:
         return
