@@ -177,7 +177,14 @@ def matches_note(m) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    show_progress(not args.quiet)
+    shown = show_progress(not args.quiet)
+    try:
+        return _main(args)
+    finally:  # -q silences this call only: a caller that runs main and then other steps gets its bars back
+        show_progress(shown)
+
+
+def _main(args) -> int:
     demo = args.demo or args.input is None
     out_dir = args.output or (Path("demo_reconstruction") if demo else None)
     if out_dir is None:

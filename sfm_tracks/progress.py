@@ -6,10 +6,12 @@ from tqdm import tqdm
 _shown = True
 
 
-def show_progress(on: bool) -> None:
-    """Show (True, the default) or hide every progress bar sfm_tracks draws from now on."""
+def show_progress(on: bool) -> bool:
+    """Show (True, the default) or hide every progress bar sfm_tracks draws from now on -> the previous setting,
+    for a caller that switches them off for one job only (reconstruct.py's main)."""
     global _shown
-    _shown = bool(on)
+    was, _shown = _shown, bool(on)
+    return was
 
 
 def progress(iterable=None, **kwargs) -> tqdm:

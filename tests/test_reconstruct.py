@@ -16,6 +16,7 @@ from cotracker3.data.synthetic import generate_clip
 from pipelines.reconstruct import main, pose_accuracy
 from sfm_tracks import Tracks, write_video
 from sfm_tracks.pipeline import track
+from sfm_tracks.progress import show_progress
 from sfm_tracks.tracking.choice import make_provider
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +92,7 @@ def test_video_file_with_stride(video_file, tmp_path, capsys):
     out = tmp_path / "out"
     assert main([str(video_file), "-o", str(out), "--tracker", "lk", "--stride", "2", "--max-side", "128", "-q"]) == 0
     assert "frame/s" not in capsys.readouterr().err  # -q: no progress bars (reading and tracking draw them otherwise)
+    assert show_progress(True)  # ... for that call only: the bars are on again after it
     names = [f"frame_{t:06d}.png" for t in range(0, T, 2)]  # named after the original frame index
     assert sorted(p.name for p in (out / "images").iterdir()) == names
     assert cv2.imread(str(out / "images" / names[0])).shape == (128, 128, 3)
