@@ -5,7 +5,6 @@ Images and masks are written at the model's resolution under the image names, so
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -13,7 +12,7 @@ import cv2
 import numpy as np
 
 from .progress import progress
-from .threads import workers
+from .threads import ordered_map
 from .video import IMAGE_EXTENSIONS, write_tracks_video
 
 
@@ -45,8 +44,7 @@ def in_threads(fn: Callable, items: Iterable, desc: str) -> list:
     """[fn(item) for item in items] on `threads.workers()` threads, in order, with a progress bar. For image I/O:
     OpenCV's codecs and warps release the GIL, so PNG encoding runs ~2x faster on two cores."""
     items = list(items)
-    with ThreadPoolExecutor(max_workers=workers()) as pool:
-        return list(progress(pool.map(fn, items), total=len(items), desc=desc, unit="img", leave=False))
+    return list(progress(ordered_map(fn, items), total=len(items), desc=desc, unit="img", leave=False))
 
 
 def write_image(path: Path, image: np.ndarray) -> None:

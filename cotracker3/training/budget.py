@@ -21,6 +21,7 @@ from typing import Optional
 
 import torch
 
+from ..cores import usable_cores
 from .configs import merge
 from .curriculum import phase_at, phases
 from .data import build_dataset
@@ -76,8 +77,7 @@ def render_rate(conf: dict, device: str, clips: int = 2) -> float:
 
 def cpu_workers() -> int:
     """CPU cores a budget run can give to DataLoader workers (one stays with the training process)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(0, cores - 1)
+    return max(0, usable_cores() - 1)
 
 
 def device_config(conf: dict, device: torch.device, renderer: Optional[dict] = None) -> dict:

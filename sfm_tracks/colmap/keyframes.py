@@ -11,14 +11,13 @@ runs one bundle adjustment over all frames.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pycolmap
 
 from ..selection import spread
-from ..threads import workers
+from ..threads import ordered_map
 from ..tracks import Tracks
 from .database import COLMAP_OFFSET, KeypointLayout
 from .geometric_filter import frame_images, project_with, track_points
@@ -132,8 +131,7 @@ def register_frames(rec: pycolmap.Reconstruction, tracks: Tracks, ok: np.ndarray
         t, n = job
         return absolute_pose(tracks.xy[t, n].astype(np.float64) + COLMAP_OFFSET, xyz[n], camera, est, ref)
 
-    with ThreadPoolExecutor(max_workers=workers(threads)) as pool:
-        poses = list(pool.map(pose, todo))
+    poses = list(ordered_map(pose, todo, threads))
     names = tracks.names()
     existing = set(rec.images)
     added = []

@@ -11,14 +11,13 @@ the bias, so keypoint coordinates are used as they are.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
 
 from ..selection import spread
-from ..threads import workers
+from ..threads import ordered_map
 from ..video import grey
 
 METHODS = ("sift", "grid", "sift+grid")
@@ -151,8 +150,7 @@ def query_rows(frames: np.ndarray, query_frames: Sequence[int], method: str = "s
         xy = frame_points(frames[t], method, max_points_per_frame, min_distance, None if masks is None else masks[t], border)
         return np.concatenate([np.full((len(xy), 1), t, np.float32), xy], 1)
 
-    with ThreadPoolExecutor(max_workers=workers()) as pool:
-        yield from pool.map(rows, query_frames)
+    return ordered_map(rows, query_frames)
 
 
 def empty_cells(xy: np.ndarray, visible: np.ndarray, shape: tuple, cell_size: int) -> np.ndarray:

@@ -36,14 +36,13 @@ pseudo-labelling (`pseudo_labels.label_with_teacher`) on whatever the provider r
 from __future__ import annotations
 
 import copy
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
 import cv2
 import numpy as np
 
-from ..threads import workers
+from ..threads import ordered_map, workers
 from ..tracks import Tracks
 from ..video import grey
 from .affine import affine_align, patch_grid, prepare, sample
@@ -361,8 +360,7 @@ def refine_tracks(frames, tracks: Tracks, conf: Optional[dict] = None, tracker: 
             own.update(loc[due], t, g_t, p[due], A[due])
 
     count = workers()
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        list(pool.map(walk, _walks(todo, qf, count)))  # list(): an exception in any walk is raised here
+    list(ordered_map(walk, _walks(todo, qf, count), count))  # list(): an exception in any walk is raised here
     kept = (status == REFINED) | (status == REFERENCE)
     hide = conf["hide_low_texture"]
     if hide == "auto":  # only where enough textured observations remain to pose every frame
