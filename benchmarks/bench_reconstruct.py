@@ -37,7 +37,7 @@ import pycolmap
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench_sfm import DEFAULT_DATA, REPEAT_KEYS, _table, bench_colmap_sift, repeated_rows, split_extra  # noqa: E402
+from bench_sfm import DEFAULT_DATA, REPEAT_KEYS, _table, add_repeat_option, bench_colmap_sift, run_repeated, split_extra  # noqa: E402
 from sfm_tracks.colmap.metrics import aligned_pose_errors, pair_errors, pose_auc, relative_pose_errors  # noqa: E402
 
 logger = logging.getLogger("bench_reconstruct")
@@ -177,11 +177,8 @@ def main(argv=None):
     ap.add_argument("--json", type=Path)
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
                     help="also run reconstruct.py with these extra arguments, e.g. fast='--features fast' (repeatable)")
-    ap.add_argument("--repeat", type=int, default=1, metavar="N",
-                    help="run each set N times, alternating ours and COLMAP; report medians (default 1)")
+    add_repeat_option(ap)
     args = ap.parse_args(argv)
-    if args.repeat < 1:
-        ap.error(f"--repeat must be at least 1, got {args.repeat}")
     variants = {}
     for v in args.variant:
         name, sep, rest = v.partition("=")
@@ -197,11 +194,7 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_reconstruct_") as work:
         for label in labels:
-            runs = []
-            for i in range(args.repeat):  # in turn, so that each ratio compares runs taken side by side
-                (Path(work) / f"run{i}").mkdir(exist_ok=True)
-                runs.append(bench_set(label, data, Path(work) / f"run{i}", extra, variants))
-            rows += runs[0] if args.repeat == 1 else repeated_rows(runs, ACCURACY)
+            rows += run_repeated(lambda folder: bench_set(label, data, folder, extra, variants), Path(work), args.repeat, ACCURACY)
     keys = ["frames", "registered", "colmap_only", "auc5", "pair_err_med_deg", "rot_max_deg", "rel_rot_med_deg", "rot_med_deg", "centre_med_pct", "points", "reproj_px", "time_s",
             "time_ratio", *REPEAT_KEYS, "how", "error"]
     _table(rows, [k for k in keys if any(k in r for r in rows)])

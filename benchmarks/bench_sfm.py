@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pycolmap
@@ -154,6 +155,28 @@ def split_extra(argv: list) -> tuple[list, list]:
 
 
 REPEAT_KEYS = ["time_runs", "time_ratios", "same_model", "varied"]  # the columns `repeated_rows` adds
+
+
+def add_repeat_option(ap: argparse.ArgumentParser) -> None:
+    """--repeat N (at least 1) for a benchmark that runs ours and COLMAP in turn (`run_repeated`)."""
+    def at_least_one(text: str) -> int:
+        n = int(text)
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+        return n
+
+    ap.add_argument("--repeat", type=at_least_one, default=1, metavar="N",
+                    help="run each case N times, ours and COLMAP in turn; report medians (default 1)")
+
+
+def run_repeated(bench: Callable[[Path], list], work: Path, repeat: int, accuracy_keys: tuple) -> list:
+    """bench(folder) -> rows, run `repeat` times in turn, each in its own folder under `work` -> its rows, merged by
+    `repeated_rows` when repeat > 1 (so each time ratio compares runs taken side by side)."""
+    runs = []
+    for i in range(repeat):
+        (work / f"run{i}").mkdir(exist_ok=True)
+        runs.append(bench(work / f"run{i}"))
+    return runs[0] if repeat == 1 else repeated_rows(runs, accuracy_keys)
 
 
 def repeated_rows(runs: list, accuracy_keys: tuple) -> list:

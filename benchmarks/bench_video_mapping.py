@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from bench_reconstruct import reference  # noqa: E402
-from bench_sfm import DEFAULT_DATA, REPEAT_KEYS, _table, bench_colmap_sift, repeated_rows, split_extra  # noqa: E402
+from bench_sfm import DEFAULT_DATA, REPEAT_KEYS, _table, add_repeat_option, bench_colmap_sift, run_repeated, split_extra  # noqa: E402
 from sfm_tracks import write_video  # noqa: E402
 from sfm_tracks.colmap.metrics import aligned_pose_errors, relative_pose_errors  # noqa: E402
 
@@ -158,21 +158,15 @@ def main(argv=None):
     ap.add_argument("--cases", default="orbit:40,sideways:40,forward:40,kitti")
     ap.add_argument("--root", type=Path, nargs="+", default=[HERE.parent], help="checkouts whose reconstruct.py to run")
     ap.add_argument("--no-colmap", action="store_true")
-    ap.add_argument("--repeat", type=int, default=1, metavar="N", help="run each case N times in turn; report medians")
+    add_repeat_option(ap)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    if args.repeat < 1:
-        ap.error(f"--repeat must be at least 1, got {args.repeat}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_video_mapping_") as work:
         for case in [c for c in args.cases.split(",") if c]:
-            runs = []
-            for i in range(args.repeat):
-                (Path(work) / f"run{i}").mkdir(exist_ok=True)
-                runs.append(bench_case(case, args.data.resolve(), Path(work) / f"run{i}", [r.resolve() for r in args.root], extra,
-                                       not args.no_colmap))
-            rows += runs[0] if args.repeat == 1 else repeated_rows(runs, ("registered", "rel_rot_mean_deg", "rel_rot_max_deg",
-                                                                         "centre_med_pct"))
+            rows += run_repeated(lambda folder: bench_case(case, args.data.resolve(), folder, [r.resolve() for r in args.root], extra,
+                                                           not args.no_colmap),
+                                 Path(work), args.repeat, ("registered", "rel_rot_mean_deg", "rel_rot_max_deg", "centre_med_pct"))
     keys = ["frames", "registered", "rel_rot_mean_deg", "rel_rot_max_deg", "centre_med_pct", "time_s", "time_ratio", *REPEAT_KEYS,
             "how", "error"]
     _table(rows, [k for k in keys if any(k in r for r in rows)])
