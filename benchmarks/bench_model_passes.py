@@ -6,7 +6,7 @@ fixed model so a change to them can be judged alone. Run it once per checkout (`
     python benchmarks/bench_model_passes.py OUT [--root CHECKOUT] [--repeat 5]
 
 OUT is a finished `reconstruct.py` output (sparse/0 and tracks.npz). Timed: the track -> 3D point vote
-(`track_points`), every observation's reprojection error (`final_model.observation_errors`), the rotation-only
+(`track_points`), every observation's reprojection error (`observations.observation_errors`), the rotation-only
 fit of the degeneracy check on 68 frame pairs of the tracks, and the absolute pose of every registered frame from
 its tracks' 3D points (keyframes.py's PnP, or pycolmap's estimate_and_refine where the checkout has no wrapper).
 """
@@ -38,7 +38,7 @@ def main(argv=None) -> dict:
     import numpy as np
     import pycolmap
     from sfm_tracks import Tracks
-    from sfm_tracks.colmap import degeneracy, final_model, keyframes
+    from sfm_tracks.colmap import degeneracy, keyframes, observations
     from sfm_tracks.colmap.database import COLMAP_OFFSET, KeypointLayout
     from sfm_tracks.colmap.geometric_filter import frame_images, track_points
 
@@ -70,7 +70,7 @@ def main(argv=None) -> dict:
         "root": str(args.root), "model": str(args.out), "frames_posed": len(frames),
         "observations": int(rec.compute_num_observations()),
         "track_points_s": best(lambda: track_points(rec, tracks, images, layout), args.repeat),
-        "observation_errors_s": best(lambda: final_model.observation_errors(rec), args.repeat),
+        "observation_errors_s": best(lambda: observations.observation_errors(rec), args.repeat),
         "fit_rotation_s": best(lambda: degeneracy.fit_rotation(pairs, tuple(tracks.image_size)), args.repeat),
         "absolute_pose_all_frames_s": best(lambda: [pose(xy, X, camera, est, ref) for xy, X in frames], args.repeat),
     }

@@ -5,7 +5,8 @@ import pycolmap
 import pytest
 
 from sfm_tracks import reconstruct
-from sfm_tracks.colmap.final_model import adjust_points, observation_errors
+from sfm_tracks.colmap.final_model import adjust_points
+from sfm_tracks.colmap.observations import observation_errors
 from sfm_tracks.colmap.mapping import MappingOptions
 from sfm_tracks.colmap.metrics import poses_by_frame, relative_pose_errors
 from sfm_tracks.testing import synthetic_scene
