@@ -122,3 +122,59 @@ def test_points_that_fit_badly_as_a_whole_are_dropped():
     # photo sets keep them (the rule was mixed there: BENCHMARKS)
     photos = reconstruct(tracks, tighten_point_factor=2.0, image_set=True)
     assert (track_points(photos, tracks) >= 0)[noisy].mean() > 0.95
+
+
+def _max_ray_angles_deg(rec):
+    """Each point's largest angle between two of its observing rays, deg."""
+    centres = {iid: im.projection_center() for iid, im in rec.images.items() if im.has_pose}
+    angles = []
+    for p in rec.points3D.values():
+        rays = np.array([centres[e.image_id] - p.xyz for e in p.track.elements])
+        rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+        angles.append(np.degrees(np.arccos(np.clip((rays @ rays.T).min(), -1, 1))))
+    return np.array(angles)
+
+
+def test_a_round_that_leaves_frames_unsupported_is_undone(tailed):
+    """When the BA filter after a round leaves frames with fewer than min_frame_observations points (here: the angle
+    bound is raised to the 99th percentile of the points' parallax, as on distant scenery whose long track ends carry
+    it), the round is undone: the model keeps its points and poses, and the report says why. With the frame check
+    off (min_frame_observations 0) the same round thins the model."""
+    from sfm_tracks.colmap import database as dbm
+    from sfm_tracks.colmap import final_model as fin
+    from sfm_tracks.colmap.cameras import camera_spec
+
+    _, tracks = tailed
+    loose = reconstruct(tracks, tighten_rounds=0)
+    angle = float(np.percentile(_max_ray_angles_deg(loose), 99))
+    spec, layout = camera_spec(), dbm.KeypointLayout(tracks)
+    kept = {}
+    for need in (6, 0):
+        opts = MappingOptions(min_tri_angle_deg=angle, min_frame_observations=need)
+        kept[need] = fin.tighten(pycolmap.Reconstruction(loose), tracks, layout, spec, opts, refine_poses=True)
+    rec, rounds, undone = kept[6]
+    assert rounds == [] and "would see fewer than 6 points" in undone, (rounds, undone)
+    assert rec.num_points3D() == loose.num_points3D() and rec.num_reg_images() == 24
+    assert all(np.allclose(rec.images[i].cam_from_world().matrix(), loose.images[i].cam_from_world().matrix())
+               for i in loose.reg_image_ids())
+    thin, rounds, undone = kept[0]
+    assert undone is None and len(rounds) >= 1 and thin.num_points3D() < 0.1 * loose.num_points3D()
+
+
+def test_unsupported_frames_are_those_that_fell_below_the_bound(tailed):
+    """Only frames that had at least `need` points before and have fewer after count."""
+    from sfm_tracks.colmap.final_model import unsupported_frames
+
+    _, tracks = tailed
+    before = reconstruct(tracks, tighten_rounds=0)
+    after = pycolmap.Reconstruction(before)
+    assert unsupported_frames(before, after, 6) == []
+    iid = sorted(after.reg_image_ids())[5]
+    ids, idx, _, _ = observation_errors(after)
+    manager = pycolmap.ObservationManager(after)
+    for k in idx[ids == iid][:-3].tolist():
+        if after.images[iid].points2D[k].has_point3D():
+            manager.delete_observation(iid, k)
+    assert 0 < after.images[iid].num_points3D < 6
+    assert unsupported_frames(before, after, 6) == [iid]
+    assert unsupported_frames(before, after, after.images[iid].num_points3D) == []  # still at the bound

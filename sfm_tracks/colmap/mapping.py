@@ -75,7 +75,8 @@ class MappingOptions:
     # costs more (photos:100: +20 s for the same model) and runs only past max_disagreement_deg (BENCHMARKS)
     refuse_pure_rotation: bool = True  # stop when a rotation-only model explains every verified pair
     min_points: int = 20  # fewer triangulated points after filtering means too little parallax
-    min_frame_observations: int = 6  # registered frames seeing fewer points are deregistered
+    min_frame_observations: int = 6  # registered frames seeing fewer points are deregistered; a tightening round
+    # that would leave a frame with fewer is undone (final_model.unsupported_frames)
     check_views: bool = True  # deregister frames placed at other frames' viewpoints (consistency.py, colocated.py)
     view_check: dict = field(default_factory=dict)  # consistency.ConsistencyOptions fields
     refine_poses: bool = False  # known-pose route: refine the given poses in BA
@@ -84,8 +85,6 @@ class MappingOptions:
     tighten_point_factor: float = 2.0  # ... and on videos the track observations of points whose RMS error is above
     # this x the median point's (final_model.badly_fitting_points; 12 synthetic clips: geometric mean 0.83x the rotation
     # error; photo sets were mixed, temple AUC@5 0.898 -> 0.913, kitti_seq_a 0.901 -> 0.864, so not there; 0: off)
-    tighten_max_filtered: float = 0.2  # a round whose BA filters out more than this share of the points is undone
-    # (final_model.thinned_by; synthetic clips < 1 %, davis car-roundabout 85 %: 67/75 frames on 103 points)
     min_distortion_px: float = 0.005  # refined distortion terms that explain less reprojection error than this (or
     # no more than they would fit of noise) are dropped for the pinhole model (final_model.drop_unmeasured_distortion;
     # undistorted synthetic clips: 0.002 px, real cameras 0.013-0.16 px; orbit:40:1 rotation error 0.025 -> 0.009
