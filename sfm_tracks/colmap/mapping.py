@@ -192,7 +192,9 @@ def reconstruct(tracks: Tracks, camera=None, cam_from_world=None, frames=None, i
             again = mappers.colocated_remapped(rec, parallax, db, work, tracks, spec, opts, cameras)
             if again is not rec:  # frames placed again: the final BA and its tightening, as for every model
                 fin.bundle_adjust(again, spec, opts, refine_poses)
-                again = fin.tighten(again, tracks, layout, spec, opts, refine_poses)[0]
+                again, _, undone = fin.tighten(again, tracks, layout, spec, opts, refine_poses)
+                if opts.report is not None:
+                    opts.report["final_tightening_undone"] = undone
             rec = again
         dropped = fin.check_result(rec, tracks, opts, parallax)  # given poses stay
         if opts.report is not None:
