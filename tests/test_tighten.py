@@ -35,7 +35,7 @@ def test_tightening_removes_the_tail_and_improves_the_poses(tailed):
     loose_report, tight_report = {}, {}
     loose = reconstruct(tracks, tighten_rounds=0, report=loose_report)
     tight = reconstruct(tracks, report=tight_report)
-    assert loose_report["final_error_bounds_px"] == []
+    assert loose_report["final_error_bounds_px"] == [] and tight_report["final_tightening_undone"] is None
     bounds = tight_report["final_error_bounds_px"]
     assert len(bounds) == 2 and all(0 < b < 4.0 and s is None for b, s in bounds), bounds  # tracks only: no SIFT bound
     bounds = [b for b, _ in bounds]
@@ -138,7 +138,7 @@ def _max_ray_angles_deg(rec):
 def test_a_round_that_leaves_frames_unsupported_is_undone(tailed):
     """When the BA filter after a round leaves frames with fewer than min_frame_observations points (here: the angle
     bound is raised to the 99th percentile of the points' parallax, as on distant scenery whose long track ends carry
-    it), the round is undone: the model keeps its points and poses, and the report says why. With the frame check
+    it), the round is undone: the model keeps its points and poses, and tighten says why. With the frame check
     off (min_frame_observations 0) the same round thins the model."""
     from sfm_tracks.colmap import database as dbm
     from sfm_tracks.colmap import final_model as fin
